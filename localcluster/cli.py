@@ -1,0 +1,90 @@
+"""``python -m localcluster up|down|status|kubeconfig|build``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from localcluster import cluster
+from localcluster.build import ensure_binaries
+from localcluster.config import DEFAULT_CLUSTER_NAME, ClusterConfig, NodeShape, default_state_root
+from localcluster.errors import LocalClusterError
+from localcluster.kubeconfig import mint_service_account_kubeconfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m localcluster",
+        description="A real Kubernetes 1.20 control plane with a simulated kubelet.")
+    parser.add_argument("--name", default=DEFAULT_CLUSTER_NAME, help="cluster name")
+    parser.add_argument("--state-dir", type=Path,
+                        help="state directory (default: $FLOE_LOCALCLUSTER_STATE or "
+                             "~/.local/state/floe-deploy/localcluster/NAME)")
+    parser.add_argument("--port-base", type=int,
+                        help="first of six consecutive ports (default 16440, or what `up` used)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the cluster (idempotent)")
+    up.add_argument("--nodes", type=int, help="simulated nodes (default 2)")
+    up.add_argument("--node-cpu", help="CPU per node (default 4)")
+    up.add_argument("--node-memory", help="memory per node (default 8Gi)")
+    up.add_argument("--node-pods", type=int, help="pods per node (default 110)")
+    down = commands.add_parser("down", help="stop every process `up` started")
+    down.add_argument("--wipe", action="store_true", help="also delete the state directory")
+    commands.add_parser("status", help="health of each component; exit 1 unless all healthy")
+    kubeconfig = commands.add_parser("kubeconfig", help="print a kubeconfig path or document")
+    kubeconfig.add_argument("--service-account", metavar="NAMESPACE/NAME",
+                            help="print a kubeconfig that authenticates as this ServiceAccount")
+    commands.add_parser("build", help="build (or find cached) control-plane binaries")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> ClusterConfig:
+    """Flags first, then what `up` recorded in the state directory, then the defaults."""
+    state_dir = args.state_dir or default_state_root() / args.name
+    recorded: dict = {}
+    info = state_dir / "cluster.json"
+    if info.exists():
+        recorded = json.loads(info.read_text())
+    config = ClusterConfig(name=args.name, state_dir=state_dir,
+                           port_base=args.port_base or recorded.get("port_base")
+                           or ClusterConfig().port_base)
+    shape = NodeShape(**recorded.get("node_shape", {}))
+    overrides = {key: getattr(args, flag) for key, flag in
+                 (("count", "nodes"), ("cpu", "node_cpu"), ("memory", "node_memory"),
+                  ("pods", "node_pods")) if getattr(args, flag, None) is not None}
+    return replace(config, nodes=replace(shape, **overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config = resolve_config(args)
+    try:
+        if args.command == "build":
+            for name, path in ensure_binaries(config).items():
+                print(f"{name}: {path}")
+        elif args.command == "up":
+            seconds = cluster.up(config)
+            print(f"cluster {config.name} is up at {config.server_url} ({seconds:.1f} s)")
+            print(f"export KUBECONFIG={config.admin_kubeconfig}")
+        elif args.command == "down":
+            stopped = cluster.down(config, wipe=args.wipe)
+            print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+        elif args.command == "status":
+            report = cluster.status(config)
+            for entry in report:
+                pid = entry.pid if entry.pid is not None else "-"
+                print(f"{entry.name:<25} {entry.state:<10} pid {pid:<8} {entry.detail}")
+            return 0 if all(entry.state == "healthy" for entry in report) else 1
+        elif args.command == "kubeconfig":
+            if args.service_account:
+                namespace, _, name = args.service_account.partition("/")
+                print(mint_service_account_kubeconfig(config, namespace, name), end="")
+            else:
+                print(config.admin_kubeconfig)
+    except LocalClusterError as exc:
+        print(f"localcluster: {exc}", file=sys.stderr)
+        return 1
+    return 0
