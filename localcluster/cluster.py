@@ -183,22 +183,36 @@ def up(config: ClusterConfig, deadline_seconds: float = HEALTH_DEADLINE_SECONDS)
         directory.mkdir(parents=True, exist_ok=True)
     ensure_pki(config)
     write_admin_kubeconfig(config)
-    for component in components(config):
-        record = process.read_record(config.run_dir, component.name)
-        if record and process.is_alive(record):
-            continue
+    to_start = [component for component in components(config)
+                if not _running(config, component.name)]
+    # Every port is checked before anything starts, so a busy port leaves nothing half-started.
+    for component in to_start:
         busy = [port for port in component.ports if process.port_in_use(port)]
         if busy:
             raise LocalClusterError(
                 f"cannot start {component.name}: port {', '.join(map(str, busy))} on 127.0.0.1 "
                 f"is already in use; stop what holds it or choose another --port-base "
                 f"(this cluster uses {config.port_base}..{config.port_base + 5})")
-        log = config.log_dir / f"{component.name}.log"
-        record = process.start(config.run_dir, component.name,
-                               component.argv(config, binaries), log)
-        _wait_healthy(config, component, record, deadline_seconds)
+    started_now: list[str] = []
+    try:
+        for component in to_start:
+            log = config.log_dir / f"{component.name}.log"
+            record = process.start(config.run_dir, component.name,
+                                   component.argv(config, binaries), log)
+            started_now.append(component.name)
+            _wait_healthy(config, component, record, deadline_seconds)
+    except LocalClusterError:
+        # Leave nothing half-started: what this call started, it stops again.
+        for name in reversed(started_now):
+            process.stop(config.run_dir, name)
+        raise
     _write_cluster_info(config)
     return time.monotonic() - started
+
+
+def _running(config: ClusterConfig, name: str) -> bool:
+    record = process.read_record(config.run_dir, name)
+    return record is not None and process.is_alive(record)
 
 
 def _write_cluster_info(config: ClusterConfig) -> None:

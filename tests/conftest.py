@@ -1,0 +1,70 @@
+"""Shared fixtures: a session-wide local Kubernetes control plane and a namespace per test.
+
+The cluster is started for the test session (on its own ports and state directory, so a
+developer's cluster keeps running) and stopped at the end. Set FLOE_TEST_KUBECONFIG to run the
+cluster tests against a cluster that is already up instead. If the cluster cannot start, the
+tests that need it fail: they are never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from localcluster import ClusterConfig, cluster
+from tests.support.waits import wait_for
+
+TEST_PORT_BASE = int(os.environ.get("FLOE_TEST_PORT_BASE", "16460"))
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    kubeconfig: Path
+    api: client.ApiClient
+    config: ClusterConfig | None  # None when the cluster was given from outside
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    given = os.environ.get("FLOE_TEST_KUBECONFIG")
+    if given:
+        yield KubeCluster(Path(given), config.new_client_from_config(given), None)
+        return
+    cluster_config = ClusterConfig(name="floe-test",
+                                   state_dir=tmp_path_factory.mktemp("localcluster"),
+                                   port_base=TEST_PORT_BASE, crash_backoff_base=1.0,
+                                   crash_backoff_cap=8.0)
+    try:
+        cluster.up(cluster_config)
+        kubeconfig = cluster_config.admin_kubeconfig
+        yield KubeCluster(kubeconfig, config.new_client_from_config(str(kubeconfig)),
+                          cluster_config)
+    finally:
+        cluster.down(cluster_config, wipe=True)
+
+
+@pytest.fixture
+def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
+    """A fresh namespace whose default ServiceAccount has its token, so pods can be created."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = kube_cluster.core
+    core.create_namespace({"metadata": {"name": name}})
+
+    def default_account_has_token() -> bool:
+        accounts = core.list_namespaced_service_account(name, field_selector="metadata.name=default")
+        return bool(accounts.items and accounts.items[0].secrets)
+
+    wait_for(default_account_has_token, timeout=30,
+             reason=f"the default ServiceAccount token in namespace {name}")
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
