@@ -41,8 +41,14 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 BUILD_LOG_TAIL_LINES = 40
 
 
-def _run(command: list[str], *, what: str, cwd: Path | None = None, env: dict | None = None,
-         log: Path | None = None) -> None:
+def _run(
+    command: list[str],
+    *,
+    what: str,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    log: Path | None = None,
+) -> None:
     """Run a command; on failure raise an error naming it and showing the end of its output."""
     try:
         if log is None:
@@ -50,8 +56,9 @@ def _run(command: list[str], *, what: str, cwd: Path | None = None, env: dict | 
             output = (result.stdout or "") + (result.stderr or "")
         else:
             with log.open("w") as handle:
-                result = subprocess.run(command, cwd=cwd, env=env, stdout=handle,
-                                        stderr=subprocess.STDOUT, text=True)
+                result = subprocess.run(
+                    command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, text=True
+                )
             output = log.read_text(errors="replace")
     except FileNotFoundError as exc:
         raise LocalClusterError(f"{what}: command not found: {command[0]}") from exc
@@ -80,8 +87,11 @@ def ensure_system_packages() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     _run(["apt-get", "update", "-q"], what="apt-get update", env=env)
     for package in missing:
-        _run(["apt-get", "install", "-y", "-q", package], what=f"installing package {package}",
-             env=env)
+        _run(
+            ["apt-get", "install", "-y", "-q", package],
+            what=f"installing package {package}",
+            env=env,
+        )
 
 
 def cached_binaries(config: ClusterConfig) -> dict[str, Path] | None:
@@ -120,26 +130,37 @@ def build_binaries(config: ClusterConfig) -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     started = time.monotonic()
-    _run(["apt-get", "source", "--download-only", "kubernetes"],
-         what="fetching the kubernetes source package", cwd=work)
+    _run(
+        ["apt-get", "source", "--download-only", "kubernetes"],
+        what="fetching the kubernetes source package",
+        cwd=work,
+    )
     dsc = sorted(work.glob("kubernetes_*.dsc"))
     if not dsc:
         raise LocalClusterError(f"apt-get source left no kubernetes_*.dsc in {work}")
     tree = work / "src"
-    _run(["dpkg-source", "-x", dsc[-1].name, "src"], what="unpacking the kubernetes source",
-         cwd=work)
+    _run(
+        ["dpkg-source", "-x", dsc[-1].name, "src"], what="unpacking the kubernetes source", cwd=work
+    )
     # As Debian's packaging does: a GOPATH whose k8s.io/kubernetes points at the tree.
     gopath_link = tree / ".go" / "src" / "k8s.io" / "kubernetes"
     gopath_link.parent.mkdir(parents=True, exist_ok=True)
     if not gopath_link.exists():
         gopath_link.symlink_to(Path("../../.."))
-    env = {**os.environ, "GOPATH": str(tree / ".go"), "CGO_ENABLED": "0",
-           "GOCACHE": str(config.cache_dir / "go-build-cache")}
+    env = {**os.environ, "GOPATH": str(tree / ".go"), "CGO_ENABLED": "0"}
     log = config.cache_dir / "build.log"
-    print(f"building {', '.join(CONTROL_PLANE_BINARIES)} from {dsc[-1].name} "
-          f"(takes minutes the first time; log: {log})", flush=True)
-    _run(["make", "WHAT=" + " ".join(f"cmd/{name}" for name in CONTROL_PLANE_BINARIES)],
-         what="building the Kubernetes control plane", cwd=tree, env=env, log=log)
+    print(
+        f"building {', '.join(CONTROL_PLANE_BINARIES)} from {dsc[-1].name} "
+        f"(takes minutes the first time; log: {log})",
+        flush=True,
+    )
+    _run(
+        ["make", "WHAT=" + " ".join(f"cmd/{name}" for name in CONTROL_PLANE_BINARIES)],
+        what="building the Kubernetes control plane",
+        cwd=tree,
+        env=env,
+        log=log,
+    )
     config.binaries_dir.mkdir(parents=True, exist_ok=True)
     for name in CONTROL_PLANE_BINARIES:
         built = tree / "_output" / "bin" / name

@@ -18,13 +18,20 @@ from localcluster.kubeconfig import mint_service_account_kubeconfig
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m localcluster",
-        description="A real Kubernetes 1.20 control plane with a simulated kubelet.")
+        description="A real Kubernetes 1.20 control plane with a simulated kubelet.",
+    )
     parser.add_argument("--name", default=DEFAULT_CLUSTER_NAME, help="cluster name")
-    parser.add_argument("--state-dir", type=Path,
-                        help="state directory (default: $FLOE_LOCALCLUSTER_STATE or "
-                             "~/.local/state/floe-deploy/localcluster/NAME)")
-    parser.add_argument("--port-base", type=int,
-                        help="first of six consecutive ports (default 16440, or what `up` used)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="state directory (default: $FLOE_LOCALCLUSTER_STATE or "
+        "~/.local/state/floe-deploy/localcluster/NAME)",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        help="first of six consecutive ports (default 16440, or what `up` used)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the cluster (idempotent)")
     up.add_argument("--nodes", type=int, help="simulated nodes (default 2)")
@@ -35,8 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("--wipe", action="store_true", help="also delete the state directory")
     commands.add_parser("status", help="health of each component; exit 1 unless all healthy")
     kubeconfig = commands.add_parser("kubeconfig", help="print a kubeconfig path or document")
-    kubeconfig.add_argument("--service-account", metavar="NAMESPACE/NAME",
-                            help="print a kubeconfig that authenticates as this ServiceAccount")
+    kubeconfig.add_argument(
+        "--service-account",
+        metavar="NAMESPACE/NAME",
+        help="print a kubeconfig that authenticates as this ServiceAccount",
+    )
     commands.add_parser("build", help="build (or find cached) control-plane binaries")
     return parser
 
@@ -48,13 +58,22 @@ def resolve_config(args: argparse.Namespace) -> ClusterConfig:
     info = state_dir / "cluster.json"
     if info.exists():
         recorded = json.loads(info.read_text())
-    config = ClusterConfig(name=args.name, state_dir=state_dir,
-                           port_base=args.port_base or recorded.get("port_base")
-                           or ClusterConfig().port_base)
+    config = ClusterConfig(
+        name=args.name,
+        state_dir=state_dir,
+        port_base=args.port_base or recorded.get("port_base") or ClusterConfig().port_base,
+    )
     shape = NodeShape(**recorded.get("node_shape", {}))
-    overrides = {key: getattr(args, flag) for key, flag in
-                 (("count", "nodes"), ("cpu", "node_cpu"), ("memory", "node_memory"),
-                  ("pods", "node_pods")) if getattr(args, flag, None) is not None}
+    overrides = {
+        key: getattr(args, flag)
+        for key, flag in (
+            ("count", "nodes"),
+            ("cpu", "node_cpu"),
+            ("memory", "node_memory"),
+            ("pods", "node_pods"),
+        )
+        if getattr(args, flag, None) is not None
+    }
     return replace(config, nodes=replace(shape, **overrides))
 
 
@@ -66,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             for name, path in ensure_binaries(config).items():
                 print(f"{name}: {path}")
         elif args.command == "up":
-            seconds = cluster.up(config)
-            print(f"cluster {config.name} is up at {config.server_url} ({seconds:.1f} s)")
+            timings = cluster.up(config)
+            for name, seconds in timings.items():
+                print(f"  {name:<25} healthy after {seconds:.1f} s")
+            total = sum(timings.values())
+            print(f"cluster {config.name} is up at {config.server_url} ({total:.1f} s)")
             print(f"export KUBECONFIG={config.admin_kubeconfig}")
         elif args.command == "down":
             stopped = cluster.down(config, wipe=args.wipe)

@@ -69,89 +69,155 @@ def _unverified_context() -> ssl.SSLContext:
 def _etcd_argv(config: ClusterConfig, _: dict[str, Path]) -> list[str]:
     client = f"http://127.0.0.1:{config.etcd_client_port}"
     peer = f"http://127.0.0.1:{config.etcd_peer_port}"
-    return ["etcd", "--name", "floe", "--data-dir", str(config.etcd_data_dir),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"floe={peer}", "--listen-metrics-urls", "",
-            "--log-level", "warn"]
+    return [
+        "etcd",
+        "--name",
+        "floe",
+        "--data-dir",
+        str(config.etcd_data_dir),
+        "--listen-client-urls",
+        client,
+        "--advertise-client-urls",
+        client,
+        "--listen-peer-urls",
+        peer,
+        "--initial-advertise-peer-urls",
+        peer,
+        "--initial-cluster",
+        f"floe={peer}",
+        "--listen-metrics-urls",
+        "",
+        "--log-level",
+        "warn",
+    ]
 
 
 def _apiserver_argv(config: ClusterConfig, binaries: dict[str, Path]) -> list[str]:
     pki = config.pki_dir
-    return [str(binaries["kube-apiserver"]),
-            f"--etcd-servers=http://127.0.0.1:{config.etcd_client_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={config.apiserver_port}", "--insecure-port=0",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--token-auth-file={pki / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={config.service_cluster_ip_range}",
-            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
-            "--kubelet-preferred-address-types=InternalIP",
-            "--allow-privileged=true", f"--feature-gates={FEATURE_GATES}",
-            # Pod objects are written by a simulated kubelet, so events and status churn are
-            # high; a shorter event TTL keeps etcd small over long test runs.
-            "--event-ttl=30m", "--v=1"]
+    return [
+        str(binaries["kube-apiserver"]),
+        f"--etcd-servers=http://127.0.0.1:{config.etcd_client_port}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={config.apiserver_port}",
+        "--insecure-port=0",
+        f"--tls-cert-file={pki / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--token-auth-file={pki / 'tokens.csv'}",
+        "--authorization-mode=RBAC",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        f"--service-cluster-ip-range={config.service_cluster_ip_range}",
+        f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+        "--kubelet-preferred-address-types=InternalIP",
+        "--allow-privileged=true",
+        f"--feature-gates={FEATURE_GATES}",
+        # Pod objects are written by a simulated kubelet, so events and status churn are
+        # high; a shorter event TTL keeps etcd small over long test runs.
+        "--event-ttl=30m",
+        "--v=1",
+    ]
 
 
 def _controller_manager_argv(config: ClusterConfig, binaries: dict[str, Path]) -> list[str]:
     pki = config.pki_dir
-    return [str(binaries["kube-controller-manager"]),
-            f"--kubeconfig={config.admin_kubeconfig}",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}",
-            "--use-service-account-credentials", "--leader-elect=false",
-            # Node lifecycle belongs to the simulated kubelet; there is no pod network to
-            # allocate ranges for.
-            "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle",
-            "--bind-address=127.0.0.1", f"--secure-port={config.controller_manager_port}",
-            "--port=0", f"--feature-gates={FEATURE_GATES}", "--v=1"]
+    return [
+        str(binaries["kube-controller-manager"]),
+        f"--kubeconfig={config.admin_kubeconfig}",
+        f"--service-account-private-key-file={pki / 'sa.key'}",
+        f"--root-ca-file={pki / 'ca.crt'}",
+        "--use-service-account-credentials",
+        "--leader-elect=false",
+        # Node lifecycle belongs to the simulated kubelet; there is no pod network to
+        # allocate ranges for.
+        "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={config.controller_manager_port}",
+        "--port=0",
+        f"--feature-gates={FEATURE_GATES}",
+        "--v=1",
+    ]
 
 
 def _scheduler_argv(config: ClusterConfig, binaries: dict[str, Path]) -> list[str]:
-    return [str(binaries["kube-scheduler"]), f"--kubeconfig={config.admin_kubeconfig}",
-            "--leader-elect=false", "--bind-address=127.0.0.1",
-            f"--secure-port={config.scheduler_port}", "--port=0", "--v=1"]
+    return [
+        str(binaries["kube-scheduler"]),
+        f"--kubeconfig={config.admin_kubeconfig}",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={config.scheduler_port}",
+        "--port=0",
+        "--v=1",
+    ]
 
 
 def _kubelet_argv(config: ClusterConfig, _: dict[str, Path]) -> list[str]:
     pki = config.pki_dir
-    return [sys.executable, "-m", "localcluster.kubelet",
-            "--kubeconfig", str(config.admin_kubeconfig),
-            "--nodes", str(config.nodes.count), "--node-cpu", config.nodes.cpu,
-            "--node-memory", config.nodes.memory, "--node-pods", str(config.nodes.pods),
-            "--port", str(config.kubelet_port),
-            "--cert", str(pki / "kubelet.crt"), "--key", str(pki / "kubelet.key"),
-            "--crash-backoff-base", str(config.crash_backoff_base),
-            "--crash-backoff-cap", str(config.crash_backoff_cap)]
+    return [
+        sys.executable,
+        "-m",
+        "localcluster.kubelet",
+        "--kubeconfig",
+        str(config.admin_kubeconfig),
+        "--nodes",
+        str(config.nodes.count),
+        "--node-cpu",
+        config.nodes.cpu,
+        "--node-memory",
+        config.nodes.memory,
+        "--node-pods",
+        str(config.nodes.pods),
+        "--port",
+        str(config.kubelet_port),
+        "--cert",
+        str(pki / "kubelet.crt"),
+        "--key",
+        str(pki / "kubelet.key"),
+        "--crash-backoff-base",
+        str(config.crash_backoff_base),
+        "--crash-backoff-cap",
+        str(config.crash_backoff_cap),
+    ]
 
 
 def _api_ready(config: ClusterConfig) -> bool:
-    return _probe(lambda: _get(f"{config.server_url}/readyz", _ca_context(config),
-                               admin_token(config)), b"ok")
+    return _probe(
+        lambda: _get(f"{config.server_url}/readyz", _ca_context(config), admin_token(config)), b"ok"
+    )
 
 
 def _healthz(port: int) -> Callable[[ClusterConfig], bool]:
     return lambda _config: _probe(
-        lambda: _get(f"https://127.0.0.1:{port}/healthz", _unverified_context()), b"ok")
+        lambda: _get(f"https://127.0.0.1:{port}/healthz", _unverified_context()), b"ok"
+    )
 
 
 COMPONENTS: tuple[Callable[[ClusterConfig], Component], ...] = (
-    lambda c: Component("etcd", (c.etcd_client_port, c.etcd_peer_port), _etcd_argv,
-                        lambda c: _probe(lambda: _get(
-                            f"http://127.0.0.1:{c.etcd_client_port}/health"), b'"true"')),
+    lambda c: Component(
+        "etcd",
+        (c.etcd_client_port, c.etcd_peer_port),
+        _etcd_argv,
+        lambda c: _probe(lambda: _get(f"http://127.0.0.1:{c.etcd_client_port}/health"), b'"true"'),
+    ),
     lambda c: Component("kube-apiserver", (c.apiserver_port,), _apiserver_argv, _api_ready),
-    lambda c: Component("kube-controller-manager", (c.controller_manager_port,),
-                        _controller_manager_argv, _healthz(c.controller_manager_port)),
-    lambda c: Component("kube-scheduler", (c.scheduler_port,), _scheduler_argv,
-                        _healthz(c.scheduler_port)),
-    lambda c: Component("simulated-kubelet", (c.kubelet_port,), _kubelet_argv,
-                        lambda c: _probe(lambda: _get(f"https://127.0.0.1:{c.kubelet_port}/healthz",
-                                                      _ca_context(c)), b"ok")),
+    lambda c: Component(
+        "kube-controller-manager",
+        (c.controller_manager_port,),
+        _controller_manager_argv,
+        _healthz(c.controller_manager_port),
+    ),
+    lambda c: Component(
+        "kube-scheduler", (c.scheduler_port,), _scheduler_argv, _healthz(c.scheduler_port)
+    ),
+    lambda c: Component(
+        "simulated-kubelet",
+        (c.kubelet_port,),
+        _kubelet_argv,
+        lambda c: _probe(
+            lambda: _get(f"https://127.0.0.1:{c.kubelet_port}/healthz", _ca_context(c)), b"ok"
+        ),
+    ),
 )
 
 
@@ -159,23 +225,31 @@ def components(config: ClusterConfig) -> list[Component]:
     return [make(config) for make in COMPONENTS]
 
 
-def _wait_healthy(config: ClusterConfig, component: Component, record: process.ProcessRecord,
-                  deadline_seconds: float) -> None:
+def _wait_healthy(
+    config: ClusterConfig,
+    component: Component,
+    record: process.ProcessRecord,
+    deadline_seconds: float,
+) -> None:
     deadline = time.monotonic() + deadline_seconds
     while not component.healthy(config):
         if not process.is_alive(record):
             raise LocalClusterError(
                 f"{component.name} exited during start-up; last lines of {record.log}:\n"
-                f"{process.log_tail(record.log)}")
+                f"{process.log_tail(record.log)}"
+            )
         if time.monotonic() > deadline:
             raise LocalClusterError(
                 f"{component.name} not healthy within {deadline_seconds:.0f} s; last lines of "
-                f"{record.log}:\n{process.log_tail(record.log)}")
+                f"{record.log}:\n{process.log_tail(record.log)}"
+            )
         time.sleep(0.1)
 
 
-def up(config: ClusterConfig, deadline_seconds: float = HEALTH_DEADLINE_SECONDS) -> float:
-    """Start every component that is not running; returns the seconds it took."""
+def up(
+    config: ClusterConfig, deadline_seconds: float = HEALTH_DEADLINE_SECONDS
+) -> dict[str, float]:
+    """Start every component that is not running; returns seconds to healthy per component."""
     ensure_system_packages()
     binaries = ensure_binaries(config)
     started = time.monotonic()
@@ -183,8 +257,9 @@ def up(config: ClusterConfig, deadline_seconds: float = HEALTH_DEADLINE_SECONDS)
         directory.mkdir(parents=True, exist_ok=True)
     ensure_pki(config)
     write_admin_kubeconfig(config)
-    to_start = [component for component in components(config)
-                if not _running(config, component.name)]
+    to_start = [
+        component for component in components(config) if not _running(config, component.name)
+    ]
     # Every port is checked before anything starts, so a busy port leaves nothing half-started.
     for component in to_start:
         busy = [port for port in component.ports if process.port_in_use(port)]
@@ -192,22 +267,27 @@ def up(config: ClusterConfig, deadline_seconds: float = HEALTH_DEADLINE_SECONDS)
             raise LocalClusterError(
                 f"cannot start {component.name}: port {', '.join(map(str, busy))} on 127.0.0.1 "
                 f"is already in use; stop what holds it or choose another --port-base "
-                f"(this cluster uses {config.port_base}..{config.port_base + 5})")
+                f"(this cluster uses {config.port_base}..{config.port_base + 5})"
+            )
     started_now: list[str] = []
+    timings: dict[str, float] = {}
     try:
         for component in to_start:
             log = config.log_dir / f"{component.name}.log"
-            record = process.start(config.run_dir, component.name,
-                                   component.argv(config, binaries), log)
+            record = process.start(
+                config.run_dir, component.name, component.argv(config, binaries), log
+            )
             started_now.append(component.name)
             _wait_healthy(config, component, record, deadline_seconds)
+            timings[component.name] = time.monotonic() - started
+            started = time.monotonic()
     except LocalClusterError:
         # Leave nothing half-started: what this call started, it stops again.
         for name in reversed(started_now):
             process.stop(config.run_dir, name)
         raise
     _write_cluster_info(config)
-    return time.monotonic() - started
+    return timings
 
 
 def _running(config: ClusterConfig, name: str) -> bool:
@@ -216,15 +296,23 @@ def _running(config: ClusterConfig, name: str) -> bool:
 
 
 def _write_cluster_info(config: ClusterConfig) -> None:
-    info = {"name": config.name, "server": config.server_url, "port_base": config.port_base,
-            "kubeconfig": str(config.admin_kubeconfig), "node_shape": asdict(config.nodes)}
+    info = {
+        "name": config.name,
+        "server": config.server_url,
+        "port_base": config.port_base,
+        "kubeconfig": str(config.admin_kubeconfig),
+        "node_shape": asdict(config.nodes),
+    }
     (config.state_dir / "cluster.json").write_text(json.dumps(info, indent=2))
 
 
 def down(config: ClusterConfig, wipe: bool = False) -> list[str]:
     """Stop every component this state directory started; returns the names stopped."""
-    stopped = [component.name for component in reversed(components(config))
-               if process.stop(config.run_dir, component.name)]
+    stopped = [
+        component.name
+        for component in reversed(components(config))
+        if process.stop(config.run_dir, component.name)
+    ]
     if wipe:
         shutil.rmtree(config.state_dir, ignore_errors=True)
     return stopped
@@ -245,13 +333,24 @@ def status(config: ClusterConfig) -> list[ComponentStatus]:
         if record is None:
             report.append(ComponentStatus(component.name, "stopped", None, ""))
         elif not process.is_alive(record):
-            report.append(ComponentStatus(
-                component.name, "crashed", record.pid,
-                f"process {record.pid} is gone; last log line: "
-                f"{process.log_tail(record.log, 1)} (log: {record.log})"))
+            report.append(
+                ComponentStatus(
+                    component.name,
+                    "crashed",
+                    record.pid,
+                    f"process {record.pid} is gone; last log line: "
+                    f"{process.log_tail(record.log, 1)} (log: {record.log})",
+                )
+            )
         elif component.healthy(config):
             report.append(ComponentStatus(component.name, "healthy", record.pid, ""))
         else:
-            report.append(ComponentStatus(component.name, "unhealthy", record.pid,
-                                          f"health check failed (log: {record.log})"))
+            report.append(
+                ComponentStatus(
+                    component.name,
+                    "unhealthy",
+                    record.pid,
+                    f"health check failed (log: {record.log})",
+                )
+            )
     return report

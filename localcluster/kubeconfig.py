@@ -18,10 +18,15 @@ def render_kubeconfig(config: ClusterConfig, user: str, token: str) -> str:
     document = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": config.name, "cluster": {
-            "server": config.server_url,
-            "certificate-authority": str(config.pki_dir / "ca.crt"),
-        }}],
+        "clusters": [
+            {
+                "name": config.name,
+                "cluster": {
+                    "server": config.server_url,
+                    "certificate-authority": str(config.pki_dir / "ca.crt"),
+                },
+            }
+        ],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": context, "context": {"cluster": config.name, "user": user}}],
         "current-context": context,
@@ -36,14 +41,16 @@ def write_admin_kubeconfig(config: ClusterConfig) -> Path:
     return path
 
 
-def mint_service_account_kubeconfig(config: ClusterConfig, namespace: str, service_account: str,
-                                    timeout: float = 30.0) -> str:
+def mint_service_account_kubeconfig(
+    config: ClusterConfig, namespace: str, service_account: str, timeout: float = 30.0
+) -> str:
     """A kubeconfig that authenticates as ``namespace/service_account``.
 
     Kubernetes 1.20's token controller stores each ServiceAccount's token in a Secret; we wait
     (bounded) for it to appear, since the controller fills it in shortly after the account exists.
     """
-    from kubernetes import client, config as kube_config
+    from kubernetes import client
+    from kubernetes import config as kube_config
 
     api = client.CoreV1Api(kube_config.new_client_from_config(str(config.admin_kubeconfig)))
     deadline = time.monotonic() + timeout

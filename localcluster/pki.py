@@ -36,9 +36,23 @@ def _signed_certificate(pki: Path, name: str, subject: str, sans: str) -> None:
     extensions.write_text(
         f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
     )
-    _openssl("x509", "-req", "-in", str(csr), "-CA", str(pki / "ca.crt"), "-CAkey",
-             str(pki / "ca.key"), "-CAcreateserial", "-days", CERT_DAYS, "-out", str(crt),
-             "-extfile", str(extensions))
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(pki / "ca.crt"),
+        "-CAkey",
+        str(pki / "ca.key"),
+        "-CAcreateserial",
+        "-days",
+        CERT_DAYS,
+        "-out",
+        str(crt),
+        "-extfile",
+        str(extensions),
+    )
     csr.unlink()
     extensions.unlink()
 
@@ -49,9 +63,21 @@ def ensure_pki(config: ClusterConfig) -> None:
     pki.mkdir(parents=True, exist_ok=True)
     pki.chmod(0o700)
     if not (pki / "ca.crt").exists():
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pki / "ca.key"),
-                 "-out", str(pki / "ca.crt"), "-days", CERT_DAYS, "-subj",
-                 f"/CN={config.name}-ca")
+        _openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(pki / "ca.key"),
+            "-out",
+            str(pki / "ca.crt"),
+            "-days",
+            CERT_DAYS,
+            "-subj",
+            f"/CN={config.name}-ca",
+        )
     if not (pki / "apiserver.crt").exists():
         _signed_certificate(pki, "apiserver", "/CN=kube-apiserver", API_SERVER_SANS)
     if not (pki / "kubelet.crt").exists():

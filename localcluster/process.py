@@ -6,6 +6,7 @@ that the kernel has since given to another program is never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,10 +43,8 @@ def _start_ticks(pid: int) -> int | None:
 
 def _reap(pid: int) -> None:
     """Collect the exit status of a child of ours so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def pid_file(run_dir: Path, name: str) -> Path:
@@ -64,16 +63,23 @@ def is_alive(record: ProcessRecord) -> bool:
     return _start_ticks(record.pid) == record.start_ticks
 
 
-def start(run_dir: Path, name: str, argv: list[str], log: Path,
-          env: dict[str, str] | None = None) -> ProcessRecord:
+def start(
+    run_dir: Path, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> ProcessRecord:
     run_dir.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as handle:
         try:
             # A session of its own: the program outlives the command that started it and is not
             # hit by a Ctrl-C meant for that command.
-            child = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+            child = subprocess.Popen(
+                argv,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+            )
         except OSError as exc:
             raise LocalClusterError(f"cannot start {name} ({argv[0]}): {exc}") from exc
     ticks = _start_ticks(child.pid)

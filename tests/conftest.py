@@ -40,15 +40,19 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
     if given:
         yield KubeCluster(Path(given), config.new_client_from_config(given), None)
         return
-    cluster_config = ClusterConfig(name="floe-test",
-                                   state_dir=tmp_path_factory.mktemp("localcluster"),
-                                   port_base=TEST_PORT_BASE, crash_backoff_base=1.0,
-                                   crash_backoff_cap=8.0)
+    cluster_config = ClusterConfig(
+        name="floe-test",
+        state_dir=tmp_path_factory.mktemp("localcluster"),
+        port_base=TEST_PORT_BASE,
+        crash_backoff_base=1.0,
+        crash_backoff_cap=8.0,
+    )
     try:
         cluster.up(cluster_config)
         kubeconfig = cluster_config.admin_kubeconfig
-        yield KubeCluster(kubeconfig, config.new_client_from_config(str(kubeconfig)),
-                          cluster_config)
+        yield KubeCluster(
+            kubeconfig, config.new_client_from_config(str(kubeconfig)), cluster_config
+        )
     finally:
         cluster.down(cluster_config, wipe=True)
 
@@ -61,10 +65,15 @@ def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
 
     def default_account_has_token() -> bool:
-        accounts = core.list_namespaced_service_account(name, field_selector="metadata.name=default")
+        accounts = core.list_namespaced_service_account(
+            name, field_selector="metadata.name=default"
+        )
         return bool(accounts.items and accounts.items[0].secrets)
 
-    wait_for(default_account_has_token, timeout=30,
-             reason=f"the default ServiceAccount token in namespace {name}")
+    wait_for(
+        default_account_has_token,
+        timeout=30,
+        reason=f"the default ServiceAccount token in namespace {name}",
+    )
     yield name
     core.delete_namespace(name, propagation_policy="Background")

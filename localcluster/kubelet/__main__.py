@@ -39,10 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     api_client = config.new_client_from_config(args.kubeconfig)
     api_client.configuration.connection_pool_maxsize = 8
     core = client.CoreV1Api(api_client)
-    specs = [nodes.NodeSpec(f"{args.node_prefix}-{i}", args.node_cpu, args.node_memory,
-                            args.node_pods, args.port) for i in range(1, args.nodes + 1)]
-    agent = PodAgent(core, [spec.name for spec in specs],
-                     Backoff(max(args.crash_backoff_base, 0.1), args.crash_backoff_cap))
+    specs = [
+        nodes.NodeSpec(
+            f"{args.node_prefix}-{i}", args.node_cpu, args.node_memory, args.node_pods, args.port
+        )
+        for i in range(1, args.nodes + 1)
+    ]
+    agent = PodAgent(
+        core,
+        [spec.name for spec in specs],
+        Backoff(max(args.crash_backoff_base, 0.1), args.crash_backoff_cap),
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -51,24 +58,28 @@ def main(argv: list[str] | None = None) -> int:
     for spec in specs:
         nodes.register(core, spec)
     provisioner = Provisioner(core)
-    workers = [
-        (agent.run, (stop,)),
-        (run_informer, (core.list_pod_for_all_namespaces, agent.on_event, stop, "pod")),
-        (run_informer, (core.list_persistent_volume_claim_for_all_namespaces,
-                        provisioner.on_claim, stop, "claim")),
-        (run_informer, (core.list_persistent_volume, provisioner.on_volume, stop, "volume")),
+    informers = [
+        (core.list_pod_for_all_namespaces, agent.on_event, "pod"),
+        (core.list_persistent_volume_claim_for_all_namespaces, provisioner.on_claim, "claim"),
+        (core.list_persistent_volume, provisioner.on_volume, "volume"),
     ]
-    for target, worker_args in workers:
-        threading.Thread(target=target, args=worker_args, daemon=True).start()
+    threading.Thread(target=agent.run, args=(stop,), daemon=True).start()
+    for list_func, handler, what in informers:
+        threading.Thread(
+            target=run_informer, args=(list_func, handler, stop, what), daemon=True
+        ).start()
     # Serving /healthz last: the start-up check passes only once nodes are registered.
     logserver.serve(agent, args.port, args.cert, args.key)
-    logging.info("simulated kubelet ready: nodes %s, endpoint port %d",
-                 ", ".join(s.name for s in specs), args.port)
+    logging.info(
+        "simulated kubelet ready: nodes %s, endpoint port %d",
+        ", ".join(s.name for s in specs),
+        args.port,
+    )
     while not stop.wait(HEARTBEAT_SECONDS):
         for spec in specs:
             try:
                 nodes.heartbeat(core, spec)
-            except Exception as exc:  # noqa: BLE001 (a missed heartbeat is retried next round)
+            except Exception as exc:
                 logging.warning("heartbeat for %s failed: %s", spec.name, exc)
     return 0
 

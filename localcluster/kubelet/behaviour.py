@@ -58,21 +58,26 @@ def _number(annotations: dict[str, str], key: str, kind: type) -> Any:
     try:
         value = kind(raw)
     except ValueError as exc:
-        raise BehaviourError(f"annotation {ANNOTATION_PREFIX}{key}={raw!r} is not a {kind.__name__}") from exc
+        raise BehaviourError(
+            f"annotation {ANNOTATION_PREFIX}{key}={raw!r} is not a {kind.__name__}"
+        ) from exc
     if value < 0:
         raise BehaviourError(f"annotation {ANNOTATION_PREFIX}{key}={raw!r} must not be negative")
     return value
 
 
-def behaviour_for(annotations: dict[str, str] | None, restart_policy: str,
-                  images: list[str]) -> PodBehaviour:
+def behaviour_for(
+    annotations: dict[str, str] | None, restart_policy: str, images: list[str]
+) -> PodBehaviour:
     annotations = annotations or {}
     fault = annotations.get(ANNOTATION_PREFIX + "fault")
     if fault is None and any(image.endswith(":" + PULL_ERROR_IMAGE_TAG) for image in images):
         fault = "image-pull-error"
     if fault is not None and fault not in FAULTS:
         raise BehaviourError(
-            f"annotation {ANNOTATION_PREFIX}fault={fault!r} is unknown; use one of {', '.join(FAULTS)}")
+            f"annotation {ANNOTATION_PREFIX}fault={fault!r} is unknown; "
+            f"use one of {', '.join(FAULTS)}"
+        )
     run_seconds = _number(annotations, "run-seconds", float)
     exit_code = _number(annotations, "exit-code", int)
     if fault in ("crash-loop", "oom-killed"):

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes.watch.watch import iter_resp_lines
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 from urllib3.exceptions import HTTPError
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,9 @@ RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 Handler = Callable[[str, dict[str, Any]], None]
 
 
-def run_informer(list_func: Callable[..., Any], handler: Handler, stop: threading.Event,
-                 what: str) -> None:
+def run_informer(
+    list_func: Callable[..., Any], handler: Handler, stop: threading.Event, what: str
+) -> None:
     failures = 0
     while not stop.is_set():
         try:
@@ -38,7 +39,7 @@ def run_informer(list_func: Callable[..., Any], handler: Handler, stop: threadin
             failures = 0
             while not stop.is_set():
                 version = _watch_from(list_func, version, handler)
-        except _Relist:
+        except _RelistNeededError:
             continue
         except (ApiException, HTTPError, OSError, ValueError) as exc:
             delay = RETRY_BACKOFF_SECONDS[min(failures, len(RETRY_BACKOFF_SECONDS) - 1)]
@@ -47,15 +48,20 @@ def run_informer(list_func: Callable[..., Any], handler: Handler, stop: threadin
             time.sleep(delay)
 
 
-class _Relist(Exception):
+class _RelistNeededError(Exception):
     """The watch can no longer continue from its resource version."""
 
 
 def _watch_from(list_func: Callable[..., Any], version: str, handler: Handler) -> str:
     # The client's Watch helper cannot report an ERROR event when deserialize=False, so the
     # stream of JSON lines is read here directly.
-    response = list_func(watch=True, resource_version=version, allow_watch_bookmarks=True,
-                         timeout_seconds=WATCH_TIMEOUT_SECONDS, _preload_content=False)
+    response = list_func(
+        watch=True,
+        resource_version=version,
+        allow_watch_bookmarks=True,
+        timeout_seconds=WATCH_TIMEOUT_SECONDS,
+        _preload_content=False,
+    )
     try:
         for line in iter_resp_lines(response):
             if not line:
@@ -63,7 +69,7 @@ def _watch_from(list_func: Callable[..., Any], version: str, handler: Handler) -
             event = json.loads(line)
             kind, obj = event["type"], event["object"]
             if kind == "ERROR":
-                raise _Relist(obj.get("message", "watch error"))
+                raise _RelistNeededError(obj.get("message", "watch error"))
             version = obj["metadata"]["resourceVersion"]
             if kind != "BOOKMARK":
                 handler(kind, obj)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -23,7 +23,7 @@ def shape_logs(text: str, query: dict[str, list[str]]) -> str:
         count = int(query["tailLines"][0])
         lines = lines[-count:] if count > 0 else []
     if query.get("timestamps", ["false"])[0] == "true":
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
         lines = [f"{stamp} {line}" for line in lines]
     body = "".join(lines)
     if "limitBytes" in query:
@@ -33,7 +33,7 @@ def shape_logs(text: str, query: dict[str, list[str]]) -> str:
 
 def serve(agent: PodAgent, port: int, cert: Path, key: str | Path) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        def do_GET(self) -> None:
             url = urlparse(self.path)
             parts = url.path.strip("/").split("/")
             if url.path == "/healthz":
@@ -52,7 +52,7 @@ def serve(agent: PodAgent, port: int, cert: Path, key: str | Path) -> ThreadingH
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # one line per log read would drown the kubelet's own log
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)

@@ -8,7 +8,7 @@ refuses every pod.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -28,48 +28,80 @@ class NodeSpec:
 
 
 def now_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _node_status(spec: NodeSpec) -> dict[str, Any]:
     stamp = now_stamp()
-    capacity = {"cpu": spec.cpu, "memory": spec.memory, "pods": str(spec.pods),
-                "ephemeral-storage": "100Gi"}
+    capacity = {
+        "cpu": spec.cpu,
+        "memory": spec.memory,
+        "pods": str(spec.pods),
+        "ephemeral-storage": "100Gi",
+    }
 
     def condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, str]:
-        return {"type": kind, "status": "True" if ok else "False", "reason": reason,
-                "message": message, "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
+        return {
+            "type": kind,
+            "status": "True" if ok else "False",
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": stamp,
+            "lastTransitionTime": stamp,
+        }
 
     return {
         "capacity": capacity,
         "allocatable": capacity,
         "conditions": [
-            condition("MemoryPressure", False, "KubeletHasSufficientMemory",
-                      "kubelet has sufficient memory available"),
-            condition("DiskPressure", False, "KubeletHasNoDiskPressure",
-                      "kubelet has no disk pressure"),
-            condition("PIDPressure", False, "KubeletHasSufficientPID",
-                      "kubelet has sufficient PID available"),
+            condition(
+                "MemoryPressure",
+                False,
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+            condition(
+                "DiskPressure", False, "KubeletHasNoDiskPressure", "kubelet has no disk pressure"
+            ),
+            condition(
+                "PIDPressure",
+                False,
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
             condition("Ready", True, "KubeletReady", "kubelet is posting ready status"),
         ],
-        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                      {"type": "Hostname", "address": spec.name}],
+        "addresses": [
+            {"type": "InternalIP", "address": "127.0.0.1"},
+            {"type": "Hostname", "address": spec.name},
+        ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": spec.kubelet_port}},
-        "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
-                     "operatingSystem": "linux", "architecture": "amd64",
-                     "containerRuntimeVersion": "containerd://simulated",
-                     "osImage": "floe localcluster simulated kubelet",
-                     "kernelVersion": "simulated", "machineID": spec.name,
-                     "systemUUID": spec.name, "bootID": spec.name},
+        "nodeInfo": {
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": KUBELET_VERSION,
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+            "containerRuntimeVersion": "containerd://simulated",
+            "osImage": "floe localcluster simulated kubelet",
+            "kernelVersion": "simulated",
+            "machineID": spec.name,
+            "systemUUID": spec.name,
+            "bootID": spec.name,
+        },
     }
 
 
 def register(core: client.CoreV1Api, spec: NodeSpec) -> None:
-    labels = {"kubernetes.io/hostname": spec.name, "kubernetes.io/os": "linux",
-              "kubernetes.io/arch": "amd64", "node.floe.dev/simulated": "true"}
+    labels = {
+        "kubernetes.io/hostname": spec.name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "node.floe.dev/simulated": "true",
+    }
     try:
-        core.create_node({"apiVersion": "v1", "kind": "Node",
-                          "metadata": {"name": spec.name, "labels": labels}})
+        core.create_node(
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": spec.name, "labels": labels}}
+        )
     except ApiException as exc:
         if exc.status != 409:
             raise

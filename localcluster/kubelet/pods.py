@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -21,8 +21,13 @@ from kubernetes.client.exceptions import ApiException
 
 from localcluster.kubelet.behaviour import BehaviourError, PodBehaviour, behaviour_for
 from localcluster.kubelet.nodes import MERGE_PATCH, now_stamp
-from localcluster.kubelet.timeline import (Backoff, ContainerFacts, PodFacts, container_moment,
-                                           pod_status)
+from localcluster.kubelet.timeline import (
+    Backoff,
+    ContainerFacts,
+    PodFacts,
+    container_moment,
+    pod_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +55,23 @@ def _readiness_delay(container: dict[str, Any]) -> float | None:
 def pod_facts(pod: dict[str, Any]) -> PodFacts:
     spec, meta = pod["spec"], pod["metadata"]
     return PodFacts(
-        namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
         restart_policy=spec.get("restartPolicy", "Always"),
-        containers=tuple(ContainerFacts(c["name"], c.get("image", ""), _readiness_delay(c))
-                         for c in spec["containers"]),
-        init_containers=tuple(ContainerFacts(c["name"], c.get("image", ""))
-                              for c in spec.get("initContainers") or []),
+        containers=tuple(
+            ContainerFacts(c["name"], c.get("image", ""), _readiness_delay(c))
+            for c in spec["containers"]
+        ),
+        init_containers=tuple(
+            ContainerFacts(c["name"], c.get("image", "")) for c in spec.get("initContainers") or []
+        ),
         active_deadline_seconds=spec.get("activeDeadlineSeconds"),
     )
 
 
 def _parse_stamp(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 class PodAgent:
@@ -95,16 +105,23 @@ class PodAgent:
 
     def _track(self, pod: dict[str, Any], node: str) -> TrackedPod:
         status = pod.get("status", {})
-        started = (_parse_stamp(status["startTime"]) if status.get("startTime")
-                   else datetime.now(timezone.utc).replace(microsecond=0))
+        started = (
+            _parse_stamp(status["startTime"])
+            if status.get("startTime")
+            else datetime.now(UTC).replace(microsecond=0)
+        )
         facts = pod_facts(pod)
         images = [c.image for c in facts.containers]
         try:
-            behaviour, error = behaviour_for(pod["metadata"].get("annotations"),
-                                             facts.restart_policy, images), None
+            behaviour, error = (
+                behaviour_for(pod["metadata"].get("annotations"), facts.restart_policy, images),
+                None,
+            )
         except BehaviourError as exc:
             behaviour, error = None, str(exc)
-        pod_ip = status.get("podIP") or f"10.244.{self.nodes[node]}.{next(self._ip_counter) % 250 + 2}"
+        pod_ip = (
+            status.get("podIP") or f"10.244.{self.nodes[node]}.{next(self._ip_counter) % 250 + 2}"
+        )
         return TrackedPod(facts, node, behaviour, error, started, pod_ip)
 
     def _schedule(self, uid: str, delay: float) -> None:
@@ -133,9 +150,9 @@ class PodAgent:
                 return
             status, next_change = self.desired_status(tracked)
             if status != tracked.written:
-                self.core.patch_namespaced_pod_status(facts.name, facts.namespace,
-                                                      {"status": status},
-                                                      _content_type=MERGE_PATCH)
+                self.core.patch_namespaced_pod_status(
+                    facts.name, facts.namespace, {"status": status}, _content_type=MERGE_PATCH
+                )
                 tracked.written = status
         except ApiException as exc:
             if exc.status == 404:
@@ -143,35 +160,60 @@ class PodAgent:
             log.warning("pod %s/%s: %s; retrying", facts.namespace, facts.name, exc.reason)
             next_change = 0.5
         if next_change is not None:
-            elapsed = (datetime.now(timezone.utc) - tracked.started).total_seconds()
+            elapsed = (datetime.now(UTC) - tracked.started).total_seconds()
             with self._wake:
                 self._schedule(facts.uid, max(next_change - elapsed, 0.0) + 0.01)
 
     def desired_status(self, tracked: TrackedPod) -> tuple[dict[str, Any], float | None]:
         if tracked.behaviour is None:
             return self._config_error_status(tracked), None
-        elapsed = (datetime.now(timezone.utc) - tracked.started).total_seconds()
-        status, next_change = pod_status(tracked.facts, tracked.behaviour, tracked.started,
-                                         elapsed, self.backoff, tracked.pod_ip, "127.0.0.1")
+        elapsed = (datetime.now(UTC) - tracked.started).total_seconds()
+        status, next_change = pod_status(
+            tracked.facts,
+            tracked.behaviour,
+            tracked.started,
+            elapsed,
+            self.backoff,
+            tracked.pod_ip,
+            "127.0.0.1",
+        )
         status["conditions"] = self._stamp_transitions(tracked, status["conditions"])
         return status, next_change
 
     def _config_error_status(self, tracked: TrackedPod) -> dict[str, Any]:
         """A bad simulation annotation shows the way a bad container config does."""
-        containers = [{"name": c.name, "image": c.image, "imageID": "", "ready": False,
-                       "restartCount": 0, "started": False, "lastState": {},
-                       "state": {"waiting": {"reason": "CreateContainerConfigError",
-                                             "message": tracked.config_error}}}
-                      for c in tracked.facts.containers]
-        return {"phase": "Pending", "hostIP": "127.0.0.1",
-                "startTime": tracked.started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "containerStatuses": containers,
-                "conditions": self._stamp_transitions(tracked, [
-                    {"type": "PodScheduled", "status": "True"}])}
+        containers = [
+            {
+                "name": c.name,
+                "image": c.image,
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "started": False,
+                "lastState": {},
+                "state": {
+                    "waiting": {
+                        "reason": "CreateContainerConfigError",
+                        "message": tracked.config_error,
+                    }
+                },
+            }
+            for c in tracked.facts.containers
+        ]
+        return {
+            "phase": "Pending",
+            "hostIP": "127.0.0.1",
+            "startTime": tracked.started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "containerStatuses": containers,
+            "conditions": self._stamp_transitions(
+                tracked, [{"type": "PodScheduled", "status": "True"}]
+            ),
+        }
 
     @staticmethod
-    def _stamp_transitions(tracked: TrackedPod,
-                           conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _stamp_transitions(
+        tracked: TrackedPod, conditions: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         """Keep a condition's lastTransitionTime while its status stays the same."""
         previous = {c["type"]: c for c in tracked.conditions}
         stamped = []
@@ -179,39 +221,59 @@ class PodAgent:
             before = previous.get(condition["type"])
             same = before is not None and before.get("status") == condition["status"]
             stamp = before.get("lastTransitionTime") if same and before else None
-            stamped.append({**condition, "lastProbeTime": None,
-                            "lastTransitionTime": stamp or now_stamp()})
+            stamped.append(
+                {**condition, "lastProbeTime": None, "lastTransitionTime": stamp or now_stamp()}
+            )
         return stamped
 
     def _finalize(self, facts: PodFacts) -> None:
         self.core.delete_namespaced_pod(
-            facts.name, facts.namespace,
-            body=client.V1DeleteOptions(grace_period_seconds=0,
-                                        preconditions=client.V1Preconditions(uid=facts.uid)))
+            facts.name,
+            facts.namespace,
+            body=client.V1DeleteOptions(
+                grace_period_seconds=0, preconditions=client.V1Preconditions(uid=facts.uid)
+            ),
+        )
 
     # --- log server side -----------------------------------------------------------------------
     def container_logs(self, namespace: str, pod: str, container: str) -> tuple[int, str]:
         """(HTTP status, body) for the kubelet's containerLogs endpoint."""
         with self._wake:
-            tracked = next((p for p in self.pods.values()
-                            if p.facts.namespace == namespace and p.facts.name == pod), None)
+            tracked = next(
+                (
+                    p
+                    for p in self.pods.values()
+                    if p.facts.namespace == namespace and p.facts.name == pod
+                ),
+                None,
+            )
         if tracked is None:
             return 404, f'pods "{pod}" not found'
-        facts = next((c for c in tracked.facts.containers + tracked.facts.init_containers
-                      if c.name == container), None)
+        facts = next(
+            (
+                c
+                for c in tracked.facts.containers + tracked.facts.init_containers
+                if c.name == container
+            ),
+            None,
+        )
         if facts is None:
             return 400, f'container "{container}" in pod "{pod}" is not valid'
         behaviour = tracked.behaviour
         if behaviour is None:
-            return 400, (f'container "{container}" in pod "{pod}" is waiting to start: '
-                         "CreateContainerConfigError")
+            return 400, (
+                f'container "{container}" in pod "{pod}" is waiting to start: '
+                "CreateContainerConfigError"
+            )
         if facts in tracked.facts.containers:
-            elapsed = (datetime.now(timezone.utc) - tracked.started).total_seconds()
-            moment = container_moment(elapsed, facts, behaviour, tracked.facts.restart_policy,
-                                      self.backoff)
+            elapsed = (datetime.now(UTC) - tracked.started).total_seconds()
+            moment = container_moment(
+                elapsed, facts, behaviour, tracked.facts.restart_policy, self.backoff
+            )
             if moment.run_window is None and moment.last_run is None:
-                return 400, (f'container "{container}" in pod "{pod}" is waiting to start: '
-                             f"{moment.reason}")
+                return 400, (
+                    f'container "{container}" in pod "{pod}" is waiting to start: {moment.reason}'
+                )
         if behaviour.logs is not None:
             return 200, behaviour.logs.rstrip("\n") + "\n"
         lines = [f"simulated container {container} of pod {namespace}/{pod} started"]

@@ -19,11 +19,18 @@ PROVISIONER = "localcluster.floe.dev/simulated"
 
 
 def ensure_storage_class(storage: client.StorageV1Api) -> None:
-    body = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": STORAGE_CLASS, "annotations": {
-                "storageclass.kubernetes.io/is-default-class": "true"}},
-            "provisioner": PROVISIONER, "reclaimPolicy": "Delete",
-            "volumeBindingMode": "Immediate", "allowVolumeExpansion": True}
+    body = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+        "allowVolumeExpansion": True,
+    }
     try:
         storage.create_storage_class(body)
     except ApiException as exc:
@@ -37,21 +44,36 @@ class Provisioner:
 
     def on_claim(self, kind: str, claim: dict[str, Any]) -> None:
         spec, meta = claim["spec"], claim["metadata"]
-        if (kind == "DELETED" or spec.get("storageClassName") != STORAGE_CLASS
-                or spec.get("volumeName") or claim.get("status", {}).get("phase") != "Pending"):
+        if (
+            kind == "DELETED"
+            or spec.get("storageClassName") != STORAGE_CLASS
+            or spec.get("volumeName")
+            or claim.get("status", {}).get("phase") != "Pending"
+        ):
             return
-        volume = {"apiVersion": "v1", "kind": "PersistentVolume",
-                  "metadata": {"name": f"pvc-{meta['uid']}",
-                               "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER}},
-                  "spec": {"capacity": {"storage": spec["resources"]["requests"]["storage"]},
-                           "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
-                           "persistentVolumeReclaimPolicy": "Delete",
-                           "storageClassName": STORAGE_CLASS,
-                           "volumeMode": spec.get("volumeMode", "Filesystem"),
-                           "hostPath": {"path": f"/var/lib/floe-localcluster/{meta['uid']}"},
-                           "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                                        "namespace": meta["namespace"], "name": meta["name"],
-                                        "uid": meta["uid"]}}}
+        volume = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {
+                "name": f"pvc-{meta['uid']}",
+                "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER},
+            },
+            "spec": {
+                "capacity": {"storage": spec["resources"]["requests"]["storage"]},
+                "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Delete",
+                "storageClassName": STORAGE_CLASS,
+                "volumeMode": spec.get("volumeMode", "Filesystem"),
+                "hostPath": {"path": f"/var/lib/floe-localcluster/{meta['uid']}"},
+                "claimRef": {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "namespace": meta["namespace"],
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                },
+            },
+        }
         try:
             self.core.create_persistent_volume(volume)
         except ApiException as exc:

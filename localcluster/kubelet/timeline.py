@@ -64,24 +64,45 @@ class ContainerMoment:
 
 
 def _restarts(behaviour: PodBehaviour, restart_policy: str) -> bool:
-    return restart_policy == "Always" or (restart_policy == "OnFailure" and behaviour.exit_code != 0)
+    return restart_policy == "Always" or (
+        restart_policy == "OnFailure" and behaviour.exit_code != 0
+    )
 
 
 def _exit_reason(exit_code: int, fault: str | None) -> str:
-    if fault == "oom-killed" or exit_code == OOM_EXIT_CODE and fault == "oom-killed":
+    if fault == "oom-killed" or (exit_code == OOM_EXIT_CODE and fault == "oom-killed"):
         return "OOMKilled"
     return "Completed" if exit_code == 0 else "Error"
 
 
-def container_moment(t: float, container: ContainerFacts, behaviour: PodBehaviour,
-                     restart_policy: str, backoff: Backoff) -> ContainerMoment:
+def container_moment(
+    t: float,
+    container: ContainerFacts,
+    behaviour: PodBehaviour,
+    restart_policy: str,
+    backoff: Backoff,
+) -> ContainerMoment:
     if behaviour.fault == "image-pull-error":
         if t < backoff.base:
-            return ContainerMoment("waiting", "ErrImagePull", 0, None, None, backoff.base,
-                                   message=f'rpc error: code = NotFound desc = failed to pull and '
-                                   f'unpack image "{container.image}": not found')
-        return ContainerMoment("waiting", "ImagePullBackOff", 0, None, None, None,
-                               message=f'Back-off pulling image "{container.image}"')
+            return ContainerMoment(
+                "waiting",
+                "ErrImagePull",
+                0,
+                None,
+                None,
+                backoff.base,
+                message=f"rpc error: code = NotFound desc = failed to pull and "
+                f'unpack image "{container.image}": not found',
+            )
+        return ContainerMoment(
+            "waiting",
+            "ImagePullBackOff",
+            0,
+            None,
+            None,
+            None,
+            message=f'Back-off pulling image "{container.image}"',
+        )
     start = behaviour.start_delay
     if t < start:
         return ContainerMoment("waiting", "ContainerCreating", 0, None, None, start)
@@ -92,16 +113,35 @@ def container_moment(t: float, container: ContainerFacts, behaviour: PodBehaviou
             ready_at = _ready_at(start, container, behaviour)
             ready = ready_at is not None and t >= ready_at
             changes = [x for x in (end, ready_at) if x is not None and x > t]
-            return ContainerMoment("running", None, restarts, (start, end), last,
-                                   min(changes) if changes else None, ready=ready)
+            return ContainerMoment(
+                "running",
+                None,
+                restarts,
+                (start, end),
+                last,
+                min(changes) if changes else None,
+                ready=ready,
+            )
         if not _restarts(behaviour, restart_policy):
-            return ContainerMoment("terminated", _exit_reason(behaviour.exit_code, behaviour.fault),
-                                   restarts, (start, end), last, None)
+            return ContainerMoment(
+                "terminated",
+                _exit_reason(behaviour.exit_code, behaviour.fault),
+                restarts,
+                (start, end),
+                last,
+                None,
+            )
         wait = backoff.before_restart(restarts)
         if t < end + wait:
-            return ContainerMoment("waiting", "CrashLoopBackOff", restarts, None, (start, end),
-                                   end + wait, message=f"back-off {wait:.0f}s restarting failed "
-                                   f"container={container.name}")
+            return ContainerMoment(
+                "waiting",
+                "CrashLoopBackOff",
+                restarts,
+                None,
+                (start, end),
+                end + wait,
+                message=f"back-off {wait:.0f}s restarting failed container={container.name}",
+            )
         last, start, restarts = (start, end), end + wait, restarts + 1
 
 
@@ -120,31 +160,66 @@ def container_id(pod: PodFacts, container: str, restart: int) -> str:
     return f"containerd://{digest}"
 
 
-def _terminated(pod: PodFacts, started: datetime, name: str, restart: int,
-                window: tuple[float, float], exit_code: int, reason: str) -> dict[str, Any]:
-    return {"terminated": {"exitCode": exit_code, "reason": reason,
-                           "startedAt": _stamp(started, window[0]),
-                           "finishedAt": _stamp(started, window[1]),
-                           "containerID": container_id(pod, name, restart)}}
+def _terminated(
+    pod: PodFacts,
+    started: datetime,
+    name: str,
+    restart: int,
+    window: tuple[float, float],
+    exit_code: int,
+    reason: str,
+) -> dict[str, Any]:
+    return {
+        "terminated": {
+            "exitCode": exit_code,
+            "reason": reason,
+            "startedAt": _stamp(started, window[0]),
+            "finishedAt": _stamp(started, window[1]),
+            "containerID": container_id(pod, name, restart),
+        }
+    }
 
 
-def _container_status(pod: PodFacts, started: datetime, container: ContainerFacts,
-                      moment: ContainerMoment, behaviour: PodBehaviour,
-                      killed_at: float | None) -> dict[str, Any]:
-    status: dict[str, Any] = {"name": container.name, "image": container.image,
-                              "imageID": "", "ready": moment.ready,
-                              "restartCount": moment.restart_count, "started": False,
-                              "lastState": {}}
+def _container_status(
+    pod: PodFacts,
+    started: datetime,
+    container: ContainerFacts,
+    moment: ContainerMoment,
+    behaviour: PodBehaviour,
+    killed_at: float | None,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "name": container.name,
+        "image": container.image,
+        "imageID": "",
+        "ready": moment.ready,
+        "restartCount": moment.restart_count,
+        "started": False,
+        "lastState": {},
+    }
     if moment.reason not in ("ErrImagePull", "ImagePullBackOff"):
         digest = hashlib.sha256(container.image.encode()).hexdigest()
         status["imageID"] = f"docker-pullable://{container.image.split(':')[0]}@sha256:{digest}"
     if moment.last_run is not None:
         status["lastState"] = _terminated(
-            pod, started, container.name, moment.restart_count - (moment.state != "waiting"),
-            moment.last_run, behaviour.exit_code, _exit_reason(behaviour.exit_code, behaviour.fault))
+            pod,
+            started,
+            container.name,
+            moment.restart_count - (moment.state != "waiting"),
+            moment.last_run,
+            behaviour.exit_code,
+            _exit_reason(behaviour.exit_code, behaviour.fault),
+        )
     if killed_at is not None and moment.run_window is not None:
-        status["state"] = _terminated(pod, started, container.name, moment.restart_count,
-                                      (moment.run_window[0], killed_at), DEADLINE_EXIT_CODE, "Error")
+        status["state"] = _terminated(
+            pod,
+            started,
+            container.name,
+            moment.restart_count,
+            (moment.run_window[0], killed_at),
+            DEADLINE_EXIT_CODE,
+            "Error",
+        )
         status["ready"] = False
     elif moment.state == "waiting":
         waiting = {"reason": moment.reason}
@@ -158,16 +233,23 @@ def _container_status(pod: PodFacts, started: datetime, container: ContainerFact
         status["containerID"] = container_id(pod, container.name, moment.restart_count)
     else:
         assert moment.run_window is not None and moment.run_window[1] is not None
-        status["state"] = _terminated(pod, started, container.name, moment.restart_count,
-                                      (moment.run_window[0], moment.run_window[1]),
-                                      behaviour.exit_code, moment.reason or "Error")
+        status["state"] = _terminated(
+            pod,
+            started,
+            container.name,
+            moment.restart_count,
+            (moment.run_window[0], moment.run_window[1]),
+            behaviour.exit_code,
+            moment.reason or "Error",
+        )
     if "terminated" in status["state"]:
         status["containerID"] = status["state"]["terminated"]["containerID"]
     return status
 
 
-def _condition(kind: str, ok: bool, reason: str | None = None,
-               message: str | None = None) -> dict[str, Any]:
+def _condition(
+    kind: str, ok: bool, reason: str | None = None, message: str | None = None
+) -> dict[str, Any]:
     condition: dict[str, Any] = {"type": kind, "status": "True" if ok else "False"}
     if reason:
         condition["reason"] = reason
@@ -176,29 +258,49 @@ def _condition(kind: str, ok: bool, reason: str | None = None,
     return condition
 
 
-def pod_status(pod: PodFacts, behaviour: PodBehaviour, started: datetime, t: float,
-               backoff: Backoff, pod_ip: str, host_ip: str) -> tuple[dict[str, Any], float | None]:
+def pod_status(
+    pod: PodFacts,
+    behaviour: PodBehaviour,
+    started: datetime,
+    t: float,
+    backoff: Backoff,
+    pod_ip: str,
+    host_ip: str,
+) -> tuple[dict[str, Any], float | None]:
     """The pod's status ``t`` seconds after ``started``, and the next ``t`` at which it changes."""
-    moments = [container_moment(t, c, behaviour, pod.restart_policy, backoff)
-               for c in pod.containers]
+    moments = [
+        container_moment(t, c, behaviour, pod.restart_policy, backoff) for c in pod.containers
+    ]
     deadline = pod.active_deadline_seconds
     all_terminated = all(m.state == "terminated" for m in moments)
     finished_at = max((m.run_window[1] or 0.0 for m in moments if m.run_window), default=0.0)
-    deadline_hit = (deadline is not None and t >= deadline
-                    and not (all_terminated and finished_at <= deadline))
+    deadline_hit = (
+        deadline is not None and t >= deadline and not (all_terminated and finished_at <= deadline)
+    )
     killed_at = deadline if deadline_hit else None
     status: dict[str, Any] = {"hostIP": host_ip, "startTime": _stamp(started, 0)}
     initialized = t >= behaviour.start_delay or not pod.init_containers
     if pod.init_containers:
         status["initContainerStatuses"] = [
-            {"name": c.name, "image": c.image, "imageID": "", "ready": initialized,
-             "restartCount": 0, "lastState": {},
-             "state": _terminated(pod, started, c.name, 0, (0.0, behaviour.start_delay), 0,
-                                  "Completed") if initialized
-             else {"waiting": {"reason": "PodInitializing"}}}
-            for c in pod.init_containers]
-    statuses = [_container_status(pod, started, c, m, behaviour, killed_at)
-                for c, m in zip(pod.containers, moments)]
+            {
+                "name": c.name,
+                "image": c.image,
+                "imageID": "",
+                "ready": initialized,
+                "restartCount": 0,
+                "lastState": {},
+                "state": _terminated(
+                    pod, started, c.name, 0, (0.0, behaviour.start_delay), 0, "Completed"
+                )
+                if initialized
+                else {"waiting": {"reason": "PodInitializing"}},
+            }
+            for c in pod.init_containers
+        ]
+    statuses = [
+        _container_status(pod, started, c, m, behaviour, killed_at)
+        for c, m in zip(pod.containers, moments, strict=False)
+    ]
     if not initialized:
         for entry in statuses:
             entry["state"] = {"waiting": {"reason": "PodInitializing"}}
@@ -215,22 +317,36 @@ def pod_status(pod: PodFacts, behaviour: PodBehaviour, started: datetime, t: flo
     else:
         phase = "Pending"
     status["phase"] = phase
-    if phase in ("Running", "Succeeded", "Failed") and not (phase == "Failed" and not any(
-            m.run_window or m.last_run for m in moments)):
+    if phase in ("Running", "Succeeded", "Failed") and not (
+        phase == "Failed" and not any(m.run_window or m.last_run for m in moments)
+    ):
         status["podIP"] = pod_ip
         status["podIPs"] = [{"ip": pod_ip}]
     terminal = phase in ("Succeeded", "Failed")
     ready_reason = "PodCompleted" if terminal else "ContainersNotReady"
     ready_message = None if terminal else f"containers with unready status: [{' '.join(unready)}]"
     status["conditions"] = [
-        _condition("Initialized", initialized,
-                   None if initialized else "ContainersNotInitialized",
-                   None if initialized else "containers with incomplete status: "
-                   f"[{' '.join(c.name for c in pod.init_containers)}]"),
-        _condition("Ready", not unready, None if not unready else ready_reason,
-                   None if not unready else ready_message),
-        _condition("ContainersReady", not unready, None if not unready else ready_reason,
-                   None if not unready else ready_message),
+        _condition(
+            "Initialized",
+            initialized,
+            None if initialized else "ContainersNotInitialized",
+            None
+            if initialized
+            else "containers with incomplete status: "
+            f"[{' '.join(c.name for c in pod.init_containers)}]",
+        ),
+        _condition(
+            "Ready",
+            not unready,
+            None if not unready else ready_reason,
+            None if not unready else ready_message,
+        ),
+        _condition(
+            "ContainersReady",
+            not unready,
+            None if not unready else ready_reason,
+            None if not unready else ready_message,
+        ),
         _condition("PodScheduled", True),
     ]
     changes = [m.next_change for m in moments if m.next_change is not None]

@@ -21,17 +21,34 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture(scope="module")
 def side_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterConfig]:
-    side = ClusterConfig(name="floe-side", state_dir=tmp_path_factory.mktemp("side"),
-                         port_base=TEST_PORT_BASE + 10, nodes=NodeShape(count=1, cpu="2"))
+    side = ClusterConfig(
+        name="floe-side",
+        state_dir=tmp_path_factory.mktemp("side"),
+        port_base=TEST_PORT_BASE + 10,
+        nodes=NodeShape(count=1, cpu="2"),
+    )
     yield side
     cluster.down(side, wipe=True)
 
 
 def _cli(side: ClusterConfig, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "localcluster", "--name", side.name,
-                           "--state-dir", str(side.state_dir), "--port-base",
-                           str(side.port_base), *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "localcluster",
+            "--name",
+            side.name,
+            "--state-dir",
+            str(side.state_dir),
+            "--port-base",
+            str(side.port_base),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _pids(side: ClusterConfig) -> dict[str, int]:
@@ -51,7 +68,8 @@ def test_busy_port_is_named_and_nothing_is_left_started(side_cluster: ClusterCon
 
 
 def test_second_cluster_runs_beside_the_first_and_up_is_idempotent(
-        kube_cluster: KubeCluster, side_cluster: ClusterConfig):
+    kube_cluster: KubeCluster, side_cluster: ClusterConfig
+):
     cluster.up(side_cluster)
     first_pids = _pids(side_cluster)
 
@@ -59,9 +77,14 @@ def test_second_cluster_runs_beside_the_first_and_up_is_idempotent(
 
     assert again.returncode == 0, again.stderr
     assert _pids(side_cluster) == first_pids
-    side_nodes = client.CoreV1Api(config.new_client_from_config(
-        str(side_cluster.admin_kubeconfig))).list_node().items
-    assert [(n.metadata.name, n.status.capacity["cpu"]) for n in side_nodes] == [("sim-node-1", "2")]
+    side_nodes = (
+        client.CoreV1Api(config.new_client_from_config(str(side_cluster.admin_kubeconfig)))
+        .list_node()
+        .items
+    )
+    assert [(n.metadata.name, n.status.capacity["cpu"]) for n in side_nodes] == [
+        ("sim-node-1", "2")
+    ]
     assert len(kube_cluster.core.list_node().items) == 2  # the session cluster is untouched
 
 

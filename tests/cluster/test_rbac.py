@@ -25,8 +25,9 @@ def service_account(kube_cluster: KubeCluster, namespace: str) -> str:
     return "robot"
 
 
-def test_service_account_without_binding_is_forbidden(kube_cluster: KubeCluster, namespace: str,
-                                                      service_account: str):
+def test_service_account_without_binding_is_forbidden(
+    kube_cluster: KubeCluster, namespace: str, service_account: str
+):
     robot = _client_as(kube_cluster, namespace, service_account)
 
     with pytest.raises(client.ApiException) as denied:
@@ -36,17 +37,31 @@ def test_service_account_without_binding_is_forbidden(kube_cluster: KubeCluster,
     assert f"system:serviceaccount:{namespace}:robot" in denied.value.body
 
 
-def test_role_binding_grants_exactly_its_rules(kube_cluster: KubeCluster, namespace: str,
-                                               service_account: str):
+def test_role_binding_grants_exactly_its_rules(
+    kube_cluster: KubeCluster, namespace: str, service_account: str
+):
     rbac = client.RbacAuthorizationV1Api(kube_cluster.api)
-    rbac.create_namespaced_role(namespace, {
-        "metadata": {"name": "pod-reader"},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]})
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "robot-reads-pods"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
-        "subjects": [{"kind": "ServiceAccount", "name": service_account,
-                      "namespace": namespace}]})
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "pod-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "robot-reads-pods"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "pod-reader",
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": service_account, "namespace": namespace}
+            ],
+        },
+    )
     robot = _client_as(kube_cluster, namespace, service_account)
 
     def can_list_pods() -> bool:

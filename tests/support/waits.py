@@ -9,8 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], *, timeout: float, reason: str,
-             interval: float = 0.2) -> T:
+def wait_for(
+    check: Callable[[], T | None], *, timeout: float, reason: str, interval: float = 0.2
+) -> T:
     """Call ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -19,4 +20,6 @@ def wait_for(check: Callable[[], T | None], *, timeout: float, reason: str,
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {reason}; last seen: {last!r}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {reason}; last seen: {last!r}"
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -10,11 +10,16 @@ from hypothesis import strategies as st
 
 from localcluster.kubelet.behaviour import BehaviourError, PodBehaviour, behaviour_for
 from localcluster.kubelet.logserver import shape_logs
-from localcluster.kubelet.timeline import (Backoff, ContainerFacts, PodFacts, container_moment,
-                                           pod_status)
+from localcluster.kubelet.timeline import (
+    Backoff,
+    ContainerFacts,
+    PodFacts,
+    container_moment,
+    pod_status,
+)
 from tests.support.objects import sim
 
-STARTED = datetime(2026, 1, 1, tzinfo=timezone.utc)
+STARTED = datetime(2026, 1, 1, tzinfo=UTC)
 BACKOFF = Backoff(base=10, cap=40)
 MAIN = ContainerFacts("main", "img:1")
 
@@ -45,13 +50,25 @@ def test_crash_loop_restarts_at_once_then_backs_off_doubling_up_to_the_cap():
     crash = behaviour_for(sim(fault="crash-loop"), "Always", ["img"])
     # run 0: [0,1); restart at once; run 1: [1,2); back-off 10; run 2: [12,13); back-off 20;
     # run 3: [33,34); back-off 40 (capped); run 4: [74,75)
-    expected = [(0.5, "running", 0), (1.5, "running", 1), (5, "waiting", 1), (12.5, "running", 2),
-                (20, "waiting", 2), (33.5, "running", 3), (60, "waiting", 3), (74.5, "running", 4)]
+    expected = [
+        (0.5, "running", 0),
+        (1.5, "running", 1),
+        (5, "waiting", 1),
+        (12.5, "running", 2),
+        (20, "waiting", 2),
+        (33.5, "running", 3),
+        (60, "waiting", 3),
+        (74.5, "running", 4),
+    ]
     for t, state, restarts in expected:
         moment = container_moment(t, MAIN, crash, "Always", BACKOFF)
         assert (moment.state, moment.restart_count) == (state, restarts), t
     waiting = container_moment(20, MAIN, crash, "Always", BACKOFF)
-    assert (waiting.reason, waiting.next_change, waiting.last_run) == ("CrashLoopBackOff", 33, (12, 13))
+    assert (waiting.reason, waiting.next_change, waiting.last_run) == (
+        "CrashLoopBackOff",
+        33,
+        (12, 13),
+    )
 
 
 def test_crash_loop_status_shows_last_state_and_running_phase():
@@ -76,10 +93,15 @@ def test_successful_job_pod_completes_and_oom_reports_its_reason():
     status, _ = _status(behaviour_for({}, "Never", ["img"]), 2, restart_policy="Never")
     assert status["phase"] == "Succeeded"
     assert status["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
-    oom, _ = _status(behaviour_for(sim(fault="oom-killed"), "Never", ["img"]), 2,
-                     restart_policy="Never")
+    oom, _ = _status(
+        behaviour_for(sim(fault="oom-killed"), "Never", ["img"]), 2, restart_policy="Never"
+    )
     terminated = oom["containerStatuses"][0]["state"]["terminated"]
-    assert (oom["phase"], terminated["reason"], terminated["exitCode"]) == ("Failed", "OOMKilled", 137)
+    assert (oom["phase"], terminated["reason"], terminated["exitCode"]) == (
+        "Failed",
+        "OOMKilled",
+        137,
+    )
 
 
 def test_on_failure_pods_restart_only_on_non_zero_exit():
@@ -102,13 +124,17 @@ def test_active_deadline_fails_a_running_pod_but_not_one_that_finished_before_it
     assert status["phase"] == "Running" and next_change == 3
     late, _ = _status(forever, 3, active_deadline_seconds=3)
     assert (late["phase"], late["reason"]) == ("Failed", "DeadlineExceeded")
-    quick, _ = _status(behaviour_for({}, "Never", ["img"]), 5, restart_policy="Never",
-                       active_deadline_seconds=3)
+    quick, _ = _status(
+        behaviour_for({}, "Never", ["img"]), 5, restart_policy="Never", active_deadline_seconds=3
+    )
     assert quick["phase"] == "Succeeded"
 
 
-@given(t=st.floats(min_value=0, max_value=10_000), run=st.floats(min_value=0.1, max_value=50),
-       code=st.integers(min_value=0, max_value=255))
+@given(
+    t=st.floats(min_value=0, max_value=10_000),
+    run=st.floats(min_value=0.1, max_value=50),
+    code=st.integers(min_value=0, max_value=255),
+)
 def test_restart_count_never_decreases_over_time(t: float, run: float, code: int):
     behaviour = PodBehaviour(run_seconds=run, exit_code=code)
     now = container_moment(t, MAIN, behaviour, "Always", BACKOFF)

@@ -1,0 +1,56 @@
+# Every target installs what it needs first, so `make demo` and `make test` work on a new machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCALCLUSTER := $(PY) -m localcluster
+
+.PHONY: setup test test-unit test-cluster lint format demo cluster-up cluster-down cluster-status cluster-binaries clean
+
+setup: $(VENV)/.installed cluster-binaries
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Installs etcd, Go and the build tools with apt, then builds kube-apiserver,
+# kube-controller-manager and kube-scheduler once (about 5 minutes); later runs reuse the cache.
+cluster-binaries: $(VENV)/.installed
+	$(LOCALCLUSTER) build
+
+test: setup
+	$(PY) -m pytest
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+test-cluster: setup
+	$(PY) -m pytest -m cluster
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+cluster-up: setup
+	$(LOCALCLUSTER) up
+
+cluster-down: $(VENV)/.installed
+	$(LOCALCLUSTER) down
+
+cluster-status: $(VENV)/.installed
+	$(LOCALCLUSTER) status
+
+demo: cluster-up
+	$(VENV)/bin/dagster definitions validate -w workspace.yaml
+	$(LOCALCLUSTER) status
+	@echo
+	@echo "Open the Dagster UI with: $(VENV)/bin/dagster dev -w workspace.yaml"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
