@@ -21,14 +21,8 @@ from localcluster.errors import LocalClusterError
 CONTROL_PLANE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 # Debian package -> a program it provides, used to tell whether it is already installed.
-SYSTEM_PACKAGES = {
-    "etcd-server": "etcd",
-    "golang-go": "go",
-    "rsync": "rsync",
-    "make": "make",
-    "openssl": "openssl",
-    "dpkg-dev": "dpkg-source",
-}
+RUNTIME_PACKAGES = {"etcd-server": "etcd", "openssl": "openssl"}
+BUILD_PACKAGES = {"golang-go": "go", "rsync": "rsync", "make": "make", "dpkg-dev": "dpkg-source"}
 
 DEB_SRC_FILE = Path("/etc/apt/sources.list.d/floe-localcluster-deb-src.sources")
 DEB_SRC_ENTRY = """\
@@ -41,7 +35,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 BUILD_LOG_TAIL_LINES = 40
 
 
-def _run(
+def run_command(
     command: list[str],
     *,
     what: str,
@@ -70,13 +64,13 @@ def _run(
         )
 
 
-def missing_system_packages() -> list[str]:
-    return [pkg for pkg, program in SYSTEM_PACKAGES.items() if shutil.which(program) is None]
+def missing_system_packages(packages: dict[str, str]) -> list[str]:
+    return [pkg for pkg, program in packages.items() if shutil.which(program) is None]
 
 
-def ensure_system_packages() -> None:
+def ensure_system_packages(packages: dict[str, str] = RUNTIME_PACKAGES) -> None:
     """apt-get install what is missing; a package that cannot be installed is named."""
-    missing = missing_system_packages()
+    missing = missing_system_packages(packages)
     if not missing:
         return
     if os.geteuid() != 0:
@@ -85,9 +79,9 @@ def ensure_system_packages() -> None:
             f"apt-get install -y {' '.join(missing)}"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    _run(["apt-get", "update", "-q"], what="apt-get update", env=env)
+    run_command(["apt-get", "update", "-q"], what="apt-get update", env=env)
     for package in missing:
-        _run(
+        run_command(
             ["apt-get", "install", "-y", "-q", package],
             what=f"installing package {package}",
             env=env,
@@ -106,7 +100,7 @@ def ensure_binaries(config: ClusterConfig) -> dict[str, Path]:
     found = cached_binaries(config)
     if found:
         return found
-    ensure_system_packages()
+    ensure_system_packages(BUILD_PACKAGES)
     build_binaries(config)
     found = cached_binaries(config)
     if not found:
@@ -120,7 +114,7 @@ def _ensure_deb_src() -> None:
     if os.geteuid() != 0:
         raise LocalClusterError(f"need a deb-src entry for bookworm; as root write {DEB_SRC_FILE}")
     DEB_SRC_FILE.write_text(DEB_SRC_ENTRY)
-    _run(["apt-get", "update", "-q"], what="apt-get update (deb-src)")
+    run_command(["apt-get", "update", "-q"], what="apt-get update (deb-src)")
 
 
 def build_binaries(config: ClusterConfig) -> None:
@@ -130,7 +124,7 @@ def build_binaries(config: ClusterConfig) -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     started = time.monotonic()
-    _run(
+    run_command(
         ["apt-get", "source", "--download-only", "kubernetes"],
         what="fetching the kubernetes source package",
         cwd=work,
@@ -139,7 +133,7 @@ def build_binaries(config: ClusterConfig) -> None:
     if not dsc:
         raise LocalClusterError(f"apt-get source left no kubernetes_*.dsc in {work}")
     tree = work / "src"
-    _run(
+    run_command(
         ["dpkg-source", "-x", dsc[-1].name, "src"], what="unpacking the kubernetes source", cwd=work
     )
     # As Debian's packaging does: a GOPATH whose k8s.io/kubernetes points at the tree.
@@ -154,7 +148,7 @@ def build_binaries(config: ClusterConfig) -> None:
         f"(takes minutes the first time; log: {log})",
         flush=True,
     )
-    _run(
+    run_command(
         ["make", "WHAT=" + " ".join(f"cmd/{name}" for name in CONTROL_PLANE_BINARIES)],
         what="building the Kubernetes control plane",
         cwd=tree,
