@@ -1,0 +1,213 @@
+"""The deployment configuration (``floe-deploy.yaml``): where environments run and how.
+
+It holds the ClusterMappings of the seed (logical environment -> cluster, namespace, isolation
+and resource preset), the charts and their release names, where the CompiledArtifacts document
+comes from, and optional per-environment value overrides.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from floe_deploy_assets.models.base import FloeModel, format_validation_error
+from floe_deploy_assets.models.resources import ResourcePreset
+
+ENVIRONMENT_PATTERN = r"^[a-z][a-z0-9-]*$"
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_LABEL_MAX = 63
+# Go-template syntax, the only one accepted: {{.environment}} with optional inner spaces.
+ENVIRONMENT_PLACEHOLDER = re.compile(r"\{\{\s*\.environment\s*\}\}")
+DEFAULT_NAMESPACE_TEMPLATE = "floe-{{.environment}}"
+
+
+class ConfigError(ValueError):
+    """The deployment configuration is invalid; the message names the file and field."""
+
+
+class Isolation(StrEnum):
+    NAMESPACE = "namespace"
+    LABEL = "label"
+
+
+def render_namespace(template: str, environment: str) -> str:
+    """Render a namespace template; any template syntax other than ``{{.environment}}`` is an
+    error, so a Jinja-style ``{{ environment }}`` cannot silently become a literal name."""
+    rendered = ENVIRONMENT_PLACEHOLDER.sub(environment, template)
+    if "{{" in rendered or "}}" in rendered or "${" in rendered:
+        raise ValueError(
+            f"namespaceTemplate {template!r} uses unsupported template syntax; the only "
+            "placeholder is {{.environment}}"
+        )
+    if len(rendered) > DNS1123_LABEL_MAX:
+        raise ValueError(
+            f"namespaceTemplate {template!r} renders {rendered!r} for environment "
+            f"{environment!r}: {len(rendered)} characters, more than the {DNS1123_LABEL_MAX} "
+            "a namespace may have"
+        )
+    if not DNS1123_LABEL.match(rendered):
+        raise ValueError(
+            f"namespaceTemplate {template!r} renders {rendered!r} for environment "
+            f"{environment!r}, which is not a valid namespace (DNS-1123 label: lowercase "
+            "letters, digits and '-', starting and ending with a letter or digit)"
+        )
+    return rendered
+
+
+class ClusterMapping(FloeModel):
+    name: str = Field(min_length=1, description="Mapping identifier (e.g. non-prod, prod)")
+    cluster: str = Field(min_length=1, description="kubeconfig context, or 'in-cluster'")
+    environments: list[str] = Field(min_length=1)
+    namespace_template: str = DEFAULT_NAMESPACE_TEMPLATE
+    isolation: Isolation = Isolation.NAMESPACE
+    resources: ResourcePreset
+
+    @field_validator("environments")
+    @classmethod
+    def _environment_names(cls, environments: list[str]) -> list[str]:
+        for environment in environments:
+            if not re.fullmatch(ENVIRONMENT_PATTERN, environment):
+                raise ValueError(
+                    f"environment {environment!r} must match {ENVIRONMENT_PATTERN} (it is used "
+                    "in namespaces, labels and release names)"
+                )
+        duplicates = sorted(e for e, n in Counter(environments).items() if n > 1)
+        if duplicates:
+            raise ValueError(f"environment {', '.join(duplicates)} is listed twice")
+        return environments
+
+    @model_validator(mode="after")
+    def _namespaces_render(self) -> ClusterMapping:
+        namespaces = {e: render_namespace(self.namespace_template, e) for e in self.environments}
+        if self.isolation is Isolation.NAMESPACE and len(set(namespaces.values())) < len(
+            namespaces
+        ):
+            raise ValueError(
+                "isolation 'namespace' needs a namespace per environment, but namespaceTemplate "
+                f"{self.namespace_template!r} gives the same one to several; use "
+                "{{.environment}} in it, or isolation 'label'"
+            )
+        return self
+
+    def namespace_for(self, environment: str) -> str:
+        return render_namespace(self.namespace_template, environment)
+
+
+class ArtifactsSource(FloeModel):
+    """Where the CompiledArtifacts document is read from (a file, relative to the config)."""
+
+    path: Path
+
+
+class ChartSource(FloeModel):
+    path: Path = Field(description="chart directory, relative to the configuration file")
+    release_name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53)
+
+
+class Charts(FloeModel):
+    platform: ChartSource = ChartSource(
+        path=Path("charts/floe-platform"), release_name="floe-platform"
+    )
+    jobs: ChartSource = ChartSource(path=Path("charts/floe-jobs"), release_name="floe-jobs")
+
+
+ChartKind = Literal["platform", "jobs"]
+
+
+class EnvironmentOverrides(FloeModel):
+    """Explicit user overrides: the top layer of the values, per chart."""
+
+    platform: dict[str, Any] = Field(default_factory=dict)
+    jobs: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeploymentConfig(FloeModel):
+    api_version: Literal["floe.dev/v1alpha1"] = "floe.dev/v1alpha1"
+    kind: Literal["DeploymentConfig"] = "DeploymentConfig"
+    artifacts: ArtifactsSource
+    charts: Charts = Charts()
+    cluster_mappings: list[ClusterMapping] = Field(min_length=1)
+    overrides: dict[str, EnvironmentOverrides] = Field(default_factory=dict)
+    # Relative paths in the file are relative to the file's folder.
+    _base_dir: Path = PrivateAttr(default=Path("."))
+
+    @model_validator(mode="after")
+    def _each_environment_in_exactly_one_mapping(self) -> DeploymentConfig:
+        owners: dict[str, list[str]] = {}
+        for mapping in self.cluster_mappings:
+            for environment in mapping.environments:
+                owners.setdefault(environment, []).append(mapping.name)
+        doubled = {e: names for e, names in owners.items() if len(names) > 1}
+        if doubled:
+            detail = "; ".join(f"{e} in {', '.join(names)}" for e, names in doubled.items())
+            raise ValueError(f"each environment must be in exactly one cluster mapping: {detail}")
+        unmapped = sorted(set(self.overrides) - set(owners))
+        if unmapped:
+            raise ValueError(
+                f"overrides name environment {', '.join(unmapped)}, which no cluster mapping "
+                f"lists (environments: {', '.join(self.environments)})"
+            )
+        return self
+
+    @property
+    def environments(self) -> list[str]:
+        return [e for mapping in self.cluster_mappings for e in mapping.environments]
+
+    def mapping_for(self, environment: str) -> ClusterMapping:
+        for mapping in self.cluster_mappings:
+            if environment in mapping.environments:
+                return mapping
+        raise ConfigError(
+            f"environment {environment!r} is in no cluster mapping; known environments: "
+            f"{', '.join(self.environments)}"
+        )
+
+    def release_name(self, chart: ChartKind, environment: str) -> str:
+        """Environments sharing a namespace (isolation 'label') need distinct release names."""
+        base = getattr(self.charts, chart).release_name
+        if self.mapping_for(environment).isolation is Isolation.LABEL:
+            return f"{base}-{environment}"
+        return base
+
+    def overrides_for(self, chart: ChartKind, environment: str) -> dict[str, Any]:
+        self.mapping_for(environment)
+        env_overrides = self.overrides.get(environment)
+        return getattr(env_overrides, chart) if env_overrides else {}
+
+    @property
+    def artifacts_path(self) -> Path:
+        return self._base_dir / self.artifacts.path
+
+
+def parse_deployment_config(text: str, source: str, base_dir: Path = Path(".")) -> DeploymentConfig:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping (apiVersion, kind, ...)")
+    try:
+        config = DeploymentConfig.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+    config._base_dir = base_dir
+    return config
+
+
+def load_deployment_config(path: str | Path) -> DeploymentConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read the deployment configuration: {exc.strerror}"
+        ) from None
+    return parse_deployment_config(text, str(path), path.parent)
