@@ -180,9 +180,16 @@ class DeploymentConfig(FloeModel):
         env_overrides = self.overrides.get(environment)
         return getattr(env_overrides, chart) if env_overrides else {}
 
+    def resolve(self, path: Path) -> Path:
+        """A path from the file, made relative to the file's folder."""
+        return self._base_dir / path
+
     @property
     def artifacts_path(self) -> Path:
-        return self._base_dir / self.artifacts.path
+        return self.resolve(self.artifacts.path)
+
+    def chart_path(self, chart: ChartKind) -> Path:
+        return self.resolve(getattr(self.charts, chart).path)
 
 
 def parse_deployment_config(text: str, source: str, base_dir: Path = Path(".")) -> DeploymentConfig:
