@@ -1,0 +1,562 @@
+"""The values contract of the floe-platform and floe-jobs charts, as pydantic models.
+
+As in the Dagster Helm chart, the values are modelled in Python and each chart's
+``values.schema.json`` is generated from its model (``python -m floe_deploy_assets.values.schema
+--write``). The models' defaults are the charts' ``values.yaml``; every field's description
+feeds the charts' README values tables.
+
+Credentials never appear in values: a ``SecretKeyRef`` (or an ``existingSecret`` name) points
+at a Secret the operator creates.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+
+from floe_deploy_assets.models.config import ENVIRONMENT_PATTERN
+from floe_deploy_assets.models.resources import CPU_PATTERN, MEMORY_PATTERN, ResourcePreset
+
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+IMAGE_REPOSITORY_PATTERN = r"^[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?$"
+# A Docker tag ([A-Za-z0-9_][A-Za-z0-9_.-]*) other than "latest", which is never reproducible.
+# Helm validates patterns with Go's RE2, which has no lookahead, so "not latest" is spelled out:
+# a tag differs from "latest" at its first character, or at a later one, or is shorter or longer.
+_TAG_REST = "[A-Za-z0-9_.-]*"
+IMAGE_TAG_PATTERN = (
+    f"^(?:[A-Za-km-z0-9_]{_TAG_REST}"
+    f"|l(?:[A-Zb-z0-9_.-]{_TAG_REST})?"
+    f"|la(?:[A-Za-su-z0-9_.-]{_TAG_REST})?"
+    f"|lat(?:[A-Za-df-z0-9_.-]{_TAG_REST})?"
+    f"|late(?:[A-Za-rt-z0-9_.-]{_TAG_REST})?"
+    f"|lates(?:[A-Za-su-z0-9_.-]{_TAG_REST})?"
+    "|latest[A-Za-z0-9_.-]+)$"
+)
+Namespace = Annotated[str, StringConstraints(max_length=63, pattern=DNS1123_LABEL)]
+DbtIdentifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+DAGSTER_IMAGE = "docker.io/dagster/dagster-k8s"
+DAGSTER_VERSION = "1.13.27"  # the Dagster release this project is built and tested with
+# The Secret names the values generator asks the operator to create (values/mapping.py).
+POSTGRES_SECRET = "floe-postgresql"
+DBT_PROFILES_SECRET = "floe-dbt-profiles"
+
+
+def require_non_null_keys(schema: dict[str, Any], model: type) -> None:
+    """Helm validates values.yaml merged with the overrides, so every key with a non-null default
+    is present unless an override deletes it with null. Requiring those keys turns such a
+    deletion into a schema error instead of a nil pointer in a template; nullable keys stay
+    optional, as Helm drops null keys before validating."""
+
+    def nullable(prop: dict[str, Any]) -> bool:
+        return prop.get("type") == "null" or any(
+            option.get("type") == "null" for option in prop.get("anyOf", [])
+        )
+
+    schema["required"] = [k for k, v in schema.get("properties", {}).items() if not nullable(v)]
+
+
+class ValuesModel(BaseModel):
+    """Every floe-owned values object: camelCase keys, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        json_schema_extra=require_non_null_keys,
+    )
+
+
+class ListItemModel(ValuesModel):
+    """An object inside a list. Helm replaces lists whole, so list items get no defaults from
+    values.yaml: only the fields without a model default are required."""
+
+    model_config = ConfigDict(json_schema_extra=None)
+
+
+# --- shared pieces ---------------------------------------------------------------------------
+class ResourceSpec(ValuesModel):
+    cpu: str = Field(pattern=CPU_PATTERN, description="CPU in cores (`2`) or millicores (`500m`)")
+    memory: str = Field(pattern=MEMORY_PATTERN, description="Memory in `Mi` or `Gi`")
+
+
+class Resources(ValuesModel):
+    requests: ResourceSpec = Field(description="What the scheduler reserves for the container")
+    limits: ResourceSpec = Field(description="The most the container may use")
+
+
+def small_preset(component: str) -> Resources:
+    """Resource defaults are the small tier of the presets, the size of the smallest environment;
+    the values generator replaces them with the environment's own preset."""
+    requirements = getattr(ResourcePreset.named("small"), component)
+    return Resources.model_validate(requirements.to_document())
+
+
+class Image(ValuesModel):
+    repository: str = Field(
+        pattern=IMAGE_REPOSITORY_PATTERN, description="Image repository, with its registry"
+    )
+    tag: str = Field(
+        max_length=128, pattern=IMAGE_TAG_PATTERN, description="Pinned image tag (not `latest`)"
+    )
+    pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
+        default="IfNotPresent", description="Kubernetes imagePullPolicy"
+    )
+
+
+def image_field(repository: str, tag: str, description: str) -> Any:
+    """An image field and its default. Object defaults are default factories throughout, so the
+    schema carries scalar defaults only: values.yaml is where the full defaults are read."""
+    return Field(
+        default_factory=partial(Image, repository=repository, tag=tag), description=description
+    )
+
+
+class SecretKeyRef(ValuesModel):
+    """The only way a credential enters values: a key of a Secret in the release namespace."""
+
+    name: str = Field(max_length=253, pattern=DNS1123_SUBDOMAIN, description="Secret name")
+    key: str = Field(max_length=253, pattern=SECRET_KEY_PATTERN, description="Key in the Secret")
+
+
+def secret_name(default: str, description: str) -> Any:
+    """An ``existingSecret`` field: the name of a Secret the operator creates."""
+    return Field(
+        default=default, max_length=253, pattern=DNS1123_SUBDOMAIN, description=description
+    )
+
+
+class GlobalValues(ValuesModel):
+    """Helm's `global`: shared with subcharts, and parent charts may add their own keys."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=None)
+
+    environment: str = Field(
+        default="dev", pattern=ENVIRONMENT_PATTERN, description="Logical environment name"
+    )
+    namespace: str = Field(
+        default="floe-dev",
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Namespace of the environment's workloads",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels added to every resource"
+    )
+    isolation: Literal["namespace", "label"] = Field(
+        default="namespace",
+        description="How environments are separated: a namespace each, or labels in a shared one",
+    )
+
+
+def global_field() -> Any:
+    return Field(
+        default_factory=GlobalValues,
+        alias="global",
+        description="Helm's global values: environment, namespace, labels, isolation",
+    )
+
+
+class FloeIdentity(ValuesModel):
+    """Which product and artifacts a release deploys; set by the values generator."""
+
+    environment: str = Field(
+        default="dev", pattern=ENVIRONMENT_PATTERN, description="Logical environment name"
+    )
+    product_name: str = Field(default="", description="Data product name")
+    product_version: str = Field(default="", description="Data product version")
+    artifacts_version: str = Field(default="", description="CompiledArtifacts schema version")
+    artifacts_digest: str = Field(
+        default="", description="sha256 of the CompiledArtifacts the values were generated from"
+    )
+
+
+def floe_field() -> Any:
+    return Field(default_factory=FloeIdentity, description="The product and artifacts deployed")
+
+
+# --- floe-platform ---------------------------------------------------------------------------
+class PlatformResources(ValuesModel):
+    """Resources per component, from the environment's resource preset."""
+
+    webserver: Resources = Field(
+        default_factory=partial(small_preset, "webserver"), description="Dagster webserver"
+    )
+    daemon: Resources = Field(
+        default_factory=partial(small_preset, "daemon"), description="Dagster daemon"
+    )
+    user_code: Resources = Field(
+        default_factory=partial(small_preset, "user_code"), description="Dagster code server"
+    )
+    jobs: Resources = Field(
+        default_factory=partial(small_preset, "jobs"), description="Each Dagster run's Job"
+    )
+
+
+class DagsterWebserver(ValuesModel):
+    replicas: int = Field(default=1, ge=1, description="Webserver replicas")
+    image: Image = image_field(DAGSTER_IMAGE, DAGSTER_VERSION, "Dagster webserver image")
+
+
+class DagsterDaemon(ValuesModel):
+    # No replicas: the Dagster daemon must run as a single instance.
+    image: Image = image_field(DAGSTER_IMAGE, DAGSTER_VERSION, "Dagster daemon image")
+
+
+class DagsterUserCode(ValuesModel):
+    replicas: int = Field(default=1, ge=1, description="Code server replicas")
+    image: Image = image_field(
+        "docker.io/dagster/user-code-example",
+        DAGSTER_VERSION,
+        "The data product's code location image",
+    )
+
+
+class RunLauncher(ValuesModel):
+    type: Literal["K8sRunLauncher"] = Field(
+        default="K8sRunLauncher", description="Each run is a Kubernetes Job (the only launcher)"
+    )
+    job_namespace: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Namespace of the run Jobs; null: the release namespace",
+    )
+
+
+class DagsterStorage(ValuesModel):
+    database: str = Field(
+        default="dagster",
+        max_length=63,
+        pattern=r"^[a-z_][a-z0-9_]*$",
+        description="PostgreSQL database of Dagster's run, event and schedule storage",
+    )
+    credentials: SecretKeyRef = Field(
+        default_factory=partial(SecretKeyRef, name=POSTGRES_SECRET, key="password"),
+        description="The PostgreSQL password (the same Secret as `postgresql.auth`)",
+    )
+
+
+class DagsterValues(ValuesModel):
+    enabled: bool = Field(default=True, description="Deploy Dagster")
+    webserver: DagsterWebserver = Field(default_factory=DagsterWebserver, description="Webserver")
+    daemon: DagsterDaemon = Field(default_factory=DagsterDaemon, description="Daemon")
+    user_code: DagsterUserCode = Field(default_factory=DagsterUserCode, description="Code server")
+    run_launcher: RunLauncher = Field(default_factory=RunLauncher, description="Run launcher")
+    postgresql: DagsterStorage = Field(default_factory=DagsterStorage, description="Storage")
+
+
+class PolarisValues(ValuesModel):
+    enabled: bool = Field(default=True, description="Deploy the Polaris Iceberg catalog")
+    image: Image = image_field("docker.io/apache/polaris", "1.1.0-incubating", "Polaris image")
+    catalog_type: str | None = Field(
+        default=None, min_length=1, description="The catalog plugin's type; null: none configured"
+    )
+    config: dict[str, str | bool | int | float] = Field(
+        default_factory=dict, description="The catalog plugin's flat config (never credentials)"
+    )
+    credentials: SecretKeyRef | None = Field(
+        default=None, description="The catalog client secret; null: none needed"
+    )
+
+
+class OtelBatch(ValuesModel):
+    """The OpenTelemetry batch span processor (defaults: the SDK's)."""
+
+    max_queue_size: int = Field(default=2048, gt=0, description="Spans buffered at most")
+    max_export_batch_size: int = Field(default=512, gt=0, description="Spans per export")
+    schedule_delay_millis: int = Field(default=5000, gt=0, description="Delay between exports")
+    export_timeout_millis: int = Field(default=30000, gt=0, description="Export timeout")
+
+
+class OtelConfig(ValuesModel):
+    endpoint: str | None = Field(
+        default=None, min_length=1, description="OTLP endpoint; null: the chart's own collector"
+    )
+    protocol: Literal["grpc", "http"] = Field(default="grpc", description="OTLP protocol")
+    sampling_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="Share of traces sampled (0 to 1)"
+    )
+    batch: OtelBatch = Field(default_factory=OtelBatch, description="Batch span processor")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="Log level of the instrumented workloads"
+    )
+
+
+class OtelExporters(ValuesModel):
+    backend: str = Field(
+        default="console",
+        pattern=r"^[a-z][a-z0-9-]*$",
+        description="Telemetry backend: console, jaeger, datadog, grafana-cloud, otlp, ...",
+    )
+    endpoint: str | None = Field(
+        default=None, min_length=1, description="The backend's endpoint; null: its default"
+    )
+    headers_secret: SecretKeyRef | None = Field(
+        default=None, description="Authentication header for the backend; null: none"
+    )
+
+
+class OtelValues(ValuesModel):
+    enabled: bool = Field(default=True, description="Deploy the OpenTelemetry collector")
+    image: Image = image_field(
+        "docker.io/otel/opentelemetry-collector-contrib", "0.115.0", "OpenTelemetry collector image"
+    )
+    config: OtelConfig = Field(default_factory=OtelConfig, description="Telemetry settings")
+    exporters: OtelExporters = Field(default_factory=OtelExporters, description="Export target")
+
+
+class MarquezValues(ValuesModel):
+    enabled: bool = Field(default=False, description="Deploy Marquez, the lineage backend")
+    image: Image = image_field("docker.io/marquezproject/marquez", "0.50.0", "Marquez image")
+    namespace: str | None = Field(
+        default=None, min_length=1, description="OpenLineage namespace; null: Marquez's default"
+    )
+
+
+class PostgresStorage(ValuesModel):
+    size: str = Field(default="8Gi", pattern=MEMORY_PATTERN, description="Volume size")
+    storage_class: str | None = Field(
+        default=None, min_length=1, description="StorageClass; null: the cluster's default"
+    )
+
+
+class PostgresAuth(ValuesModel):
+    existing_secret: str = secret_name(POSTGRES_SECRET, "Secret with the PostgreSQL password")
+    password_key: str = Field(
+        default="password", pattern=SECRET_KEY_PATTERN, description="Key of the password"
+    )
+
+
+class PostgresqlValues(ValuesModel):
+    enabled: bool = Field(default=True, description="Deploy PostgreSQL (Dagster's storage)")
+    image: Image = image_field("docker.io/library/postgres", "16.4", "PostgreSQL image")
+    storage: PostgresStorage = Field(default_factory=PostgresStorage, description="Data volume")
+    auth: PostgresAuth = Field(default_factory=PostgresAuth, description="Credentials")
+
+
+class MinioAuth(ValuesModel):
+    existing_secret: str = secret_name("floe-minio", "Secret with the MinIO root credentials")
+
+
+class MinioValues(ValuesModel):
+    enabled: bool = Field(
+        default=False, description="Deploy MinIO (development only; production uses S3)"
+    )
+    image: Image = image_field("quay.io/minio/minio", "RELEASE.2024-10-13T13-34-11Z", "MinIO image")
+    auth: MinioAuth = Field(default_factory=MinioAuth, description="Credentials")
+
+
+class NetworkPolicySettings(ValuesModel):
+    enabled: bool = Field(default=False, description="Deny ingress from outside the release")
+    allowed_namespaces: list[Namespace] = Field(
+        default_factory=list, description="Namespaces also let in (e.g. the ingress controller's)"
+    )
+
+
+class PodDisruptionBudgetSettings(ValuesModel):
+    enabled: bool = Field(default=False, description="Create PodDisruptionBudgets")
+    # maxUnavailable, not minAvailable: a single replica must not block node drains.
+    max_unavailable: int = Field(default=1, ge=1, description="Pods that may be down at once")
+
+
+class AutoscalingSettings(ValuesModel):
+    enabled: bool = Field(default=False, description="Autoscale the webserver (replaces replicas)")
+    min_replicas: int = Field(default=1, ge=1, description="Fewest replicas")
+    max_replicas: int = Field(default=3, ge=1, description="Most replicas")
+    target_cpu_utilization_percentage: int = Field(
+        default=80, ge=1, le=100, description="Average CPU use (% of requests) aimed at"
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> AutoscalingSettings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("autoscaling.maxReplicas is below autoscaling.minReplicas")
+        return self
+
+
+class ResourceQuotaSettings(ValuesModel):
+    enabled: bool = Field(default=False, description="Cap the namespace's total resources")
+    requests: ResourceSpec = Field(
+        default_factory=partial(ResourceSpec, cpu="4", memory="8Gi"), description="Sum of requests"
+    )
+    limits: ResourceSpec = Field(
+        default_factory=partial(ResourceSpec, cpu="8", memory="16Gi"), description="Sum of limits"
+    )
+    pods: int = Field(default=50, ge=1, description="Most pods")
+
+
+class IngressSettings(ValuesModel):
+    enabled: bool = Field(default=False, description="Expose the Dagster webserver")
+    class_name: str | None = Field(
+        default=None, min_length=1, description="IngressClass; null: the cluster's default"
+    )
+    host: str | None = Field(
+        default=None, pattern=DNS1123_SUBDOMAIN, description="Host name; null: any host"
+    )
+    tls_secret_name: str | None = Field(
+        default=None, pattern=DNS1123_SUBDOMAIN, description="TLS certificate Secret; null: no TLS"
+    )
+    annotations: dict[str, str] = Field(default_factory=dict, description="Ingress annotations")
+
+
+class PlatformValues(ValuesModel):
+    """Values of the floe-platform chart: the platform services of one environment."""
+
+    global_: GlobalValues = global_field()
+    floe: FloeIdentity = floe_field()
+    resources: PlatformResources = Field(
+        default_factory=PlatformResources, description="Resources per component (the preset)"
+    )
+    dagster: DagsterValues = Field(default_factory=DagsterValues, description="Dagster")
+    polaris: PolarisValues = Field(default_factory=PolarisValues, description="Polaris")
+    otel: OtelValues = Field(default_factory=OtelValues, description="OpenTelemetry collector")
+    marquez: MarquezValues = Field(default_factory=MarquezValues, description="Marquez")
+    postgresql: PostgresqlValues = Field(default_factory=PostgresqlValues, description="Database")
+    minio: MinioValues = Field(default_factory=MinioValues, description="Object storage (dev)")
+    network_policy: NetworkPolicySettings = Field(
+        default_factory=NetworkPolicySettings, description="NetworkPolicies"
+    )
+    pod_disruption_budget: PodDisruptionBudgetSettings = Field(
+        default_factory=PodDisruptionBudgetSettings, description="PodDisruptionBudgets"
+    )
+    autoscaling: AutoscalingSettings = Field(
+        default_factory=AutoscalingSettings, description="HorizontalPodAutoscaler"
+    )
+    resource_quota: ResourceQuotaSettings = Field(
+        default_factory=ResourceQuotaSettings, description="ResourceQuota"
+    )
+    ingress: IngressSettings = Field(default_factory=IngressSettings, description="Ingress")
+
+
+# --- floe-jobs -------------------------------------------------------------------------------
+class JobSettings(ValuesModel):
+    backoff_limit: int = Field(
+        default=0, ge=0, description="Pod retries; 0 because retries belong to the orchestrator"
+    )
+    active_deadline_seconds: int = Field(
+        default=3600, gt=0, description="Seconds before a running job is stopped"
+    )
+    ttl_seconds_after_finished: int = Field(
+        default=3600, ge=0, description="Seconds a finished job is kept for its logs"
+    )
+    command: Literal["run", "build", "test"] = Field(default="run", description="dbt command")
+
+
+class ArtifactsSettings(ValuesModel):
+    config_map_name: str = Field(
+        default="floe-compiled-artifacts",
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="ConfigMap holding the CompiledArtifacts mounted into the job",
+    )
+
+
+def exactly_one_profiles_source(schema: dict[str, Any], model: type) -> None:
+    """The model's rule, repeated in the schema so Helm enforces it too. A null value counts as
+    unset (Helm drops it; other validators see it and the `type` check refuses it)."""
+    require_non_null_keys(schema, model)
+    schema["oneOf"] = [
+        {"required": [key], "properties": {key: {"type": "string"}}}
+        for key in ("existingSecret", "inline")
+    ]
+
+
+class DbtProfiles(ValuesModel):
+    """Where profiles.yml comes from: exactly one of `existingSecret` and `inline`."""
+
+    model_config = ConfigDict(json_schema_extra=exactly_one_profiles_source)
+
+    existing_secret: str | None = Field(
+        default=DBT_PROFILES_SECRET,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="Secret holding profiles.yml (needed when the profiles hold credentials)",
+    )
+    key: str = Field(
+        default="profiles.yml",
+        max_length=253,
+        pattern=SECRET_KEY_PATTERN,
+        description="Key of profiles.yml in the Secret",
+    )
+    inline: str | None = Field(
+        default=None,
+        min_length=1,
+        description="profiles.yml content, only when it holds no credentials",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_alone_unsets_the_secret(cls, data: Any) -> Any:
+        # Helm drops null keys, so the override `existingSecret: null, inline: ...` reaches
+        # merged values as `inline` alone; the default Secret must not come back in its place.
+        if not isinstance(data, dict) or data.get("inline") is None:
+            return data
+        if {"existingSecret", "existing_secret"} & data.keys():
+            return data
+        return {**data, "existingSecret": None}
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> DbtProfiles:
+        if (self.existing_secret is None) == (self.inline is None):
+            raise ValueError("set exactly one of dbt.profiles.existingSecret and .inline")
+        return self
+
+
+class DbtSettings(ValuesModel):
+    target: str = Field(default="dev", min_length=1, description="dbt target in profiles.yml")
+    profiles: DbtProfiles = Field(default_factory=DbtProfiles, description="Where profiles.yml is")
+
+
+class DbtModel(ListItemModel):
+    name: DbtIdentifier = Field(description="dbt model name")
+    depends_on: list[DbtIdentifier] = Field(
+        default_factory=list, description="Models run before this one"
+    )
+    tags: list[str] = Field(default_factory=list, description="dbt tags")
+    schedule: str | None = Field(
+        default=None,
+        pattern=r"^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$",
+        description="Cron schedule (5 fields or a @macro); null: run with its dependencies",
+    )
+    resources: Resources | None = Field(
+        default=None, description="Resources for this model's job; null: the chart's `resources`"
+    )
+
+
+class ServiceAccountSettings(ValuesModel):
+    create: bool = Field(default=True, description="Create the job's ServiceAccount")
+    name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="ServiceAccount name; null: derived from the release name",
+    )
+
+
+class JobsValues(ValuesModel):
+    """Values of the floe-jobs chart: the dbt runs of one data product."""
+
+    global_: GlobalValues = global_field()
+    floe: FloeIdentity = floe_field()
+    image: Image = image_field("ghcr.io/dbt-labs/dbt-postgres", "1.8.2", "The dbt runner image")
+    resources: Resources = Field(
+        default_factory=partial(small_preset, "jobs"),
+        description="Resources of each job (the environment preset's `jobs`)",
+    )
+    job: JobSettings = Field(default_factory=JobSettings, description="Kubernetes Job settings")
+    artifacts: ArtifactsSettings = Field(
+        default_factory=ArtifactsSettings, description="The compiled artifacts the job reads"
+    )
+    dbt: DbtSettings = Field(default_factory=DbtSettings, description="dbt settings")
+    models: list[DbtModel] = Field(
+        default_factory=list, description="The product's dbt models, in dependency order"
+    )
+    service_account: ServiceAccountSettings = Field(
+        default_factory=ServiceAccountSettings, description="The jobs' ServiceAccount"
+    )
