@@ -54,8 +54,9 @@ def _describe(error: SchemaError) -> str:
         return f"must be {expected!r}"
     if keyword == "pattern":
         return f"must match the pattern {expected}"
-    if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        return f"violates {keyword} {expected}"
+    bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+    if keyword in bounds:
+        return f"must be {bounds[keyword]} {expected}"
     if keyword in ("minLength", "maxLength", "minItems", "maxItems"):
         return f"violates {keyword} {expected}"
     if keyword in ("anyOf", "oneOf"):

@@ -1,0 +1,74 @@
+"""Benchmark: generate and validate Helm values for 1, 10 and 100 environments.
+
+Anchor (issue 3): under 20 ms per environment, for both charts' values (generate + validate).
+Prints wall time, time per environment, the ratio to the anchor, and peak memory (max RSS).
+
+    .venv/bin/python benchmarks/values_generation.py
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+from floe_deploy_assets.models.artifacts import load_compiled_artifacts
+from floe_deploy_assets.models.config import DeploymentConfig
+from floe_deploy_assets.values.charts import ChartFiles
+from floe_deploy_assets.values.generator import HelmValuesGenerator
+
+ROOT = Path(__file__).resolve().parents[1]
+ANCHOR_MS_PER_ENVIRONMENT = 20.0
+TIERS = ("small", "medium", "large")
+
+
+def config_with(environments: int) -> DeploymentConfig:
+    mappings = [
+        {
+            "name": f"mapping-{i}",
+            "cluster": "floe-local",
+            "environments": [f"env-{i}"],
+            "resources": TIERS[i % 3],
+        }
+        for i in range(environments)
+    ]
+    config = DeploymentConfig.model_validate(
+        {"artifacts": {"path": "examples/compiled-artifacts.json"}, "clusterMappings": mappings}
+    )
+    config._base_dir = ROOT
+    return config
+
+
+def run(environments: int) -> float:
+    """Seconds to load inputs once, then generate and validate both charts per environment."""
+    started = time.perf_counter()
+    config = config_with(environments)
+    artifacts = load_compiled_artifacts(config.artifacts_path)
+    charts = {kind: ChartFiles.for_chart(config, kind) for kind in ("platform", "jobs")}
+    inputs = {kind: (files.defaults(), files.schema()) for kind, files in charts.items()}
+    for environment in config.environments:
+        for kind, (defaults, schema) in inputs.items():
+            generator = HelmValuesGenerator(
+                artifacts, environment, defaults, config=config, chart=kind, schema=schema
+            )  # type: ignore[arg-type]
+            generator.generate()
+            problems = generator.validate()
+            assert not problems, problems
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    run(1)  # warm imports and caches once, as a long-running process would be
+    print(f"{'environments':>12} {'wall s':>8} {'ms/env':>8} {'vs 20 ms':>9} {'max RSS MiB':>12}")
+    for environments in (1, 10, 100):
+        seconds = run(environments)
+        per_env = seconds * 1000 / environments
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"{environments:>12} {seconds:>8.3f} {per_env:>8.2f} "
+            f"{per_env / ANCHOR_MS_PER_ENVIRONMENT:>8.2f}x {rss:>12.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

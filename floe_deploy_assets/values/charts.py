@@ -1,0 +1,49 @@
+"""A chart's files that values generation reads: values.yaml (the defaults) and
+values.schema.json (the contract the merged values must meet)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from floe_deploy_assets.models.config import ChartKind, ConfigError, DeploymentConfig
+
+
+@dataclass(frozen=True)
+class ChartFiles:
+    path: Path
+
+    @classmethod
+    def for_chart(cls, config: DeploymentConfig, chart: ChartKind) -> ChartFiles:
+        return cls(config.chart_path(chart))
+
+    def _read(self, name: str) -> str:
+        file = self.path / name
+        try:
+            return file.read_text()
+        except OSError as exc:
+            raise ConfigError(
+                f"{file}: cannot read the chart's {name} ({exc.strerror}); check charts.*.path "
+                "in the deployment configuration"
+            ) from None
+
+    def defaults(self) -> dict[str, Any]:
+        try:
+            document = yaml.safe_load(self._read("values.yaml")) or {}
+        except yaml.YAMLError:
+            raise ConfigError(f"{self.path / 'values.yaml'}: not valid YAML") from None
+        if not isinstance(document, dict):
+            raise ConfigError(f"{self.path / 'values.yaml'}: the top level must be a mapping")
+        return document
+
+    def schema(self) -> dict[str, Any]:
+        try:
+            return json.loads(self._read("values.schema.json"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"{self.path / 'values.schema.json'}: not valid JSON (line {exc.lineno})"
+            ) from None

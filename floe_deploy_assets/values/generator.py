@@ -1,0 +1,120 @@
+"""HelmValuesGenerator (seed section 1): the values of one chart for one environment.
+
+Layers, lowest first, each recorded as the provenance of the leaves it sets:
+
+1. ``chart defaults``  the chart's values.yaml
+2. ``preset:<tier>``   the environment's resource preset (from its cluster mapping)
+3. ``environment:<e>`` namespace, labels, isolation and product identity
+4. ``compiled artifacts`` values derived from CompiledArtifacts (see ``values/mapping.py``)
+5. ``overrides``       the environment's explicit overrides in the deployment configuration
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from floe_deploy_assets.models.artifacts import CompiledArtifacts
+from floe_deploy_assets.models.config import ChartKind, DeploymentConfig
+from floe_deploy_assets.values.layers import LayeredValues
+from floe_deploy_assets.values.mapping import RequiredSecret, jobs_layer, platform_layer
+from floe_deploy_assets.values.secrets import find_plaintext_secrets
+from floe_deploy_assets.values.validation import ValuesProblem, schema_problems
+
+LABEL_VALUE_MAX = 63
+
+
+class HelmValuesGenerator:
+    def __init__(
+        self,
+        artifacts: CompiledArtifacts,
+        environment: str,
+        chart_defaults: Mapping[str, Any],
+        *,
+        config: DeploymentConfig,
+        chart: ChartKind,
+        schema: Mapping[str, Any],
+    ):
+        self.artifacts = artifacts
+        self.environment = environment
+        self.chart_defaults = chart_defaults
+        self.config = config
+        self.chart = chart
+        self.schema = schema
+        self.mapping = config.mapping_for(environment)  # an unknown environment fails here
+
+    @cached_property
+    def _artifacts_layer(self):
+        if self.chart == "platform":
+            return platform_layer(self.artifacts, self.environment)
+        return jobs_layer(self.artifacts)
+
+    @property
+    def plugin_values(self) -> dict[str, Any]:
+        """The seed's computed ``pluginValues``: what the artifacts contribute."""
+        return copy.deepcopy(self._artifacts_layer.values)
+
+    @property
+    def required_secrets(self) -> tuple[RequiredSecret, ...]:
+        return self._artifacts_layer.required_secrets
+
+    def _preset_layer(self) -> dict[str, Any]:
+        preset = self.mapping.resources
+        if self.chart == "jobs":
+            return {"resources": preset.jobs.to_document()}
+        return {
+            "resources": {
+                "webserver": preset.webserver.to_document(),
+                "daemon": preset.daemon.to_document(),
+                "userCode": preset.user_code.to_document(),
+                "jobs": preset.jobs.to_document(),
+            }
+        }
+
+    def _environment_layer(self) -> dict[str, Any]:
+        metadata = self.artifacts.metadata
+        labels = {"app.kubernetes.io/part-of": "floe", "floe.dev/environment": self.environment}
+        if len(metadata.product_name) <= LABEL_VALUE_MAX:
+            labels["floe.dev/product"] = metadata.product_name
+        return {
+            "global": {
+                "environment": self.environment,
+                "namespace": self.mapping.namespace_for(self.environment),
+                "labels": labels,
+                "isolation": str(self.mapping.isolation),
+            },
+            "floe": {
+                "environment": self.environment,
+                "productName": metadata.product_name,
+                "productVersion": metadata.product_version,
+                "artifactsVersion": self.artifacts.version,
+                "artifactsDigest": self.artifacts.digest,
+            },
+        }
+
+    @cached_property
+    def layered(self) -> LayeredValues:
+        return (
+            LayeredValues()
+            .apply("chart defaults", self.chart_defaults)
+            .apply(f"preset:{self.mapping.resources.name}", self._preset_layer())
+            .apply(f"environment:{self.environment}", self._environment_layer())
+            .apply("compiled artifacts", self._artifacts_layer.values)
+            .apply("overrides", self.config.overrides_for(self.chart, self.environment))
+        )
+
+    def generate(self) -> dict[str, Any]:
+        """The merged values, ready for Helm."""
+        return copy.deepcopy(self.layered.values)
+
+    def validate(self) -> list[ValuesProblem]:
+        """Every problem: the chart's schema on the merged values, then the secret rules."""
+        values = self.layered.values
+        problems = schema_problems(values, self.schema)
+        problems += [
+            ValuesProblem(finding.pointer, finding.message, rule=finding.rule)
+            for finding in find_plaintext_secrets(values)
+        ]
+        return problems

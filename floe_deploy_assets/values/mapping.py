@@ -1,0 +1,166 @@
+"""The CompiledArtifacts -> Helm values mapping (the seed's section 5), one layer per source.
+
+| CompiledArtifacts field       | values (floe-platform / floe-jobs)                       |
+|-------------------------------|----------------------------------------------------------|
+| plugins.orchestrator          | dagster.enabled                                          |
+| plugins.catalog               | polaris.enabled, polaris.catalogType, polaris.config     |
+| telemetry backend (*)         | otel.exporters.backend                                   |
+| plugins.lineage_backend       | marquez.enabled, marquez.namespace                       |
+| observability.telemetry       | otel.enabled, otel.config.* (endpoint, protocol,         |
+|                               | samplingRatio, batch, logLevel)                          |
+| transforms.models             | jobs: models[] (name, dependsOn, tags)                   |
+| dbt_profiles                  | jobs: dbt.profiles (inline, or a Secret reference)       |
+
+(*) ``observability.telemetry.backend`` in upstream documents, or ``plugins.telemetry_backend``.
+
+Credentials never become values. A credential in the artifacts (telemetry authentication, a
+password in ``dbt_profiles``) turns into a reference to a Secret the operator provides; the
+``REQUIRED_SECRETS`` of a layer say which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from floe_deploy_assets.models.artifacts import CompiledArtifacts
+from floe_deploy_assets.values.secrets import find_plaintext_secrets
+
+POSTGRES_SECRET = "floe-postgresql"
+DBT_PROFILES_SECRET = "floe-dbt-profiles"
+OTEL_AUTH_SECRET = "floe-otel-exporter-auth"
+POLARIS_SECRET = "floe-polaris-credentials"
+
+
+@dataclass(frozen=True)
+class RequiredSecret:
+    """A Secret the operator must create in the environment's namespace before deploying."""
+
+    name: str
+    keys: tuple[str, ...]
+    why: str
+
+
+@dataclass(frozen=True)
+class ArtifactsLayer:
+    values: dict[str, Any]
+    required_secrets: tuple[RequiredSecret, ...]
+
+
+def sampling_ratio(artifacts: CompiledArtifacts, environment: str) -> float:
+    """Upstream documents give ratios for dev, staging and prod only; any other environment
+    gets the lowest of them, so an unknown (possibly production) environment is never sampled
+    more heavily than production."""
+    sampling = artifacts.observability.telemetry.sampling
+    ratios = {"dev": sampling.dev, "staging": sampling.staging, "prod": sampling.prod}
+    return ratios.get(environment, min(ratios.values()))
+
+
+def _plugin_type(artifacts: CompiledArtifacts, slot: str) -> str | None:
+    plugin = getattr(artifacts.plugins, slot, None) if artifacts.plugins else None
+    return plugin.type if plugin else None
+
+
+def _scalar_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    """Plugin config passes through when it is flat; nested config is the plugin's business."""
+    return {k: v for k, v in (config or {}).items() if isinstance(v, str | int | float | bool)}
+
+
+def platform_layer(artifacts: CompiledArtifacts, environment: str) -> ArtifactsLayer:
+    telemetry = artifacts.observability.telemetry
+    batch = telemetry.batch_processor
+    secrets = [
+        RequiredSecret(
+            POSTGRES_SECRET,
+            ("password",),
+            "PostgreSQL password for Dagster storage and the database",
+        )
+    ]
+    exporters: dict[str, Any] = {"backend": artifacts.telemetry_backend or "console"}
+    if telemetry.authentication is not None:
+        key = "api-key" if telemetry.authentication.auth_type == "api_key" else "bearer-token"
+        exporters["headersSecret"] = {"name": OTEL_AUTH_SECRET, "key": key}
+        secrets.append(
+            RequiredSecret(
+                OTEL_AUTH_SECRET, (key,), "telemetry exporter authentication from the artifacts"
+            )
+        )
+    values: dict[str, Any] = {
+        "dagster": {"enabled": _plugin_type(artifacts, "orchestrator") in (None, "dagster")},
+        "otel": {
+            "enabled": telemetry.enabled,
+            "config": {
+                "protocol": telemetry.otlp_protocol,
+                "samplingRatio": sampling_ratio(artifacts, environment),
+                "batch": {
+                    "maxQueueSize": batch.max_queue_size,
+                    "maxExportBatchSize": batch.max_export_batch_size,
+                    "scheduleDelayMillis": batch.schedule_delay_millis,
+                    "exportTimeoutMillis": batch.export_timeout_millis,
+                },
+                "logLevel": telemetry.logging.log_level,
+            },
+            "exporters": exporters,
+        },
+    }
+    if telemetry.otlp_endpoint:
+        values["otel"]["config"]["endpoint"] = telemetry.otlp_endpoint
+    catalog = _plugin_type(artifacts, "catalog")
+    if catalog is not None:
+        config = (
+            artifacts.plugins.catalog.config
+            if artifacts.plugins and artifacts.plugins.catalog
+            else None
+        )
+        values["polaris"] = {
+            "enabled": catalog == "polaris",
+            "catalogType": catalog,
+            "config": _scalar_config(config),
+        }
+        if catalog == "polaris":
+            values["polaris"]["credentials"] = {"name": POLARIS_SECRET, "key": "client-secret"}
+            secrets.append(
+                RequiredSecret(POLARIS_SECRET, ("client-secret",), "Polaris catalog client secret")
+            )
+    lineage = _plugin_type(artifacts, "lineage_backend")
+    values["marquez"] = {"enabled": lineage == "marquez" and artifacts.observability.lineage}
+    if values["marquez"]["enabled"]:
+        values["marquez"]["namespace"] = artifacts.observability.lineage_namespace
+    return ArtifactsLayer(values, tuple(secrets))
+
+
+def jobs_layer(artifacts: CompiledArtifacts) -> ArtifactsLayer:
+    transforms = artifacts.transforms
+    models = [
+        {"name": model.name, "dependsOn": list(model.depends_on), "tags": list(model.tags)}
+        for model in (transforms.models_in_dependency_order() if transforms else [])
+    ]
+    values: dict[str, Any] = {"models": models}
+    secrets: list[RequiredSecret] = []
+    profiles = artifacts.dbt_profiles
+    if profiles:
+        values["dbt"] = {"target": _dbt_target(profiles)}
+        if find_plaintext_secrets(profiles):
+            # The profiles hold credentials: mount them from a Secret, never from values.
+            values["dbt"]["profiles"] = {"existingSecret": DBT_PROFILES_SECRET, "inline": None}
+            secrets.append(
+                RequiredSecret(
+                    DBT_PROFILES_SECRET,
+                    ("profiles.yml",),
+                    "dbt profiles.yml (the artifacts' dbt_profiles hold credentials)",
+                )
+            )
+        else:
+            values["dbt"]["profiles"] = {
+                "inline": yaml.safe_dump(profiles, sort_keys=True),
+                "existingSecret": None,
+            }
+    return ArtifactsLayer(values, tuple(secrets))
+
+
+def _dbt_target(profiles: dict[str, Any]) -> str:
+    """The target of the first profile (dbt's default when the project names none)."""
+    first: Any = next(iter(profiles.values()), {})
+    return str(first.get("target", "dev")) if isinstance(first, dict) else "dev"

@@ -1,0 +1,232 @@
+"""HelmValuesGenerator: layers, the CompiledArtifacts mapping, validation, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from floe_deploy_assets.cli import main
+from floe_deploy_assets.models.artifacts import load_compiled_artifacts, parse_compiled_artifacts
+from floe_deploy_assets.models.config import ConfigError, DeploymentConfig, load_deployment_config
+from floe_deploy_assets.values.chart_values import JobsValues, PlatformValues
+from floe_deploy_assets.values.charts import ChartFiles
+from floe_deploy_assets.values.generator import HelmValuesGenerator
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "upstream-compiled-artifacts"
+DOCUMENTS = [*sorted(FIXTURES.glob("v*.json")), ROOT / "examples" / "compiled-artifacts.json"]
+CONFIG = load_deployment_config(ROOT / "floe-deploy.yaml")
+LEAKED = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+def generator(artifacts, environment="dev", chart="platform", config: DeploymentConfig = CONFIG):
+    files = ChartFiles.for_chart(config, chart)
+    return HelmValuesGenerator(
+        artifacts, environment, files.defaults(), config=config, chart=chart, schema=files.schema()
+    )
+
+
+def with_overrides(overrides: dict) -> DeploymentConfig:
+    document = CONFIG.to_document()
+    document["overrides"] = overrides
+    config = DeploymentConfig.model_validate(document)
+    config._base_dir = ROOT
+    return config
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+@pytest.mark.parametrize("chart", ["platform", "jobs"])
+def test_upstream_documents_yield_valid_values(document: Path, environment: str, chart: str):
+    values_generator = generator(load_compiled_artifacts(document), environment, chart)
+
+    assert values_generator.validate() == []
+    model = PlatformValues if chart == "platform" else JobsValues
+    values = model.model_validate(values_generator.generate())
+    assert values.global_.namespace == f"floe-{environment}"
+    assert values.floe.artifacts_digest == load_compiled_artifacts(document).digest
+
+
+def test_layers_apply_in_order_and_provenance_says_which_set_a_leaf():
+    artifacts = load_compiled_artifacts(ROOT / "examples" / "compiled-artifacts.json")
+    prod = generator(artifacts, "prod")
+    values, provenance = prod.generate(), prod.layered.provenance
+
+    assert values["resources"]["userCode"]["requests"] == {"cpu": "1000m", "memory": "2Gi"}
+    assert provenance["/resources/userCode/requests/cpu"] == "preset:large"
+    assert values["dagster"]["webserver"]["replicas"] == 2
+    assert provenance["/dagster/webserver/replicas"] == "overrides"
+    assert provenance["/global/namespace"] == "environment:prod"
+    assert provenance["/otel/config/samplingRatio"] == "compiled artifacts"
+    assert provenance["/postgresql/image/tag"] == "chart defaults"
+    assert prod.layered.layers == (
+        "chart defaults",
+        "preset:large",
+        "environment:prod",
+        "compiled artifacts",
+        "overrides",
+    )
+
+
+def test_artifacts_map_to_their_sections():
+    artifacts = load_compiled_artifacts(ROOT / "examples" / "compiled-artifacts.json")
+    platform = generator(artifacts, "staging").generate()
+    jobs = generator(artifacts, "staging", "jobs").generate()
+
+    assert platform["polaris"]["enabled"] and platform["polaris"]["catalogType"] == "polaris"
+    assert platform["marquez"] == {
+        **platform["marquez"],
+        "enabled": True,
+        "namespace": "customer-360",
+    }
+    assert platform["otel"]["exporters"]["backend"] == "jaeger"
+    assert platform["otel"]["config"]["samplingRatio"] == 0.5
+    assert [m["name"] for m in jobs["models"]] == [
+        "stg_customers",
+        "stg_orders",
+        "customer_orders",
+        "customer_360",
+    ]
+    assert jobs["dbt"]["profiles"]["inline"].startswith("customer_360:")
+    assert "existingSecret" not in jobs["dbt"]["profiles"]
+
+
+def _with(document: Path, **changes) -> str:
+    data = json.loads(document.read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        target = data
+        for key in parents:
+            target = target[key]
+        target[leaf] = value
+    return json.dumps(data)
+
+
+def test_credentials_in_artifacts_become_secret_references_never_values():
+    source = ROOT / "examples" / "compiled-artifacts.json"
+    text = _with(
+        source,
+        **{
+            "observability.telemetry.authentication": {"auth_type": "api_key", "api_key": LEAKED},
+            "dbt_profiles": {
+                "p": {
+                    "target": "dev",
+                    "outputs": {
+                        "dev": {
+                            "type": "postgres",
+                            "host": "db",
+                            "user": "dbt",
+                            "password": "s3cr3t-Pa55",
+                        }
+                    },
+                }
+            },
+        },
+    )
+    artifacts = parse_compiled_artifacts(text, "doc.json")
+    platform, jobs = generator(artifacts), generator(artifacts, chart="jobs")
+
+    rendered = yaml.safe_dump(platform.generate()) + yaml.safe_dump(jobs.generate())
+    assert LEAKED not in rendered and "s3cr3t-Pa55" not in rendered
+    assert platform.generate()["otel"]["exporters"]["headersSecret"] == {
+        "name": "floe-otel-exporter-auth",
+        "key": "api-key",
+    }
+    assert jobs.generate()["dbt"]["profiles"]["existingSecret"] == "floe-dbt-profiles"
+    assert platform.validate() == [] and jobs.validate() == []
+    assert {s.name for s in jobs.required_secrets} == {"floe-dbt-profiles"}
+
+
+def test_a_literal_credential_in_overrides_is_found_and_not_echoed():
+    config = with_overrides({"dev": {"platform": {"polaris": {"config": {"token": LEAKED}}}}})
+    artifacts = load_compiled_artifacts(ROOT / "examples" / "compiled-artifacts.json")
+
+    problems = generator(artifacts, config=config).validate()
+
+    assert [p.pointer for p in problems] == ["/polaris/config/token"]
+    assert all(LEAKED not in str(p) for p in problems)
+
+
+def test_schema_problems_name_the_pointer():
+    config = with_overrides(
+        {
+            "dev": {
+                "platform": {
+                    "dagster": {"dagster-webserver": {}},
+                    "otel": {"config": {"samplingRatio": 3}},
+                }
+            }
+        }
+    )
+    artifacts = load_compiled_artifacts(ROOT / "examples" / "compiled-artifacts.json")
+
+    problems = {p.pointer: p.message for p in generator(artifacts, config=config).validate()}
+
+    assert problems["/dagster"].startswith("unknown key 'dagster-webserver'")
+    assert problems["/otel/config/samplingRatio"] == "must be <= 1"
+
+
+def test_unknown_environment_is_refused():
+    artifacts = load_compiled_artifacts(ROOT / "examples" / "compiled-artifacts.json")
+    with pytest.raises(ConfigError, match="environment 'uat' is in no cluster mapping"):
+        generator(artifacts, "uat")
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+def test_cli_prints_values_and_provenance(capsys: pytest.CaptureFixture[str]):
+    config = str(ROOT / "floe-deploy.yaml")
+    assert main(["values", "--config", config, "--env", "prod", "--chart", "platform"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["global"]["namespace"] == "floe-prod"
+
+    assert (
+        main(["values", "--config", config, "--env", "prod", "--chart", "jobs", "--provenance"])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert '/global/namespace  "floe-prod"  # environment:prod' in lines
+
+
+def test_cli_bad_input_is_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    broken = tmp_path / "artifacts.json"
+    broken.write_text('{"version": "0.5.0", "metadata": {')
+    code = main(
+        [
+            "values",
+            "--config",
+            str(ROOT / "floe-deploy.yaml"),
+            "--artifacts",
+            str(broken),
+            "--env",
+            "dev",
+            "--chart",
+            "jobs",
+        ]
+    )
+    error = capsys.readouterr().err
+    assert code == 2
+    assert error.startswith(f"floe-deploy: {broken}") and "Traceback" not in error
+
+
+def test_cli_failing_values_exit_1_with_findings_and_no_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    config = (
+        (ROOT / "floe-deploy.yaml")
+        .read_text()
+        .replace(
+            "examples/compiled-artifacts.json", str(ROOT / "examples" / "compiled-artifacts.json")
+        )
+    )
+    config = config.replace("charts/floe-", str(ROOT / "charts") + "/floe-")
+    config += f"  dev:\n    platform:\n      polaris: {{config: {{password: {LEAKED}}}}}\n"
+    path = tmp_path / "floe-deploy.yaml"
+    path.write_text(config)
+
+    code = main(["values", "--config", str(path), "--env", "dev", "--chart", "platform"])
+
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert "/polaris/config/password" in captured.err and LEAKED not in captured.err
