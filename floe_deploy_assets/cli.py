@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,6 +94,8 @@ def _at(values: object, pointer: str) -> object:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Piped into `head`, stop quietly as other command-line tools do.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = _parser().parse_args(argv)
     try:
         if args.command == "values":
