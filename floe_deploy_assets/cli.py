@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def values_command(args: argparse.Namespace) -> int:
     config = load_deployment_config(args.config)
+    if args.env not in config.environments:
+        raise ConfigError(
+            f"{args.config}: environment {args.env!r} is in no cluster mapping; known "
+            f"environments: {', '.join(config.environments)}"
+        )
     artifacts = load_compiled_artifacts(args.artifacts or config.artifacts_path)
     chart = ChartFiles.for_chart(config, args.chart)
     generator = HelmValuesGenerator(
