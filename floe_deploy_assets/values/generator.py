@@ -109,6 +109,11 @@ class HelmValuesGenerator:
         """The merged values, ready for Helm."""
         return copy.deepcopy(self.layered.values)
 
+    def helm_values(self) -> dict[str, Any]:
+        """The values to hand to Helm, which merges them over the chart defaults again: a key
+        our layers deleted must reach Helm as an explicit null, or the default comes back."""
+        return _with_deletions(self.chart_defaults, self.generate())
+
     def validate(self) -> list[ValuesProblem]:
         """Every problem: the chart's schema on the merged values, then the secret rules."""
         values = self.layered.values
@@ -118,3 +123,12 @@ class HelmValuesGenerator:
             for finding in find_plaintext_secrets(values)
         ]
         return problems
+
+
+def _with_deletions(defaults: Mapping[str, Any], merged: dict[str, Any]) -> dict[str, Any]:
+    for key, default in defaults.items():
+        if key not in merged:
+            merged[key] = None
+        elif isinstance(default, Mapping) and isinstance(merged[key], dict):
+            _with_deletions(default, merged[key])
+    return merged
