@@ -539,6 +539,26 @@ class ServiceAccountSettings(ValuesModel):
     )
 
 
+class RunSettings(ValuesModel):
+    """Set by the DataProductJob runner, never in an installed release: rendering the chart with
+    a model here yields that model's Job, so the chart's Job template is the one description of
+    a model's pod. Installing the release starts no model."""
+
+    model: DbtIdentifier | None = Field(default=None, description="dbt model to render a Job for")
+    job_name: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Run-unique Job name (the runner derives it from the model)",
+    )
+    run_id: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="Orchestrator run id, recorded as a label",
+    )
+
+
 class JobsValues(ValuesModel):
     """Values of the floe-jobs chart: the dbt runs of one data product."""
 
@@ -559,4 +579,7 @@ class JobsValues(ValuesModel):
     )
     service_account: ServiceAccountSettings = Field(
         default_factory=ServiceAccountSettings, description="The jobs' ServiceAccount"
+    )
+    run: RunSettings = Field(
+        default_factory=RunSettings, description="One model's Job to render (runner only)"
     )

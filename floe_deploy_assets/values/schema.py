@@ -28,6 +28,7 @@ CHART_SCHEMAS: dict[str, type[BaseModel]] = {
     "floe-jobs": JobsValues,
 }
 REPO_ROOT = Path(__file__).resolve().parents[2]
+CHARTS_DIR = REPO_ROOT / "charts"  # where Chart.yaml files are read (REPO_ROOT is where to write)
 REGENERATE = "python -m floe_deploy_assets.values.schema --write"
 
 
@@ -65,9 +66,22 @@ def schema_path(chart: str) -> Path:
     return REPO_ROOT / "charts" / chart / "values.schema.json"
 
 
+def chart_schema(chart: str) -> dict[str, Any]:
+    """The chart's schema: its values model, plus a key per subchart, because Helm adds each
+    dependency's values (even a library chart's, as an empty map) under its name or alias."""
+    schema = values_schema(CHART_SCHEMAS[chart])
+    metadata = yaml.safe_load((CHARTS_DIR / chart / "Chart.yaml").read_text())
+    for dependency in metadata.get("dependencies") or []:
+        key = dependency.get("alias") or dependency["name"]
+        schema["properties"].setdefault(
+            key, {"type": "object", "description": f"values of the {dependency['name']} subchart"}
+        )
+    return schema
+
+
 def render(chart: str) -> str:
     """The file content: sorted keys, so regeneration gives stable diffs."""
-    return json.dumps(values_schema(CHART_SCHEMAS[chart]), indent=2, sort_keys=True) + "\n"
+    return json.dumps(chart_schema(chart), indent=2, sort_keys=True) + "\n"
 
 
 def chart_defaults(chart: str) -> dict[str, Any]:

@@ -1,0 +1,79 @@
+{{/* The jobs' ServiceAccount name. */}}
+{{- define "floe-jobs.serviceAccountName" -}}
+{{- .Values.serviceAccount.name | default (include "floe-common.name" (list . "dbt")) -}}
+{{- end -}}
+
+{{/* Where profiles.yml comes from: the operator's Secret, or the chart's own ConfigMap. */}}
+{{- define "floe-jobs.profilesVolume" -}}
+{{- if .Values.dbt.profiles.existingSecret }}
+secret:
+  secretName: {{ .Values.dbt.profiles.existingSecret }}
+  items: [{key: {{ .Values.dbt.profiles.key | quote }}, path: profiles.yml}]
+{{- else }}
+configMap:
+  name: {{ include "floe-common.name" (list . "dbt-profiles") }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The pod of one model's run: the single description of how a model's pod looks, used by the Job
+the runner renders and by the CronJob of a scheduled model.
+Usage: include "floe-jobs.podTemplate" (list . $model)
+*/}}
+{{- define "floe-jobs.podTemplate" -}}
+{{- $root := index . 0 -}}
+{{- $model := index . 1 -}}
+metadata:
+  labels:
+    {{- include "floe-common.labels" (list $root "dbt-model") | nindent 4 }}
+    floe.dev/model: {{ $model.name | replace "_" "-" | lower | trunc 63 | trimSuffix "-" | quote }}
+    floe.dev/product: {{ $root.Values.floe.productName | default "unknown" | trunc 63 | trimSuffix "-" | quote }}
+    {{- with $root.Values.run.runId }}
+    floe.dev/run-id: {{ . | quote }}
+    {{- end }}
+  annotations:
+    floe.dev/dbt-model: {{ $model.name | quote }}
+    checksum/profiles: {{ include "floe-common.checksum" $root.Values.dbt.profiles }}
+spec:
+  restartPolicy: Never
+  serviceAccountName: {{ include "floe-jobs.serviceAccountName" $root }}
+  automountServiceAccountToken: false
+  securityContext:
+    {{- include "floe-common.podSecurityContext" $root | nindent 4 }}
+  containers:
+    - name: dbt
+      image: {{ include "floe-common.image" $root.Values.image }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      command: ["dbt", {{ $root.Values.job.command | quote }}, "--select", {{ $model.name | quote }}, "--target", {{ $root.Values.dbt.target | quote }}]
+      env:
+        - {name: DBT_PROFILES_DIR, value: /etc/dbt}
+        - {name: DBT_TARGET_PATH, value: /work/target}
+        - {name: DBT_LOG_PATH, value: /work/logs}
+        - {name: FLOE_ENVIRONMENT, value: {{ $root.Values.floe.environment | quote }}}
+        - {name: FLOE_ARTIFACTS_PATH, value: /etc/floe/compiled-artifacts}
+      resources:
+        {{- toYaml ($model.resources | default $root.Values.resources) | nindent 8 }}
+      securityContext:
+        {{- include "floe-common.containerSecurityContext" $root | nindent 8 }}
+      volumeMounts:
+        - {name: profiles, mountPath: /etc/dbt, readOnly: true}
+        - {name: artifacts, mountPath: /etc/floe/compiled-artifacts, readOnly: true}
+        - {name: work, mountPath: /work}
+        - {name: tmp, mountPath: /tmp}
+  volumes:
+    - name: profiles
+      {{- include "floe-jobs.profilesVolume" $root | nindent 6 }}
+    - name: artifacts
+      configMap:
+        name: {{ $root.Values.artifacts.configMapName }}
+    # dbt writes target/ and logs/; the root filesystem is read-only.
+    - {name: work, emptyDir: {}}
+    - {name: tmp, emptyDir: {}}
+{{- end -}}
+
+{{/* Job spec settings shared by the runner's Job and a CronJob's jobTemplate. */}}
+{{- define "floe-jobs.jobSettings" -}}
+backoffLimit: {{ .Values.job.backoffLimit }}
+activeDeadlineSeconds: {{ .Values.job.activeDeadlineSeconds }}
+ttlSecondsAfterFinished: {{ .Values.job.ttlSecondsAfterFinished }}
+{{- end -}}

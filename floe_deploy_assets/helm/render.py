@@ -1,0 +1,67 @@
+"""Render a chart offline into Kubernetes objects.
+
+Local subcharts (``file://`` dependencies such as the floe-common library chart) are packaged
+into the chart's ``charts/`` folder first, from its ``Chart.lock``, so a render always uses the
+library as it is in the working tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import yaml
+
+
+class RenderError(RuntimeError):
+    """A chart failed to load or render; the message names the chart and the template."""
+
+
+@dataclass(frozen=True)
+class RenderedChart:
+    objects: list[dict[str, Any]]  # every object, hooks included, in template order
+    notes: str
+
+    def by_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [o for o in self.objects if o.get("kind") == kind]
+
+    def named(self, kind: str, name: str) -> dict[str, Any]:
+        for obj in self.by_kind(kind):
+            if obj["metadata"]["name"] == name:
+                return obj
+        raise KeyError(f"no {kind} named {name} in the rendered chart")
+
+
+def build_dependencies(chart_dir: Path) -> None:
+    if (chart_dir / "Chart.lock").exists():
+        try:
+            helm_python.dependency_build(str(chart_dir), skip_refresh=True)
+        except helm_python.HelmError as exc:
+            raise RenderError(f"{chart_dir}: building chart dependencies failed: {exc}") from None
+
+
+def render_chart(
+    chart_dir: Path, values: Mapping[str, Any], *, release_name: str, namespace: str
+) -> RenderedChart:
+    build_dependencies(chart_dir)
+    try:
+        chart = helm_python.Chart.load(str(chart_dir))
+    except helm_python.HelmError as exc:
+        raise RenderError(f"{chart_dir}: cannot load the chart: {exc}") from None
+    try:
+        files = chart.render(dict(values), name=release_name, namespace=namespace, is_install=True)
+    except helm_python.HelmError as exc:
+        raise RenderError(f"{chart_dir}: rendering failed: {exc}") from None
+    finally:
+        chart.close()
+    objects: list[dict[str, Any]] = []
+    notes = ""
+    for path in sorted(files):
+        if path.endswith("NOTES.txt"):
+            notes = files[path]
+            continue
+        objects.extend(doc for doc in yaml.safe_load_all(files[path]) if doc)
+    return RenderedChart(objects, notes)
