@@ -457,22 +457,26 @@ class ArtifactsSettings(ValuesModel):
     )
 
 
-def exactly_one_profiles_source(schema: dict[str, Any], model: type) -> None:
-    """The model's rule, repeated in the schema so Helm enforces it too. A null value counts as
-    unset (Helm drops it; other validators see it and the `type` check refuses it)."""
+def inline_profiles_need_content(schema: dict[str, Any], model: type) -> None:
+    """The model's rule, repeated in the schema so Helm enforces it too."""
     require_non_null_keys(schema, model)
-    schema["oneOf"] = [
-        {"required": [key], "properties": {key: {"type": "string"}}}
-        for key in ("existingSecret", "inline")
-    ]
+    schema["if"] = {"properties": {"source": {"const": "inline"}}, "required": ["source"]}
+    schema["then"] = {"required": ["inline"], "properties": {"inline": {"type": "string"}}}
 
 
 class DbtProfiles(ValuesModel):
-    """Where profiles.yml comes from: exactly one of `existingSecret` and `inline`."""
+    """Where profiles.yml comes from: the operator's Secret (``source: secret``) or this chart's
+    ConfigMap (``source: inline``, only for profiles without credentials).
 
-    model_config = ConfigDict(json_schema_extra=exactly_one_profiles_source)
+    An explicit switch rather than "whichever key is set": unsetting a default key takes a null
+    override, and Helm's lint and template do not drop nulls the way install does."""
 
-    existing_secret: str | None = Field(
+    model_config = ConfigDict(json_schema_extra=inline_profiles_need_content)
+
+    source: Literal["secret", "inline"] = Field(
+        default="secret", description="secret: mount existingSecret; inline: mount `inline`"
+    )
+    existing_secret: str = Field(
         default=DBT_PROFILES_SECRET,
         max_length=253,
         pattern=DNS1123_SUBDOMAIN,
@@ -490,21 +494,10 @@ class DbtProfiles(ValuesModel):
         description="profiles.yml content, only when it holds no credentials",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _inline_alone_unsets_the_secret(cls, data: Any) -> Any:
-        # Helm drops null keys, so the override `existingSecret: null, inline: ...` reaches
-        # merged values as `inline` alone; the default Secret must not come back in its place.
-        if not isinstance(data, dict) or data.get("inline") is None:
-            return data
-        if {"existingSecret", "existing_secret"} & data.keys():
-            return data
-        return {**data, "existingSecret": None}
-
     @model_validator(mode="after")
-    def _exactly_one_source(self) -> DbtProfiles:
-        if (self.existing_secret is None) == (self.inline is None):
-            raise ValueError("set exactly one of dbt.profiles.existingSecret and .inline")
+    def _inline_needs_content(self) -> DbtProfiles:
+        if self.source == "inline" and self.inline is None:
+            raise ValueError("dbt.profiles.source 'inline' needs dbt.profiles.inline")
         return self
 
 

@@ -144,7 +144,7 @@ def jobs_layer(artifacts: CompiledArtifacts) -> ArtifactsLayer:
         values["dbt"] = {"target": _dbt_target(profiles)}
         if find_plaintext_secrets(profiles):
             # The profiles hold credentials: mount them from a Secret, never from values.
-            values["dbt"]["profiles"] = {"existingSecret": DBT_PROFILES_SECRET, "inline": None}
+            values["dbt"]["profiles"] = {"source": "secret", "existingSecret": DBT_PROFILES_SECRET}
             secrets.append(
                 RequiredSecret(
                     DBT_PROFILES_SECRET,
@@ -154,8 +154,8 @@ def jobs_layer(artifacts: CompiledArtifacts) -> ArtifactsLayer:
             )
         else:
             values["dbt"]["profiles"] = {
+                "source": "inline",
                 "inline": yaml.safe_dump(profiles, sort_keys=True),
-                "existingSecret": None,
             }
     return ArtifactsLayer(values, tuple(secrets))
 

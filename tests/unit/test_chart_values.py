@@ -172,7 +172,7 @@ def test_dumps_use_camel_case_aliases() -> None:
         "ttlSecondsAfterFinished",
         "command",
     }
-    assert set(jobs["dbt"]["profiles"]) == {"existingSecret", "key", "inline"}
+    assert set(jobs["dbt"]["profiles"]) == {"source", "existingSecret", "key", "inline"}
     assert "serviceAccount" in jobs
 
 
@@ -269,28 +269,21 @@ def test_credentials_are_secret_references() -> None:
     assert schema_errors(PlatformValues, values) == []
 
 
-# --- dbt profiles: exactly one source --------------------------------------------------------
-@pytest.mark.parametrize(
-    "profiles",
-    [
-        {"existingSecret": "floe-dbt-profiles", "inline": "floe: {}\n"},
-        {"existingSecret": None, "inline": None},
-    ],
-    ids=["both", "neither"],
-)
-def test_profiles_need_exactly_one_source(profiles: dict[str, Any]) -> None:
-    with pytest.raises(ValidationError, match="exactly one"):
+# --- dbt profiles: a secret, or inline content -----------------------------------------------
+def test_inline_profiles_need_content() -> None:
+    profiles = {"source": "inline"}
+    with pytest.raises(ValidationError, match="source 'inline' needs dbt.profiles.inline"):
         DbtProfiles.model_validate(profiles)
-    values = with_value(defaults(JobsValues), "dbt.profiles", {"key": "profiles.yml", **profiles})
+    values = with_value(defaults(JobsValues), "dbt.profiles.source", "inline")
     assert schema_errors(JobsValues, values)
 
 
-def test_profiles_inline_alone_is_accepted() -> None:
-    profiles = {"existingSecret": None, "inline": "floe: {}\n"}
+def test_inline_profiles_with_content_are_accepted_and_secret_is_the_default() -> None:
+    assert DbtProfiles().source == "secret"
+    profiles = {"source": "inline", "inline": "floe: {}\n"}
     assert DbtProfiles.model_validate(profiles).inline == "floe: {}\n"
-    values = with_value(defaults(JobsValues), "dbt.profiles.existingSecret", None)
+    values = with_value(defaults(JobsValues), "dbt.profiles.source", "inline")
     values = with_value(values, "dbt.profiles.inline", "floe: {}\n")
     assert schema_errors(JobsValues, values) == []
-    merged = without(values, "dbt.profiles.existingSecret")  # as Helm merges the null
-    assert schema_errors(JobsValues, merged) == []
-    assert JobsValues.model_validate(merged).dbt.profiles.existing_secret is None
+    with pytest.raises(ValidationError, match="source"):
+        DbtProfiles.model_validate({"source": "configmap"})

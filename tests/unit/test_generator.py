@@ -91,7 +91,7 @@ def test_artifacts_map_to_their_sections():
         "customer_360",
     ]
     assert jobs["dbt"]["profiles"]["inline"].startswith("customer_360:")
-    assert "existingSecret" not in jobs["dbt"]["profiles"]
+    assert jobs["dbt"]["profiles"]["source"] == "inline"
 
 
 def _with(document: Path, **changes) -> str:

@@ -5,7 +5,7 @@
 
 {{/* Where profiles.yml comes from: the operator's Secret, or the chart's own ConfigMap. */}}
 {{- define "floe-jobs.profilesVolume" -}}
-{{- if .Values.dbt.profiles.existingSecret }}
+{{- if eq .Values.dbt.profiles.source "secret" }}
 secret:
   secretName: {{ .Values.dbt.profiles.existingSecret }}
   items: [{key: {{ .Values.dbt.profiles.key | quote }}, path: profiles.yml}]

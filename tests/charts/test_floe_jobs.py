@@ -1,0 +1,141 @@
+"""The floe-jobs chart, rendered offline by the real Helm engine."""
+
+from __future__ import annotations
+
+import json
+
+import helm_python
+import pytest
+
+from floe_deploy_assets.helm.render import RenderError, build_dependencies
+from tests.support.charts import CONFIG, generated_values, render
+
+JOBS_CHART = CONFIG.chart_path("jobs")
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_installing_starts_no_model(environment: str):
+    rendered = render("jobs", generated_values("jobs", environment))
+
+    assert rendered.by_kind("Job") == [] and rendered.by_kind("CronJob") == []
+    assert {o["kind"] for o in rendered.objects} == {
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ConfigMap",
+        "Pod",
+    }
+    models = json.loads(
+        rendered.named("ConfigMap", "floe-compiled-artifacts")["data"]["models.json"]
+    )
+    assert [m["name"] for m in models] == [
+        "stg_customers",
+        "stg_orders",
+        "customer_orders",
+        "customer_360",
+    ]
+
+
+def _run(values: dict, model: str, job_name: str) -> dict:
+    return {**values, "run": {"model": model, "jobName": job_name, "runId": "run-1"}}
+
+
+def test_run_model_renders_exactly_that_models_job():
+    values = _run(generated_values("jobs"), "customer_orders", "customer-orders-1a2b3")
+
+    jobs = render("jobs", values).by_kind("Job")
+
+    assert [j["metadata"]["name"] for j in jobs] == ["customer-orders-1a2b3"]
+    spec = jobs[0]["spec"]
+    assert (
+        spec["backoffLimit"],
+        spec["activeDeadlineSeconds"],
+        spec["ttlSecondsAfterFinished"],
+    ) == (0, 3600, 3600)
+    pod = spec["template"]["spec"]
+    assert pod["containers"][0]["command"] == [
+        "dbt",
+        "run",
+        "--select",
+        "customer_orders",
+        "--target",
+        "dev",
+    ]
+    assert pod["automountServiceAccountToken"] is False
+    labels = spec["template"]["metadata"]["labels"]
+    assert (
+        labels["floe.dev/model"],
+        labels["floe.dev/run-id"],
+        labels["floe.dev/environment"],
+    ) == ("customer-orders", "run-1", "dev")
+
+
+def test_a_model_with_its_own_resources_overrides_the_preset():
+    values = generated_values("jobs", "prod")
+    big = {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}}
+    values["models"][0]["resources"] = big
+
+    job = render("jobs", _run(values, "stg_customers", "stg-customers-x")).by_kind("Job")[0]
+    other = render("jobs", _run(values, "stg_orders", "stg-orders-x")).by_kind("Job")[0]
+
+    assert job["spec"]["template"]["spec"]["containers"][0]["resources"] == big
+    assert other["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "500m",
+        "memory": "1Gi",
+    }  # the large preset's jobs requests
+
+
+def test_scheduled_models_get_a_cronjob_with_the_same_pod():
+    values = generated_values("jobs")
+    values["models"][3]["schedule"] = "0 3 * * *"
+
+    rendered = render("jobs", values)
+    cronjobs = rendered.by_kind("CronJob")
+
+    assert [c["metadata"]["name"] for c in cronjobs] == ["floe-jobs-customer-360"]
+    # Offline renders carry a current Kubernetes version, so the GA API is chosen.
+    assert cronjobs[0]["apiVersion"] == "batch/v1"
+    job = render("jobs", _run(values, "customer_360", "c360-x")).by_kind("Job")[0]
+    assert (
+        cronjobs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        == job["spec"]["template"]["spec"]
+    )
+
+
+def test_profiles_with_credentials_mount_the_operators_secret_and_the_role_allows_only_it():
+    values = generated_values("jobs")
+    values["dbt"]["profiles"] = {"source": "secret", "existingSecret": "floe-dbt-profiles"}
+
+    rendered = render("jobs", values)
+
+    assert "floe-jobs-dbt-profiles" not in [
+        c["metadata"]["name"] for c in rendered.by_kind("ConfigMap")
+    ]
+    rules = rendered.named("Role", "floe-jobs-dbt")["rules"]
+    assert {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["floe-dbt-profiles"],
+        "verbs": ["get"],
+    } in rules
+    assert all(rule["verbs"] == ["get"] and rule.get("resourceNames") for rule in rules)
+
+
+def test_missing_job_name_is_a_clear_render_error():
+    values = {**generated_values("jobs"), "run": {"model": "stg_orders"}}
+    with pytest.raises(RenderError, match="run.jobName is required with run.model"):
+        render("jobs", values)
+
+
+@pytest.mark.parametrize("kube_version", ["v1.20.2", "v1.28.0", "v1.33.0"])
+def test_lint_is_clean(kube_version: str):
+    build_dependencies(JOBS_CHART)
+    report = helm_python.lint(str(JOBS_CHART), strict=True, kube_version=kube_version)
+    assert report["errors"] == [] and report["messages"] == []
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_lint_is_clean_with_generated_values(environment: str):
+    build_dependencies(JOBS_CHART)
+    report = helm_python.lint(str(JOBS_CHART), generated_values("jobs", environment), strict=True)
+    assert report["errors"] == [] and report["messages"] == []

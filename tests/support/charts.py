@@ -1,0 +1,46 @@
+"""Generated values and rendered charts for the chart tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from floe_deploy_assets.helm.render import RenderedChart, render_chart
+from floe_deploy_assets.models.artifacts import load_compiled_artifacts
+from floe_deploy_assets.models.config import ChartKind, load_deployment_config
+from floe_deploy_assets.values.charts import ChartFiles
+from floe_deploy_assets.values.generator import HelmValuesGenerator
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = load_deployment_config(ROOT / "floe-deploy.yaml")
+EXAMPLE = ROOT / "examples" / "compiled-artifacts.json"
+
+
+def generated_values(
+    chart: ChartKind, environment: str = "dev", artifacts: Path = EXAMPLE
+) -> dict[str, Any]:
+    files = ChartFiles.for_chart(CONFIG, chart)
+    generator = HelmValuesGenerator(
+        load_compiled_artifacts(artifacts),
+        environment,
+        files.defaults(),
+        config=CONFIG,
+        chart=chart,
+        schema=files.schema(),
+    )
+    assert generator.validate() == []
+    return generator.helm_values()
+
+
+def render(
+    chart: ChartKind,
+    values: dict[str, Any],
+    namespace: str = "floe-dev",
+    release: str | None = None,
+) -> RenderedChart:
+    return render_chart(
+        CONFIG.chart_path(chart),
+        values,
+        release_name=release or CONFIG.release_name(chart, "dev"),
+        namespace=namespace,
+    )
