@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "kubeconfig":
             if args.service_account:
                 namespace, _, name = args.service_account.partition("/")
-                print(mint_service_account_kubeconfig(config, namespace, name), end="")
+                print(
+                    mint_service_account_kubeconfig(config.admin_kubeconfig, namespace, name),
+                    end="",
+                )
             else:
                 print(config.admin_kubeconfig)
     except LocalClusterError as exc:

@@ -42,9 +42,10 @@ def write_admin_kubeconfig(config: ClusterConfig) -> Path:
 
 
 def mint_service_account_kubeconfig(
-    config: ClusterConfig, namespace: str, service_account: str, timeout: float = 30.0
+    admin_kubeconfig: Path, namespace: str, service_account: str, timeout: float = 30.0
 ) -> str:
-    """A kubeconfig that authenticates as ``namespace/service_account``.
+    """A kubeconfig for the same cluster as ``admin_kubeconfig`` that authenticates as
+    ``namespace/service_account``.
 
     Kubernetes 1.20's token controller stores each ServiceAccount's token in a Secret; we wait
     (bounded) for it to appear, since the controller fills it in shortly after the account exists.
@@ -52,7 +53,8 @@ def mint_service_account_kubeconfig(
     from kubernetes import client
     from kubernetes import config as kube_config
 
-    api = client.CoreV1Api(kube_config.new_client_from_config(str(config.admin_kubeconfig)))
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    api = client.CoreV1Api(kube_config.new_client_from_config(str(admin_kubeconfig)))
     deadline = time.monotonic() + timeout
     while True:
         account = api.read_namespaced_service_account(service_account, namespace)
@@ -60,7 +62,21 @@ def mint_service_account_kubeconfig(
             secret = api.read_namespaced_secret(ref.name, namespace)
             if secret.type == "kubernetes.io/service-account-token" and secret.data:
                 token = base64.b64decode(secret.data["token"]).decode()
-                return render_kubeconfig(config, f"{namespace}-{service_account}", token)
+                user = f"{namespace}-{service_account}"
+                document = {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": admin["clusters"],
+                    "users": [{"name": user, "user": {"token": token}}],
+                    "contexts": [
+                        {
+                            "name": user,
+                            "context": {"cluster": admin["clusters"][0]["name"], "user": user},
+                        }
+                    ],
+                    "current-context": user,
+                }
+                return yaml.safe_dump(document, sort_keys=False)
         if time.monotonic() > deadline:
             raise LocalClusterError(
                 f"ServiceAccount {namespace}/{service_account} got no token Secret within "

@@ -14,8 +14,7 @@ pytestmark = pytest.mark.cluster
 
 
 def _client_as(kube_cluster: KubeCluster, namespace: str, account: str) -> client.CoreV1Api:
-    assert kube_cluster.config is not None, "minting needs a cluster this session started"
-    document = mint_service_account_kubeconfig(kube_cluster.config, namespace, account)
+    document = mint_service_account_kubeconfig(kube_cluster.kubeconfig, namespace, account)
     return client.CoreV1Api(config.new_client_from_config_dict(yaml.safe_load(document)))
 
 

@@ -10,18 +10,25 @@ app.kubernetes.io/instance: {{ $root.Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
-{{/* Every object's labels: the standard app.kubernetes.io set, the environment, and global.labels. */}}
+{{/*
+Every object's labels: the standard app.kubernetes.io set, the environment, then global.labels
+for keys the standard set does not already hold (a key must appear once).
+*/}}
 {{- define "floe-common.labels" -}}
 {{- $root := index . 0 -}}
-{{ include "floe-common.selectorLabels" . }}
-app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ $root.Release.Service }}
-app.kubernetes.io/part-of: floe
-helm.sh/chart: {{ include "floe-common.chart" $root }}
-floe.dev/environment: {{ $root.Values.global.environment | quote }}
+{{- $labels := dict
+  "app.kubernetes.io/name" $root.Chart.Name
+  "app.kubernetes.io/instance" $root.Release.Name
+  "app.kubernetes.io/component" (index . 1)
+  "app.kubernetes.io/version" $root.Chart.AppVersion
+  "app.kubernetes.io/managed-by" $root.Release.Service
+  "app.kubernetes.io/part-of" "floe"
+  "helm.sh/chart" (include "floe-common.chart" $root)
+  "floe.dev/environment" $root.Values.global.environment -}}
 {{- range $key, $value := $root.Values.global.labels }}
-{{- if not (has $key (list "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/component")) }}
-{{ $key }}: {{ $value | quote }}
+{{- if not (hasKey $labels $key) }}{{ $_ := set $labels $key $value }}{{ end }}
 {{- end }}
+{{- range $key := keys $labels | sortAlpha }}
+{{ $key }}: {{ get $labels $key | toString | quote }}
 {{- end }}
 {{- end -}}

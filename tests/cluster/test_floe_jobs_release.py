@@ -1,0 +1,138 @@
+"""The floe-jobs chart installed by the real Helm engine into the local control plane."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import helm_python
+import pytest
+import yaml
+from kubernetes import client, config
+
+from floe_deploy_assets.helm.render import build_dependencies
+from localcluster.kubeconfig import mint_service_account_kubeconfig
+from tests.conftest import KubeCluster
+from tests.support.charts import CONFIG, generated_values, render
+from tests.support.waits import wait_for
+
+pytestmark = pytest.mark.cluster
+CHART = CONFIG.chart_path("jobs")
+RELEASE = "floe-jobs"
+
+
+@pytest.fixture
+def helm(kube_cluster: KubeCluster, namespace: str) -> Iterator[helm_python.Config]:
+    build_dependencies(CHART)
+    helm_config = helm_python.Config(
+        kubeconfig_path=str(kube_cluster.kubeconfig), namespace=namespace
+    )
+    yield helm_config
+    helm_config.close()
+
+
+def _install(helm: helm_python.Config, namespace: str) -> dict:
+    return helm.install(
+        str(CHART),
+        RELEASE,
+        generated_values("jobs"),
+        namespace=namespace,
+        wait="watcher",
+        timeout=60,
+    )
+
+
+def test_install_then_helm_test_then_uninstall_leaves_nothing(
+    kube_cluster: KubeCluster, namespace: str, helm: helm_python.Config
+):
+    core = kube_cluster.core
+
+    release = _install(helm, namespace)
+    assert (release["status"], release["revision"]) == ("deployed", 1)
+    assert core.read_namespaced_config_map("floe-compiled-artifacts", namespace).data["models.json"]
+    assert core.list_namespaced_pod(namespace).items == []  # installing starts no model
+
+    tested = helm.test(RELEASE, timeout=60)
+    assert tested["release"]["status"] == "deployed"
+
+    helm.uninstall(RELEASE, wait="watcher", timeout=60)
+    owned = "app.kubernetes.io/instance=floe-jobs"
+    rbac = client.RbacAuthorizationV1Api(kube_cluster.api)
+    wait_for(
+        lambda: (
+            not (
+                core.list_namespaced_pod(namespace, label_selector=owned).items
+                or core.list_namespaced_config_map(namespace, label_selector=owned).items
+                or core.list_namespaced_service_account(namespace, label_selector=owned).items
+                or rbac.list_namespaced_role(namespace, label_selector=owned).items
+            )
+        ),
+        timeout=30,
+        reason="the release's objects (and its test pod) to be gone",
+    )
+    assert [
+        s.metadata.name
+        for s in core.list_namespaced_secret(namespace).items
+        if s.type == "helm.sh/release.v1"
+    ] == []
+
+
+def test_a_models_job_rendered_from_the_chart_runs_to_completion(
+    kube_cluster: KubeCluster, namespace: str, helm: helm_python.Config
+):
+    _install(helm, namespace)
+    values = {
+        **generated_values("jobs"),
+        "run": {"model": "customer_orders", "jobName": "customer-orders-r1", "runId": "r1"},
+    }
+    job = render("jobs", values, namespace=namespace).named("Job", "customer-orders-r1")
+    batch = client.BatchV1Api(kube_cluster.api)
+
+    batch.create_namespaced_job(namespace, job)
+
+    done = wait_for(
+        lambda: (
+            (
+                s := batch.read_namespaced_job_status("customer-orders-r1", namespace).status
+            ).succeeded
+            and s
+        ),
+        timeout=30,
+        reason="the customer_orders job to complete",
+    )
+    assert done.succeeded == 1
+
+
+def test_the_jobs_service_account_can_read_its_inputs_and_nothing_else(
+    kube_cluster: KubeCluster, namespace: str, helm: helm_python.Config
+):
+    _install(helm, namespace)
+    core = kube_cluster.core
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "unrelated"}, "stringData": {"password": "not-for-dbt"}}
+    )
+    document = mint_service_account_kubeconfig(kube_cluster.kubeconfig, namespace, "floe-jobs-dbt")
+    dbt = client.CoreV1Api(config.new_client_from_config_dict(yaml.safe_load(document)))
+
+    def allowed(call) -> bool:
+        try:
+            call()
+            return True
+        except client.ApiException as exc:
+            if exc.status == 403:
+                return False
+            raise
+
+    wait_for(
+        lambda: allowed(
+            lambda: dbt.read_namespaced_config_map("floe-compiled-artifacts", namespace)
+        ),
+        timeout=10,
+        reason="the jobs' RoleBinding to take effect",
+    )
+    assert allowed(lambda: dbt.read_namespaced_config_map("floe-jobs-dbt-profiles", namespace))
+    assert not allowed(lambda: dbt.read_namespaced_config_map("kube-root-ca.crt", namespace))
+    assert not allowed(lambda: dbt.list_namespaced_config_map(namespace))
+    assert not allowed(lambda: dbt.read_namespaced_secret("unrelated", namespace))
+    assert not allowed(lambda: dbt.list_namespaced_secret(namespace))
+    assert not allowed(lambda: dbt.list_namespaced_pod(namespace))
+    assert not allowed(lambda: dbt.read_namespaced_config_map("floe-compiled-artifacts", "default"))
