@@ -1,7 +1,8 @@
 """``floe-deploy``: the command-line face of the same logic the Dagster assets use.
 
-Exit codes: 0 success, 1 the values fail validation (findings on stderr), 2 bad input (the
-configuration or artifacts cannot be read; one message naming the file and field).
+Exit codes: 0 success, 1 the values fail validation (findings on stderr, nothing rendered),
+2 bad input (the configuration, artifacts or chart cannot be used; one message naming the file
+and field).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from floe_deploy_assets.helm.render import RenderError, render_chart
 from floe_deploy_assets.models.artifacts import ArtifactsError, load_compiled_artifacts
 from floe_deploy_assets.models.config import ConfigError, load_deployment_config
 from floe_deploy_assets.values.charts import ChartFiles
@@ -24,32 +26,43 @@ EXIT_INVALID_VALUES = 1
 EXIT_BAD_INPUT = 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="floe-deploy", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    values = commands.add_parser(
-        "values", help="print the Helm values of a chart for an environment"
-    )
-    values.add_argument(
+class InvalidValuesError(Exception):
+    """The generated values fail validation; the findings are already printed."""
+
+
+def _add_input_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
         "--config",
         type=Path,
         default=Path("floe-deploy.yaml"),
         help="deployment configuration (default: floe-deploy.yaml)",
     )
-    values.add_argument(
+    command.add_argument(
         "--artifacts",
         type=Path,
         help="CompiledArtifacts JSON (default: the configuration's artifacts.path)",
     )
-    values.add_argument("--env", required=True, help="environment, as named in the configuration")
-    values.add_argument("--chart", choices=("platform", "jobs"), required=True)
+    command.add_argument("--env", required=True, help="environment, as named in the configuration")
+    command.add_argument("--chart", choices=("platform", "jobs"), required=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="floe-deploy", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    values = commands.add_parser("values", help="print a chart's Helm values for an environment")
+    _add_input_arguments(values)
     values.add_argument(
         "--provenance", action="store_true", help="show each leaf with the layer that set it"
+    )
+    render = commands.add_parser("render", help="print the Kubernetes objects a chart renders")
+    _add_input_arguments(render)
+    render.add_argument(
+        "--output-dir", type=Path, help="write one file per object here instead of printing them"
     )
     return parser
 
 
-def values_command(args: argparse.Namespace) -> int:
+def _validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
     config = load_deployment_config(args.config)
     if args.env not in config.environments:
         raise ConfigError(
@@ -75,20 +88,43 @@ def values_command(args: argparse.Namespace) -> int:
         )
         for problem in problems:
             print(f"  {problem} [{problem.rule}]", file=sys.stderr)
-        return EXIT_INVALID_VALUES
-    layered = generator.layered
-    if args.provenance:
-        for pointer in sorted(layered.provenance):
-            value = _at(layered.values, pointer)
-            print(f"{pointer}  {json.dumps(value)}  # {layered.provenance[pointer]}")
-    else:
-        print(yaml.safe_dump(generator.generate(), sort_keys=False), end="")
+        raise InvalidValuesError
     for secret in generator.required_secrets:
         print(
             f"# requires Secret {secret.name} (keys: {', '.join(secret.keys)}): {secret.why}",
             file=sys.stderr,
         )
-    return 0
+    return generator
+
+
+def values_command(args: argparse.Namespace) -> None:
+    generator = _validated_generator(args)
+    layered = generator.layered
+    if not args.provenance:
+        print(yaml.safe_dump(generator.generate(), sort_keys=False), end="")
+        return
+    for pointer in sorted(layered.provenance):
+        value = _at(layered.values, pointer)
+        print(f"{pointer}  {json.dumps(value)}  # {layered.provenance[pointer]}")
+
+
+def render_command(args: argparse.Namespace) -> None:
+    generator = _validated_generator(args)
+    config = generator.config
+    rendered = render_chart(
+        config.chart_path(args.chart),
+        generator.helm_values(),
+        release_name=config.release_name(args.chart, args.env),
+        namespace=generator.mapping.namespace_for(args.env),
+    )
+    if args.output_dir is None:
+        print(yaml.safe_dump_all(rendered.objects, sort_keys=False), end="")
+        return
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    for index, obj in enumerate(rendered.objects):
+        name = f"{index:03d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+        (args.output_dir / name).write_text(yaml.safe_dump(obj, sort_keys=False))
+    print(f"wrote {len(rendered.objects)} objects to {args.output_dir}", file=sys.stderr)
 
 
 def _at(values: object, pointer: str) -> object:
@@ -98,14 +134,18 @@ def _at(values: object, pointer: str) -> object:
     return values
 
 
+COMMANDS = {"values": values_command, "render": render_command}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Piped into `head`, stop quietly as other command-line tools do.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args = _parser().parse_args(argv)
     try:
-        if args.command == "values":
-            return values_command(args)
-    except (ConfigError, ArtifactsError) as error:
+        COMMANDS[args.command](args)
+    except InvalidValuesError:
+        return EXIT_INVALID_VALUES
+    except (ConfigError, ArtifactsError, RenderError) as error:
         print(f"floe-deploy: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0

@@ -6,9 +6,11 @@ import json
 
 import helm_python
 import pytest
+import yaml
 
+from floe_deploy_assets.cli import main
 from floe_deploy_assets.helm.render import RenderError, build_dependencies
-from tests.support.charts import CONFIG, generated_values, render
+from tests.support.charts import CONFIG, ROOT, generated_values, render
 
 JOBS_CHART = CONFIG.chart_path("jobs")
 
@@ -139,3 +141,30 @@ def test_lint_is_clean_with_generated_values(environment: str):
     build_dependencies(JOBS_CHART)
     report = helm_python.lint(str(JOBS_CHART), generated_values("jobs", environment), strict=True)
     assert report["errors"] == [] and report["messages"] == []
+
+
+def test_cli_render_prints_or_writes_the_objects(tmp_path, capsys: pytest.CaptureFixture[str]):
+    config = str(ROOT / "floe-deploy.yaml")
+    assert main(["render", "--config", config, "--env", "staging", "--chart", "jobs"]) == 0
+    printed = [doc for doc in yaml.safe_load_all(capsys.readouterr().out) if doc]
+    assert {d["metadata"].get("namespace", "floe-staging") for d in printed} == {"floe-staging"}
+    assert "Role" in {d["kind"] for d in printed}
+
+    out = tmp_path / "manifests"
+    assert (
+        main(
+            [
+                "render",
+                "--config",
+                config,
+                "--env",
+                "prod",
+                "--chart",
+                "jobs",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert len(list(out.glob("*.yaml"))) == len(printed)
