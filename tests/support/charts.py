@@ -16,11 +16,11 @@ CONFIG = load_deployment_config(ROOT / "floe-deploy.yaml")
 EXAMPLE = ROOT / "examples" / "compiled-artifacts.json"
 
 
-def generated_values(
+def values_generator(
     chart: ChartKind, environment: str = "dev", artifacts: Path = EXAMPLE
-) -> dict[str, Any]:
+) -> HelmValuesGenerator:
     files = ChartFiles.for_chart(CONFIG, chart)
-    generator = HelmValuesGenerator(
+    return HelmValuesGenerator(
         load_compiled_artifacts(artifacts),
         environment,
         files.defaults(),
@@ -28,6 +28,12 @@ def generated_values(
         chart=chart,
         schema=files.schema(),
     )
+
+
+def generated_values(
+    chart: ChartKind, environment: str = "dev", artifacts: Path = EXAMPLE
+) -> dict[str, Any]:
+    generator = values_generator(chart, environment, artifacts)
     assert generator.validate() == []
     return generator.helm_values()
 

@@ -10,10 +10,9 @@ from pathlib import Path
 import helm_python
 import pytest
 
-from floe_deploy_assets.models.artifacts import load_compiled_artifacts
 from floe_deploy_assets.models.config import load_deployment_config
 from floe_deploy_assets.values.charts import ChartFiles
-from floe_deploy_assets.values.generator import HelmValuesGenerator
+from tests.support.charts import values_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_deployment_config(ROOT / "floe-deploy.yaml")
@@ -34,15 +33,8 @@ def chart(request: pytest.FixtureRequest):
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: p.name)
 @pytest.mark.parametrize("environment", ["dev", "prod"])
 def test_helm_merges_our_values_to_what_we_validated(chart, document: Path, environment: str):
-    kind, files, loaded = chart
-    generator = HelmValuesGenerator(
-        load_compiled_artifacts(document),
-        environment,
-        files.defaults(),
-        config=CONFIG,
-        chart=kind,
-        schema=files.schema(),
-    )
+    kind, _, loaded = chart
+    generator = values_generator(kind, environment, document)
 
     merged = loaded.merge_values(generator.helm_values())
     # Helm adds each subchart's values under its name (the floe-common library's: just global).
@@ -52,16 +44,8 @@ def test_helm_merges_our_values_to_what_we_validated(chart, document: Path, envi
 
 
 def test_helm_rejects_an_unknown_key_as_our_schema_does(chart):
-    kind, files, loaded = chart
-    generator = HelmValuesGenerator(
-        load_compiled_artifacts(DOCUMENTS[-1]),
-        "dev",
-        files.defaults(),
-        config=CONFIG,
-        chart=kind,
-        schema=files.schema(),
-    )
-    values = copy.deepcopy(generator.helm_values())
+    kind, _, loaded = chart
+    values = copy.deepcopy(values_generator(kind, "dev", DOCUMENTS[-1]).helm_values())
     values["floe"]["productNmae"] = "typo"
 
     with pytest.raises(helm_python.HelmValuesError, match="productNmae"):
