@@ -35,7 +35,21 @@ class RenderedChart:
         raise KeyError(f"no {kind} named {name} in the rendered chart")
 
 
+def local_dependencies(chart_dir: Path) -> list[Path]:
+    """The chart directories of ``file://`` dependencies in Chart.yaml."""
+    metadata = yaml.safe_load((chart_dir / "Chart.yaml").read_text()) or {}
+    return [
+        (chart_dir / dependency["repository"].removeprefix("file://")).resolve()
+        for dependency in metadata.get("dependencies") or []
+        if dependency.get("repository", "").startswith("file://")
+    ]
+
+
 def build_dependencies(chart_dir: Path) -> None:
+    """Package local dependencies into ``charts/``, innermost first: a component subchart's own
+    library dependency must be inside it before the umbrella packages it."""
+    for dependency in local_dependencies(chart_dir):
+        build_dependencies(dependency)
     if (chart_dir / "Chart.lock").exists():
         try:
             helm_python.dependency_build(str(chart_dir), skip_refresh=True)

@@ -18,7 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from pydantic.alias_generators import to_camel
 
 from floe_deploy_assets.models.config import ENVIRONMENT_PATTERN
-from floe_deploy_assets.models.resources import CPU_PATTERN, MEMORY_PATTERN, ResourcePreset
+from floe_deploy_assets.models.resources import (
+    CPU_PATTERN,
+    MEMORY_PATTERN,
+    ResourcePreset,
+    ResourceRequirements,
+)
 
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -338,6 +343,12 @@ class PostgresqlValues(ValuesModel):
     image: Image = image_field("docker.io/library/postgres", "16.4", "PostgreSQL image")
     storage: PostgresStorage = Field(default_factory=PostgresStorage, description="Data volume")
     auth: PostgresAuth = Field(default_factory=PostgresAuth, description="Credentials")
+    resources: Resources = Field(
+        default_factory=lambda: Resources.model_validate(
+            ResourceRequirements.from_requests("250m", "512Mi").to_document()
+        ),
+        description="Resources of the database pod (not part of the presets)",
+    )
 
 
 class MinioAuth(ValuesModel):

@@ -67,16 +67,31 @@ def schema_path(chart: str) -> Path:
 
 
 def chart_schema(chart: str) -> dict[str, Any]:
-    """The chart's schema: its values model, plus a key per subchart, because Helm adds each
-    dependency's values (even a library chart's, as an empty map) under its name or alias."""
+    """The chart's schema: its values model, plus what Helm adds when it merges subcharts: each
+    dependency's values under its name or alias (a library chart's as an empty map), and, inside
+    a subchart's values, ``global`` and the subchart's own dependencies."""
     schema = values_schema(CHART_SCHEMAS[chart])
-    metadata = yaml.safe_load((CHARTS_DIR / chart / "Chart.yaml").read_text())
-    for dependency in metadata.get("dependencies") or []:
-        key = dependency.get("alias") or dependency["name"]
-        schema["properties"].setdefault(
-            key, {"type": "object", "description": f"values of the {dependency['name']} subchart"}
-        )
+    for key, nested in dependency_keys(CHARTS_DIR / chart).items():
+        described = {"type": "object", "description": f"values of the {key} subchart"}
+        existing = schema["properties"].setdefault(key, described)
+        if "$ref" in existing:
+            definition = schema["$defs"][existing["$ref"].rsplit("/", 1)[1]]
+            for injected in ("global", *nested):
+                definition["properties"].setdefault(injected, {"type": "object"})
     return schema
+
+
+def dependency_keys(chart_dir: Path) -> dict[str, list[str]]:
+    """Values key of each dependency -> the keys of that dependency's own dependencies."""
+    metadata = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
+    keys = {}
+    for dependency in metadata.get("dependencies") or []:
+        repository = dependency.get("repository", "")
+        nested: list[str] = []
+        if repository.startswith("file://"):
+            nested = list(dependency_keys((chart_dir / repository[7:]).resolve()))
+        keys[dependency.get("alias") or dependency["name"]] = nested
+    return keys
 
 
 def render(chart: str) -> str:

@@ -16,6 +16,7 @@ for keys the standard set does not already hold (a key must appear once).
 */}}
 {{- define "floe-common.labels" -}}
 {{- $root := index . 0 -}}
+{{- $global := $root.Values.global | default dict -}}
 {{- $labels := dict
   "app.kubernetes.io/name" $root.Chart.Name
   "app.kubernetes.io/instance" $root.Release.Name
@@ -24,8 +25,8 @@ for keys the standard set does not already hold (a key must appear once).
   "app.kubernetes.io/managed-by" $root.Release.Service
   "app.kubernetes.io/part-of" "floe"
   "helm.sh/chart" (include "floe-common.chart" $root)
-  "floe.dev/environment" $root.Values.global.environment -}}
-{{- range $key, $value := $root.Values.global.labels }}
+  "floe.dev/environment" ($global.environment | default "unset") -}}
+{{- range $key, $value := ($global.labels | default dict) }}
 {{- if not (hasKey $labels $key) }}{{ $_ := set $labels $key $value }}{{ end }}
 {{- end }}
 {{- range $key := keys $labels | sortAlpha }}
