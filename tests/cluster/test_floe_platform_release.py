@@ -1,0 +1,92 @@
+"""The floe-platform chart (so far: its PostgreSQL component) installed by the real Helm engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import helm_python
+import pytest
+from kubernetes import client
+
+from floe_deploy_assets.helm.render import build_dependencies
+from tests.conftest import KubeCluster
+from tests.support.charts import CONFIG, generated_values
+from tests.support.waits import wait_for
+
+pytestmark = pytest.mark.cluster
+CHART = CONFIG.chart_path("platform")
+RELEASE = "floe-platform"
+
+
+@pytest.fixture
+def helm(kube_cluster: KubeCluster, namespace: str) -> Iterator[helm_python.Config]:
+    build_dependencies(CHART)
+    kube_cluster.core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "floe-postgresql"}, "stringData": {"password": "x"}}
+    )
+    helm_config = helm_python.Config(
+        kubeconfig_path=str(kube_cluster.kubeconfig), namespace=namespace
+    )
+    yield helm_config
+    helm_config.close()
+
+
+def _postgres_ready(apps: client.AppsV1Api, namespace: str):
+    status = apps.read_namespaced_stateful_set_status("floe-platform-postgresql", namespace).status
+    return status.ready_replicas == 1 and status
+
+
+def test_postgresql_becomes_ready_rolls_on_upgrade_and_keeps_its_data_on_uninstall(
+    kube_cluster: KubeCluster, namespace: str, helm: helm_python.Config
+):
+    apps, core = client.AppsV1Api(kube_cluster.api), kube_cluster.core
+    values = generated_values("platform")
+
+    release = helm.install(str(CHART), RELEASE, values, namespace=namespace, timeout=60)
+
+    assert release["status"] == "deployed"
+    wait_for(
+        lambda: _postgres_ready(apps, namespace),
+        timeout=45,
+        reason="the PostgreSQL StatefulSet to be ready",
+    )
+    claim = core.read_namespaced_persistent_volume_claim(
+        "data-floe-platform-postgresql-0", namespace
+    )
+    assert claim.status.phase == "Bound"
+    first = core.read_namespaced_pod("floe-platform-postgresql-0", namespace).metadata.uid
+
+    values["postgresql"]["resources"]["limits"]["memory"] = "2Gi"
+    upgraded = helm.upgrade(str(CHART), RELEASE, values, namespace=namespace, timeout=60)
+
+    assert upgraded["revision"] == 2
+    wait_for(
+        lambda: (
+            (p := core.list_namespaced_pod(namespace).items)
+            and p[0].metadata.uid != first
+            and p[0].spec.containers[0].resources.limits["memory"] == "2Gi"
+            and p[0].status.phase == "Running"
+        ),
+        timeout=60,
+        reason="the upgrade to roll the PostgreSQL pod",
+    )
+    wait_for(lambda: _postgres_ready(apps, namespace), timeout=45, reason="ready again")
+
+    helm.uninstall(RELEASE, wait="watcher", timeout=60)
+    owned = "app.kubernetes.io/instance=floe-platform"
+    wait_for(
+        lambda: (
+            not (
+                apps.list_namespaced_stateful_set(namespace, label_selector=owned).items
+                or core.list_namespaced_service(namespace, label_selector=owned).items
+                or core.list_namespaced_pod(namespace, label_selector=owned).items
+            )
+        ),
+        timeout=45,
+        reason="the release's workloads to be gone",
+    )
+    # A StatefulSet's claims outlive it on purpose (Kubernetes keeps data unless told otherwise).
+    claims = core.list_namespaced_persistent_volume_claim(
+        namespace, label_selector=("app.kubernetes.io/component=postgresql")
+    ).items
+    assert [c.metadata.name for c in claims] == ["data-floe-platform-postgresql-0"]
