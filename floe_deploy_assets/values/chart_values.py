@@ -186,31 +186,22 @@ def floe_field() -> Any:
 
 
 # --- floe-platform ---------------------------------------------------------------------------
-class PlatformResources(ValuesModel):
-    """Resources per component, from the environment's resource preset."""
-
-    webserver: Resources = Field(
-        default_factory=partial(small_preset, "webserver"), description="Dagster webserver"
-    )
-    daemon: Resources = Field(
-        default_factory=partial(small_preset, "daemon"), description="Dagster daemon"
-    )
-    user_code: Resources = Field(
-        default_factory=partial(small_preset, "user_code"), description="Dagster code server"
-    )
-    jobs: Resources = Field(
-        default_factory=partial(small_preset, "jobs"), description="Each Dagster run's Job"
-    )
+def preset_field(component: str, description: str) -> Any:
+    """Resources from the environment's preset (the small tier until the generator sets them).
+    They live inside each component's values because a subchart sees only its own key."""
+    return Field(default_factory=partial(small_preset, component), description=description)
 
 
 class DagsterWebserver(ValuesModel):
     replicas: int = Field(default=1, ge=1, description="Webserver replicas")
     image: Image = image_field(DAGSTER_IMAGE, DAGSTER_VERSION, "Dagster webserver image")
+    resources: Resources = preset_field("webserver", "Webserver resources (preset: webserver)")
 
 
 class DagsterDaemon(ValuesModel):
     # No replicas: the Dagster daemon must run as a single instance.
     image: Image = image_field(DAGSTER_IMAGE, DAGSTER_VERSION, "Dagster daemon image")
+    resources: Resources = preset_field("daemon", "Daemon resources (preset: daemon)")
 
 
 class DagsterUserCode(ValuesModel):
@@ -220,6 +211,7 @@ class DagsterUserCode(ValuesModel):
         DAGSTER_VERSION,
         "The data product's code location image",
     )
+    resources: Resources = preset_field("user_code", "Code server resources (preset: userCode)")
 
 
 class RunLauncher(ValuesModel):
@@ -232,6 +224,7 @@ class RunLauncher(ValuesModel):
         pattern=DNS1123_LABEL,
         description="Namespace of the run Jobs; null: the release namespace",
     )
+    resources: Resources = preset_field("jobs", "Resources of each run's pod (preset: jobs)")
 
 
 class DagsterStorage(ValuesModel):
@@ -421,9 +414,6 @@ class PlatformValues(ValuesModel):
 
     global_: GlobalValues = global_field()
     floe: FloeIdentity = floe_field()
-    resources: PlatformResources = Field(
-        default_factory=PlatformResources, description="Resources per component (the preset)"
-    )
     dagster: DagsterValues = Field(default_factory=DagsterValues, description="Dagster")
     polaris: PolarisValues = Field(default_factory=PolarisValues, description="Polaris")
     otel: OtelValues = Field(default_factory=OtelValues, description="OpenTelemetry collector")

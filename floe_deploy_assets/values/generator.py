@@ -65,11 +65,11 @@ class HelmValuesGenerator:
         if self.chart == "jobs":
             return {"resources": preset.jobs.to_document()}
         return {
-            "resources": {
-                "webserver": preset.webserver.to_document(),
-                "daemon": preset.daemon.to_document(),
-                "userCode": preset.user_code.to_document(),
-                "jobs": preset.jobs.to_document(),
+            "dagster": {
+                "webserver": {"resources": preset.webserver.to_document()},
+                "daemon": {"resources": preset.daemon.to_document()},
+                "userCode": {"resources": preset.user_code.to_document()},
+                "runLauncher": {"resources": preset.jobs.to_document()},
             }
         }
 

@@ -150,7 +150,11 @@ def test_defaults_are_secure_and_minimal() -> None:
     jobs = JobsValues()
     assert jobs.job.backoff_limit == 0
     assert jobs.dbt.profiles.existing_secret and jobs.dbt.profiles.inline is None
-    assert jobs.resources.requests.cpu == platform.resources.jobs.requests.cpu == "100m"
+    assert (
+        jobs.resources.requests.cpu
+        == platform.dagster.run_launcher.resources.requests.cpu
+        == "100m"
+    )
 
 
 def test_dumps_use_camel_case_aliases() -> None:

@@ -55,8 +55,11 @@ def test_layers_apply_in_order_and_provenance_says_which_set_a_leaf():
     prod = generator(artifacts, "prod")
     values, provenance = prod.generate(), prod.layered.provenance
 
-    assert values["resources"]["userCode"]["requests"] == {"cpu": "1000m", "memory": "2Gi"}
-    assert provenance["/resources/userCode/requests/cpu"] == "preset:large"
+    assert values["dagster"]["userCode"]["resources"]["requests"] == {
+        "cpu": "1000m",
+        "memory": "2Gi",
+    }
+    assert provenance["/dagster/userCode/resources/requests/cpu"] == "preset:large"
     assert values["dagster"]["webserver"]["replicas"] == 2
     assert provenance["/dagster/webserver/replicas"] == "overrides"
     assert provenance["/global/namespace"] == "environment:prod"
