@@ -307,6 +307,13 @@ class OtelValues(ValuesModel):
     )
     config: OtelConfig = Field(default_factory=OtelConfig, description="Telemetry settings")
     exporters: OtelExporters = Field(default_factory=OtelExporters, description="Export target")
+    replicas: int = Field(default=1, ge=1, description="Collector replicas")
+    resources: Resources = Field(
+        default_factory=lambda: Resources.model_validate(
+            ResourceRequirements.from_requests("100m", "256Mi").to_document()
+        ),
+        description="Resources of the collector pod (not part of the presets)",
+    )
 
 
 class MarquezValues(ValuesModel):

@@ -1,4 +1,5 @@
-"""The floe-platform chart (so far: its PostgreSQL component) installed by the real Helm engine."""
+"""The floe-platform chart (so far: PostgreSQL and the OpenTelemetry collector) installed by the
+real Helm engine into the local control plane."""
 
 from __future__ import annotations
 
@@ -55,21 +56,33 @@ def test_postgresql_becomes_ready_rolls_on_upgrade_and_keeps_its_data_on_uninsta
     )
     assert claim.status.phase == "Bound"
     first = core.read_namespaced_pod("floe-platform-postgresql-0", namespace).metadata.uid
+    collector_pods = [
+        p.metadata.uid
+        for p in core.list_namespaced_pod(
+            namespace, label_selector=("app.kubernetes.io/component=otel-collector")
+        ).items
+    ]
 
     values["postgresql"]["resources"]["limits"]["memory"] = "2Gi"
     upgraded = helm.upgrade(str(CHART), RELEASE, values, namespace=namespace, timeout=60)
 
     assert upgraded["revision"] == 2
+    postgres = "app.kubernetes.io/component=postgresql"
     wait_for(
-        lambda: (
-            (p := core.list_namespaced_pod(namespace).items)
-            and p[0].metadata.uid != first
-            and p[0].spec.containers[0].resources.limits["memory"] == "2Gi"
-            and p[0].status.phase == "Running"
-        ),
+        lambda: [
+            pod
+            for pod in core.list_namespaced_pod(namespace, label_selector=postgres).items
+            if pod.metadata.uid != first
+            and pod.spec.containers[0].resources.limits["memory"] == "2Gi"
+            and pod.status.phase == "Running"
+        ],
         timeout=60,
         reason="the upgrade to roll the PostgreSQL pod",
     )
+    collector = core.list_namespaced_pod(
+        namespace, label_selector=("app.kubernetes.io/component=otel-collector")
+    ).items
+    assert [p.metadata.uid for p in collector] == collector_pods  # untouched by the change
     wait_for(lambda: _postgres_ready(apps, namespace), timeout=45, reason="ready again")
 
     helm.uninstall(RELEASE, wait="watcher", timeout=60)

@@ -1,0 +1,107 @@
+"""The floe-platform umbrella chart, rendered offline by the real Helm engine."""
+
+from __future__ import annotations
+
+import helm_python
+import pytest
+import yaml
+
+from floe_deploy_assets.helm.render import RenderError, build_dependencies
+from tests.support.charts import CONFIG, generated_values, render
+
+PLATFORM_CHART = CONFIG.chart_path("platform")
+
+
+def _collector_config(values: dict) -> dict:
+    rendered = render("platform", values)
+    return yaml.safe_load(
+        rendered.named("ConfigMap", "floe-platform-otel-collector")["data"]["config.yaml"]
+    )
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_components_render_with_generated_values(environment: str):
+    rendered = render("platform", generated_values("platform", environment))
+
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in rendered.objects}
+    assert ("StatefulSet", "floe-platform-postgresql") in kinds
+    assert ("Deployment", "floe-platform-otel-collector") in kinds
+    for obj in rendered.objects:
+        assert obj["metadata"]["labels"]["floe.dev/environment"] == environment
+
+
+def test_a_disabled_component_renders_nothing():
+    values = generated_values("platform")
+    values["otel"]["enabled"] = False
+
+    names = {o["metadata"]["name"] for o in render("platform", values).objects}
+
+    assert not any("otel" in name for name in names)
+
+
+def test_collector_pipelines_follow_the_artifacts_telemetry():
+    values = generated_values("platform", "staging")  # example artifacts: jaeger, 0.5 for staging
+    config = _collector_config(values)
+
+    assert config["processors"]["probabilistic_sampler"]["sampling_percentage"] == 50
+    assert config["exporters"]["otlp/jaeger"]["endpoint"] == "jaeger-collector:4317"
+    assert list(config["service"]["pipelines"]) == ["traces"]  # Jaeger takes traces only
+
+
+def test_an_otlp_backend_gets_its_endpoint_and_authorization_from_the_secret():
+    values = generated_values("platform")
+    values["otel"]["exporters"] = {
+        "backend": "grafana-cloud",
+        "endpoint": "https://otlp.example",
+        "headersSecret": {"name": "floe-otel-exporter-auth", "key": "api-key"},
+    }
+    rendered = render("platform", values)
+    config = yaml.safe_load(
+        rendered.named("ConfigMap", "floe-platform-otel-collector")["data"]["config.yaml"]
+    )
+
+    exporter = config["exporters"]["otlphttp/grafana-cloud"]
+    assert exporter["headers"]["authorization"] == "${env:OTEL_EXPORTER_AUTHORIZATION}"
+    assert set(config["service"]["pipelines"]) == {"traces", "metrics", "logs"}
+    env = rendered.named("Deployment", "floe-platform-otel-collector")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]
+    assert env[0]["valueFrom"]["secretKeyRef"] == {
+        "name": "floe-otel-exporter-auth",
+        "key": "api-key",
+    }
+
+
+def test_a_backend_without_endpoint_is_a_clear_error():
+    values = generated_values("platform")
+    values["otel"]["exporters"] = {"backend": "datadog"}
+    with pytest.raises(RenderError, match="otel.exporters.endpoint is required for the datadog"):
+        render("platform", values)
+
+
+def test_collector_config_change_rolls_its_pods():
+    values = generated_values("platform")
+    before = render("platform", values).named("Deployment", "floe-platform-otel-collector")
+    values["otel"]["config"]["samplingRatio"] = 0.25
+    after = render("platform", values).named("Deployment", "floe-platform-otel-collector")
+
+    key = "checksum/config"
+    assert (
+        before["spec"]["template"]["metadata"]["annotations"][key]
+        != (after["spec"]["template"]["metadata"]["annotations"][key])
+    )
+
+
+@pytest.mark.parametrize("kube_version", ["v1.20.2", "v1.28.0", "v1.33.0"])
+def test_lint_is_clean(kube_version: str):
+    build_dependencies(PLATFORM_CHART)
+    report = helm_python.lint(str(PLATFORM_CHART), strict=True, kube_version=kube_version)
+    assert report["errors"] == [] and report["messages"] == []
+
+
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_lint_is_clean_with_generated_values(environment: str):
+    build_dependencies(PLATFORM_CHART)
+    values = generated_values("platform", environment)
+    report = helm_python.lint(str(PLATFORM_CHART), values, strict=True)
+    assert report["errors"] == [] and report["messages"] == []
