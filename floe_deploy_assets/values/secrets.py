@@ -149,6 +149,8 @@ def _leaves(node: Any, pointer: str, key: str, in_ref: bool, names_a_key: bool) 
     if isinstance(node, Mapping):
         kind, name = node.get("kind"), node.get("name")
         in_ref = in_ref or (isinstance(kind, str) and kind in REFERENCE_KINDS)
+        # {name, key} is the shape of a secretKeyRef, whatever key holds it (credentials:, ...).
+        in_ref = in_ref or set(node) == {"name", "key"}
         siblings = {_norm(str(k)) for k in node}
         for raw, child in node.items():
             k = str(raw)
