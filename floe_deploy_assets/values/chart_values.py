@@ -212,6 +212,12 @@ class DagsterUserCode(ValuesModel):
         "The data product's code location image",
     )
     resources: Resources = preset_field("user_code", "Code server resources (preset: userCode)")
+    module: str = Field(
+        default="definitions",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$",
+        description="Python module holding the code location's Definitions",
+    )
+    port: int = Field(default=3030, ge=1024, le=65535, description="gRPC port of the code server")
 
 
 class RunLauncher(ValuesModel):

@@ -105,3 +105,33 @@ def test_lint_is_clean_with_generated_values(environment: str):
     values = generated_values("platform", environment)
     report = helm_python.lint(str(PLATFORM_CHART), values, strict=True)
     assert report["errors"] == [] and report["messages"] == []
+
+
+def test_dagster_runs_on_postgres_and_launches_runs_as_jobs_in_the_release_namespace():
+    rendered = render("platform", generated_values("platform", "prod"), namespace="floe-prod")
+    instance = yaml.safe_load(
+        rendered.named("ConfigMap", "floe-platform-dagster-instance")["data"]["dagster.yaml"]
+    )
+
+    assert instance["run_launcher"]["class"] == "K8sRunLauncher"
+    assert instance["run_launcher"]["config"]["job_namespace"] == "floe-prod"
+    assert instance["run_launcher"]["config"]["resources"]["requests"] == {
+        "cpu": "500m",
+        "memory": "1Gi",
+    }  # the large preset's jobs
+    assert instance["storage"]["postgres"]["postgres_db"]["hostname"] == "floe-platform-postgresql"
+    assert instance["storage"]["postgres"]["postgres_db"]["password"] == {
+        "env": "DAGSTER_PG_PASSWORD"
+    }
+
+
+def test_environment_presets_and_overrides_reach_the_dagster_pods():
+    rendered = render("platform", generated_values("platform", "prod"))
+    webserver = rendered.named("Deployment", "floe-platform-dagster-webserver")
+    code_server = rendered.named("Deployment", "floe-platform-dagster-user-code")
+
+    assert webserver["spec"]["replicas"] == 2  # floe-deploy.yaml's prod override
+    assert code_server["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "1000m",
+        "memory": "2Gi",
+    }  # the large preset's userCode

@@ -1,5 +1,5 @@
-"""The floe-platform chart (so far: PostgreSQL and the OpenTelemetry collector) installed by the
-real Helm engine into the local control plane."""
+"""The floe-platform chart (so far: PostgreSQL, the OpenTelemetry collector and Dagster) installed
+by the real Helm engine into the local control plane."""
 
 from __future__ import annotations
 
@@ -55,6 +55,22 @@ def test_postgresql_becomes_ready_rolls_on_upgrade_and_keeps_its_data_on_uninsta
         "data-floe-platform-postgresql-0", namespace
     )
     assert claim.status.phase == "Bound"
+    for deployment in (
+        "otel-collector",
+        "dagster-webserver",
+        "dagster-daemon",
+        "dagster-user-code",
+    ):
+        wait_for(
+            lambda d=deployment: (
+                apps.read_namespaced_deployment_status(
+                    f"floe-platform-{d}", namespace
+                ).status.available_replicas
+                == 1
+            ),
+            timeout=45,
+            reason=f"Deployment floe-platform-{deployment} to be available",
+        )
     first = core.read_namespaced_pod("floe-platform-postgresql-0", namespace).metadata.uid
     collector_pods = [
         p.metadata.uid

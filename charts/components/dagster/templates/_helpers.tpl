@@ -1,0 +1,83 @@
+{{- define "floe-dagster.name" -}}
+{{- include "floe-common.name" (list (index . 0) (printf "dagster-%s" (index . 1))) -}}
+{{- end -}}
+
+{{- define "floe-dagster.serviceAccountName" -}}
+{{- include "floe-common.name" (list . "dagster") -}}
+{{- end -}}
+
+{{/* The Dagster instance: PostgreSQL storage, queued runs, one Kubernetes Job per run. */}}
+{{- define "floe-dagster.instance" -}}
+run_launcher:
+  module: dagster_k8s
+  class: K8sRunLauncher
+  config:
+    dagster_home: /opt/dagster/dagster_home
+    instance_config_map: {{ include "floe-dagster.name" (list . "instance") }}
+    service_account_name: {{ include "floe-dagster.serviceAccountName" . }}
+    job_namespace: {{ .Values.runLauncher.jobNamespace | default .Release.Namespace }}
+    load_incluster_config: true
+    image_pull_policy: IfNotPresent
+    env_secrets: []
+    resources:
+      {{- toYaml .Values.runLauncher.resources | nindent 6 }}
+    run_k8s_config:
+      pod_spec_config:
+        automount_service_account_token: false
+        security_context:
+          run_as_non_root: true
+          run_as_user: 10001
+          seccomp_profile: {type: RuntimeDefault}
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+storage:
+  postgres:
+    postgres_db:
+      username: postgres
+      password: {env: DAGSTER_PG_PASSWORD}
+      hostname: {{ include "floe-common.name" (list . "postgresql") }}
+      db_name: {{ .Values.postgresql.database }}
+      port: 5432
+telemetry:
+  enabled: false
+{{- end -}}
+
+{{- define "floe-dagster.workspace" -}}
+load_from:
+  - grpc_server:
+      host: {{ include "floe-dagster.name" (list . "user-code") }}
+      port: {{ .Values.userCode.port }}
+      location_name: {{ .Values.userCode.module }}
+{{- end -}}
+
+{{/*
+A Dagster container's environment and mounts. Usage: include "floe-dagster.instanceEnv" .
+*/}}
+{{- define "floe-dagster.instanceEnv" -}}
+- {name: DAGSTER_HOME, value: /opt/dagster/dagster_home}
+- name: DAGSTER_PG_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.postgresql.credentials.name }}
+      key: {{ .Values.postgresql.credentials.key }}
+{{- end -}}
+
+{{- define "floe-dagster.instanceMounts" -}}
+# DAGSTER_HOME is writable (Dagster keeps local files there); dagster.yaml comes from the ConfigMap.
+- {name: dagster-home, mountPath: /opt/dagster/dagster_home}
+- {name: instance, mountPath: /opt/dagster/dagster_home/dagster.yaml, subPath: dagster.yaml, readOnly: true}
+- {name: workspace, mountPath: /opt/dagster/workspace, readOnly: true}
+- {name: tmp, mountPath: /tmp}
+{{- end -}}
+
+{{- define "floe-dagster.instanceVolumes" -}}
+- {name: dagster-home, emptyDir: {}}
+- {name: tmp, emptyDir: {}}
+- name: instance
+  configMap:
+    name: {{ include "floe-dagster.name" (list . "instance") }}
+- name: workspace
+  configMap:
+    name: {{ include "floe-dagster.name" (list . "workspace") }}
+{{- end -}}
