@@ -157,6 +157,10 @@ class GlobalValues(ValuesModel):
         default="namespace",
         description="How environments are separated: a namespace each, or labels in a shared one",
     )
+    production: bool = Field(
+        default=False,
+        description="A production environment: the chart refuses development-only components",
+    )
 
 
 def global_field() -> Any:
@@ -186,6 +190,14 @@ def floe_field() -> Any:
 
 
 # --- floe-platform ---------------------------------------------------------------------------
+def fixed_resources(cpu: str, memory: str, description: str) -> Any:
+    """Resources of a component the presets do not size (limits at twice the requests)."""
+    requirements = ResourceRequirements.from_requests(cpu, memory).to_document()
+    return Field(
+        default_factory=partial(Resources.model_validate, requirements), description=description
+    )
+
+
 def preset_field(component: str, description: str) -> Any:
     """Resources from the environment's preset (the small tier until the generator sets them).
     They live inside each component's values because a subchart sees only its own key."""
@@ -267,6 +279,7 @@ class PolarisValues(ValuesModel):
     credentials: SecretKeyRef | None = Field(
         default=None, description="The catalog client secret; null: none needed"
     )
+    resources: Resources = fixed_resources("250m", "512Mi", "Resources of the Polaris pod")
 
 
 class OtelBatch(ValuesModel):
@@ -314,12 +327,7 @@ class OtelValues(ValuesModel):
     config: OtelConfig = Field(default_factory=OtelConfig, description="Telemetry settings")
     exporters: OtelExporters = Field(default_factory=OtelExporters, description="Export target")
     replicas: int = Field(default=1, ge=1, description="Collector replicas")
-    resources: Resources = Field(
-        default_factory=lambda: Resources.model_validate(
-            ResourceRequirements.from_requests("100m", "256Mi").to_document()
-        ),
-        description="Resources of the collector pod (not part of the presets)",
-    )
+    resources: Resources = fixed_resources("100m", "256Mi", "Resources of the collector pod")
 
 
 class MarquezValues(ValuesModel):
@@ -328,6 +336,14 @@ class MarquezValues(ValuesModel):
     namespace: str | None = Field(
         default=None, min_length=1, description="OpenLineage namespace; null: Marquez's default"
     )
+    database: str = Field(
+        default="marquez", pattern=r"^[a-z_][a-z0-9_]*$", description="Marquez's database"
+    )
+    credentials: SecretKeyRef = Field(
+        default_factory=partial(SecretKeyRef, name=POSTGRES_SECRET, key="password"),
+        description="The PostgreSQL password (the same Secret as `postgresql.auth`)",
+    )
+    resources: Resources = fixed_resources("250m", "512Mi", "Resources of the Marquez pod")
 
 
 class PostgresStorage(ValuesModel):
@@ -349,12 +365,11 @@ class PostgresqlValues(ValuesModel):
     image: Image = image_field("docker.io/library/postgres", "16.4", "PostgreSQL image")
     storage: PostgresStorage = Field(default_factory=PostgresStorage, description="Data volume")
     auth: PostgresAuth = Field(default_factory=PostgresAuth, description="Credentials")
-    resources: Resources = Field(
-        default_factory=lambda: Resources.model_validate(
-            ResourceRequirements.from_requests("250m", "512Mi").to_document()
-        ),
-        description="Resources of the database pod (not part of the presets)",
+    databases: list[Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]*$")]] = Field(
+        default_factory=lambda: ["dagster", "marquez"],
+        description="Databases created on first start (Dagster's storage, Marquez)",
     )
+    resources: Resources = fixed_resources("250m", "512Mi", "Resources of the database pod")
 
 
 class MinioAuth(ValuesModel):
@@ -367,6 +382,7 @@ class MinioValues(ValuesModel):
     )
     image: Image = image_field("quay.io/minio/minio", "RELEASE.2024-10-13T13-34-11Z", "MinIO image")
     auth: MinioAuth = Field(default_factory=MinioAuth, description="Credentials")
+    resources: Resources = fixed_resources("100m", "256Mi", "Resources of the MinIO pod")
 
 
 class NetworkPolicySettings(ValuesModel):

@@ -135,3 +135,41 @@ def test_environment_presets_and_overrides_reach_the_dagster_pods():
         "cpu": "1000m",
         "memory": "2Gi",
     }  # the large preset's userCode
+
+
+def test_minio_is_for_development_and_refused_in_production():
+    dev = generated_values("platform", "dev")
+    dev["minio"]["enabled"] = True
+    assert render("platform", dev).named("Deployment", "floe-platform-minio")
+
+    prod = generated_values("platform", "prod")
+    prod["minio"]["enabled"] = True
+    with pytest.raises(RenderError, match="minio.enabled is not allowed where global.production"):
+        render("platform", prod)
+
+
+def test_postgres_creates_the_databases_dagster_and_marquez_use():
+    rendered = render("platform", generated_values("platform"))
+    init = rendered.named("ConfigMap", "floe-platform-postgresql-init")["data"]["init.sql"]
+    marquez_env = rendered.named("Deployment", "floe-platform-marquez")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]
+
+    assert init.split() == ["CREATE", "DATABASE", "dagster;", "CREATE", "DATABASE", "marquez;"]
+    assert {"name": "POSTGRES_DB", "value": "marquez"} in marquez_env
+
+
+def test_polaris_gets_its_client_secret_by_reference():
+    rendered = render("platform", generated_values("platform"))
+    env = rendered.named("Deployment", "floe-platform-polaris")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]
+
+    assert env == [
+        {
+            "name": "POLARIS_BOOTSTRAP_CLIENT_SECRET",
+            "valueFrom": {
+                "secretKeyRef": {"name": "floe-polaris-credentials", "key": "client-secret"}
+            },
+        }
+    ]

@@ -1,4 +1,5 @@
-"""The floe-platform chart (so far: PostgreSQL, the OpenTelemetry collector and Dagster) installed
+"""The floe-platform chart (PostgreSQL, OpenTelemetry collector, Dagster, Polaris,
+Marquez) installed
 by the real Helm engine into the local control plane."""
 
 from __future__ import annotations
