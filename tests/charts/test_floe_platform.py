@@ -173,3 +173,78 @@ def test_polaris_gets_its_client_secret_by_reference():
             },
         }
     ]
+
+
+def _with_features(environment: str) -> dict:
+    values = generated_values("platform", environment)
+    for feature in (
+        "podDisruptionBudget",
+        "autoscaling",
+        "resourceQuota",
+        "networkPolicy",
+        "ingress",
+    ):
+        values[feature]["enabled"] = True
+    values["networkPolicy"]["allowedNamespaces"] = ["ingress-nginx"]
+    return values
+
+
+def test_optional_features_are_off_unless_asked_for():
+    kinds = {o["kind"] for o in render("platform", generated_values("platform", "prod")).objects}
+    assert not kinds & {
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "ResourceQuota",
+        "NetworkPolicy",
+        "Ingress",
+    }
+
+
+def test_disruption_budgets_only_where_more_than_one_pod_runs():
+    prod = render("platform", _with_features("prod")).by_kind("PodDisruptionBudget")
+    dev = render("platform", _with_features("dev")).by_kind("PodDisruptionBudget")
+
+    assert [p["metadata"]["name"] for p in prod] == [
+        "floe-platform-dagster-webserver"
+    ]  # 2 replicas
+    assert dev == []  # every workload has one replica in dev
+
+
+def test_network_policies_deny_by_default_and_allow_the_needed_flows():
+    policies = {
+        p["metadata"]["name"]: p["spec"]
+        for p in render("platform", _with_features("dev")).by_kind("NetworkPolicy")
+    }
+
+    deny = policies["floe-platform-default-deny"]
+    assert deny["policyTypes"] == ["Ingress", "Egress"]
+    assert {"port": 53, "protocol": "UDP"} in deny["egress"][1]["ports"]
+    assert [p["port"] for p in policies["floe-platform-otlp-in"]["ingress"][0]["ports"]] == [
+        4317,
+        4318,
+    ]
+    assert policies["floe-platform-webserver-in"]["ingress"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+
+
+@pytest.mark.parametrize("kube_version", ["v1.20.2", "v1.33.0"])
+def test_lint_is_clean_with_every_feature_on(kube_version: str):
+    """The features' API versions come from the Kubernetes version (policy/v1beta1 and
+    autoscaling/v2beta2 on 1.20; the cluster test installs them there)."""
+    build_dependencies(PLATFORM_CHART)
+    report = helm_python.lint(
+        str(PLATFORM_CHART), _with_features("prod"), strict=True, kube_version=kube_version
+    )
+    assert report["errors"] == [] and report["messages"] == []
+
+
+def test_helm_test_pod_checks_each_enabled_endpoint():
+    pod = render("platform", generated_values("platform")).named(
+        "Pod", "floe-platform-test-connection"
+    )
+    script = pod["spec"]["containers"][0]["command"][2]
+
+    assert "floe-platform-dagster-webserver/server_info" in script
+    assert "floe-platform-polaris:8182" in script and "floe-platform-marquez:5001" in script
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"

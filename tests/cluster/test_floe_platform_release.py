@@ -4,6 +4,7 @@ by the real Helm engine into the local control plane."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import helm_python
@@ -43,6 +44,8 @@ def test_postgresql_becomes_ready_rolls_on_upgrade_and_keeps_its_data_on_uninsta
 ):
     apps, core = client.AppsV1Api(kube_cluster.api), kube_cluster.core
     values = generated_values("platform")
+    values["dagster"]["webserver"]["replicas"] = 2
+    values["podDisruptionBudget"]["enabled"] = True  # served as policy/v1beta1 on 1.20
 
     release = helm.install(str(CHART), RELEASE, values, namespace=namespace, timeout=60)
 
@@ -52,25 +55,37 @@ def test_postgresql_becomes_ready_rolls_on_upgrade_and_keeps_its_data_on_uninsta
         timeout=45,
         reason="the PostgreSQL StatefulSet to be ready",
     )
+    # The client no longer ships policy/v1beta1, which is what Kubernetes 1.20 serves.
+    budget = kube_cluster.api.call_api(
+        f"/apis/policy/v1beta1/namespaces/{namespace}/poddisruptionbudgets/"
+        "floe-platform-dagster-webserver",
+        "GET",
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+    )
+    assert json.loads(budget.data)["spec"]["maxUnavailable"] == 1
     claim = core.read_namespaced_persistent_volume_claim(
         "data-floe-platform-postgresql-0", namespace
     )
     assert claim.status.phase == "Bound"
-    for deployment in (
-        "otel-collector",
-        "dagster-webserver",
-        "dagster-daemon",
-        "dagster-user-code",
-    ):
+    expected = {
+        "otel-collector": 1,
+        "dagster-webserver": 2,
+        "dagster-daemon": 1,
+        "dagster-user-code": 1,
+        "polaris": 1,
+        "marquez": 1,
+    }
+    for deployment, replicas in expected.items():
         wait_for(
-            lambda d=deployment: (
+            lambda d=deployment, n=replicas: (
                 apps.read_namespaced_deployment_status(
                     f"floe-platform-{d}", namespace
                 ).status.available_replicas
-                == 1
+                == n
             ),
             timeout=45,
-            reason=f"Deployment floe-platform-{deployment} to be available",
+            reason=f"Deployment floe-platform-{deployment} to have {replicas} available",
         )
     first = core.read_namespaced_pod("floe-platform-postgresql-0", namespace).metadata.uid
     collector_pods = [
@@ -101,6 +116,9 @@ def test_postgresql_becomes_ready_rolls_on_upgrade_and_keeps_its_data_on_uninsta
     ).items
     assert [p.metadata.uid for p in collector] == collector_pods  # untouched by the change
     wait_for(lambda: _postgres_ready(apps, namespace), timeout=45, reason="ready again")
+
+    tested = helm.test(RELEASE, timeout=60)
+    assert tested["release"]["status"] == "deployed"
 
     helm.uninstall(RELEASE, wait="watcher", timeout=60)
     owned = "app.kubernetes.io/instance=floe-platform"
