@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from floe_deploy_assets.helm.charts import check_compatibility, load_floe_chart
 from floe_deploy_assets.helm.render import RenderError, render_chart
 from floe_deploy_assets.models.artifacts import ArtifactsError, load_compiled_artifacts
 from floe_deploy_assets.models.config import ConfigError, load_deployment_config
@@ -70,6 +71,11 @@ def _validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
             f"environments: {', '.join(config.environments)}"
         )
     artifacts = load_compiled_artifacts(args.artifacts or config.artifacts_path)
+    incompatible = check_compatibility(
+        load_floe_chart(config.chart_path(args.chart)), artifacts.version
+    )
+    if incompatible:
+        raise ConfigError(f"{args.artifacts or config.artifacts_path}: {incompatible}")
     chart = ChartFiles.for_chart(config, args.chart)
     generator = HelmValuesGenerator(
         artifacts,

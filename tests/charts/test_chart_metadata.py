@@ -46,3 +46,30 @@ def test_constraint_parsing():
     assert not satisfies("2.0.0", ">=1.0.0, <2.0.0")
     with pytest.raises(ValueError, match="unsupported version constraint '~1.2'"):
         satisfies("1.2.3", "~1.2")
+
+
+def test_cli_refuses_artifacts_newer_than_the_chart_supports(tmp_path, capsys):
+    import json
+
+    from floe_deploy_assets.cli import main
+    from tests.support.charts import EXAMPLE, ROOT
+
+    newer = tmp_path / "artifacts.json"
+    newer.write_text(json.dumps({**json.loads(EXAMPLE.read_text()), "version": "0.12.0"}))
+
+    code = main(
+        [
+            "values",
+            "--config",
+            str(ROOT / "floe-deploy.yaml"),
+            "--artifacts",
+            str(newer),
+            "--env",
+            "dev",
+            "--chart",
+            "platform",
+        ]
+    )
+
+    assert code == 2
+    assert "supports floe-core >=0.1.0, <0.11.0" in capsys.readouterr().err
