@@ -30,6 +30,7 @@ from localcluster.kubelet.timeline import (
 )
 
 log = logging.getLogger(__name__)
+RETRY_MISSING_INPUTS = 1.0
 
 
 @dataclass
@@ -43,6 +44,42 @@ class TrackedPod:
     conditions: list[dict[str, Any]] = field(default_factory=list)
     written: dict[str, Any] | None = None
     deleting: bool = False
+    references: tuple[Reference, ...] = ()
+    inputs_ready: bool = False  # every referenced Secret and ConfigMap was found once
+    blocked: bool = False
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A Secret or ConfigMap a pod needs before its containers can start."""
+
+    kind: str  # secret, configmap
+    name: str
+    via: str  # env (CreateContainerConfigError when missing), volume (stuck in ContainerCreating)
+
+
+def pod_references(spec: dict[str, Any]) -> tuple[Reference, ...]:
+    """The non-optional Secrets and ConfigMaps a pod's env and volumes use."""
+    found: list[Reference] = []
+    for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
+        for entry in container.get("env") or []:
+            source = entry.get("valueFrom") or {}
+            for key, kind in (("secretKeyRef", "secret"), ("configMapKeyRef", "configmap")):
+                ref = source.get(key)
+                if ref and not ref.get("optional"):
+                    found.append(Reference(kind, ref["name"], "env"))
+        for entry in container.get("envFrom") or []:
+            for key, kind in (("secretRef", "secret"), ("configMapRef", "configmap")):
+                ref = entry.get(key)
+                if ref and not ref.get("optional"):
+                    found.append(Reference(kind, ref["name"], "env"))
+    for volume in spec.get("volumes") or []:
+        secret, config_map = volume.get("secret"), volume.get("configMap")
+        if secret and not secret.get("optional"):
+            found.append(Reference("secret", secret["secretName"], "volume"))
+        if config_map and not config_map.get("optional"):
+            found.append(Reference("configmap", config_map["name"], "volume"))
+    return tuple(dict.fromkeys(found))
 
 
 def _readiness_delay(container: dict[str, Any]) -> float | None:
@@ -122,7 +159,9 @@ class PodAgent:
         pod_ip = (
             status.get("podIP") or f"10.244.{self.nodes[node]}.{next(self._ip_counter) % 250 + 2}"
         )
-        return TrackedPod(facts, node, behaviour, error, started, pod_ip)
+        return TrackedPod(
+            facts, node, behaviour, error, started, pod_ip, references=pod_references(pod["spec"])
+        )
 
     def _schedule(self, uid: str, delay: float) -> None:
         heapq.heappush(self._due, (time.monotonic() + delay, next(self._sequence), uid))
@@ -166,7 +205,13 @@ class PodAgent:
 
     def desired_status(self, tracked: TrackedPod) -> tuple[dict[str, Any], float | None]:
         if tracked.behaviour is None:
-            return self._config_error_status(tracked), None
+            return self._waiting_status(
+                tracked, "CreateContainerConfigError", tracked.config_error
+            ), None
+        if not tracked.inputs_ready:
+            blocked = self._blocked_status(tracked)
+            if blocked is not None:
+                return blocked
         elapsed = (datetime.now(UTC) - tracked.started).total_seconds()
         status, next_change = pod_status(
             tracked.facts,
@@ -180,8 +225,48 @@ class PodAgent:
         status["conditions"] = self._stamp_transitions(tracked, status["conditions"])
         return status, next_change
 
-    def _config_error_status(self, tracked: TrackedPod) -> dict[str, Any]:
-        """A bad simulation annotation shows the way a bad container config does."""
+    def _blocked_status(self, tracked: TrackedPod) -> tuple[dict[str, Any], float] | None:
+        """A kubelet starts no container while a Secret or ConfigMap it needs is missing: a
+        missing env source is CreateContainerConfigError, a missing volume keeps the pod in
+        ContainerCreating. It retries; so do we, every RETRY_MISSING_INPUTS seconds."""
+        missing = [ref for ref in tracked.references if not self._exists(tracked, ref)]
+        if not missing:
+            tracked.inputs_ready = True
+            if tracked.blocked:
+                # The containers start now; the timeline runs from here.
+                tracked.started = datetime.now(UTC).replace(microsecond=0)
+            return None
+        tracked.blocked = True
+        elapsed = (datetime.now(UTC) - tracked.started).total_seconds()
+        env_missing = [ref for ref in missing if ref.via == "env"]
+        if env_missing:
+            ref = env_missing[0]
+            status = self._waiting_status(
+                tracked, "CreateContainerConfigError", f'{ref.kind} "{ref.name}" not found'
+            )
+        else:
+            status = self._waiting_status(tracked, "ContainerCreating", None)
+        return status, elapsed + RETRY_MISSING_INPUTS
+
+    def _exists(self, tracked: TrackedPod, ref: Reference) -> bool:
+        read = (
+            self.core.read_namespaced_secret
+            if ref.kind == "secret"
+            else self.core.read_namespaced_config_map
+        )
+        try:
+            read(ref.name, tracked.facts.namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def _waiting_status(
+        self, tracked: TrackedPod, reason: str, message: str | None
+    ) -> dict[str, Any]:
+        """Every container waiting for the same reason, the pod Pending."""
+        waiting = {"reason": reason, **({"message": message} if message else {})}
         containers = [
             {
                 "name": c.name,
@@ -191,12 +276,7 @@ class PodAgent:
                 "restartCount": 0,
                 "started": False,
                 "lastState": {},
-                "state": {
-                    "waiting": {
-                        "reason": "CreateContainerConfigError",
-                        "message": tracked.config_error,
-                    }
-                },
+                "state": {"waiting": waiting},
             }
             for c in tracked.facts.containers
         ]

@@ -13,7 +13,7 @@ from kubernetes import client
 
 from floe_deploy_assets.helm.render import build_dependencies
 from tests.conftest import KubeCluster
-from tests.support.charts import CONFIG, generated_values
+from tests.support.charts import CONFIG, generated_values, values_generator
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -24,9 +24,16 @@ RELEASE = "floe-platform"
 @pytest.fixture
 def helm(kube_cluster: KubeCluster, namespace: str) -> Iterator[helm_python.Config]:
     build_dependencies(CHART)
-    kube_cluster.core.create_namespaced_secret(
-        namespace, {"metadata": {"name": "floe-postgresql"}, "stringData": {"password": "x"}}
-    )
+    # The Secrets an operator provides, as the values generator lists them; the simulated
+    # kubelet, like a real one, starts no container whose Secret is missing.
+    for secret in values_generator("platform").required_secrets:
+        kube_cluster.core.create_namespaced_secret(
+            namespace,
+            {
+                "metadata": {"name": secret.name},
+                "stringData": {key: "test-only-value" for key in secret.keys},
+            },
+        )
     helm_config = helm_python.Config(
         kubeconfig_path=str(kube_cluster.kubeconfig), namespace=namespace
     )

@@ -256,3 +256,59 @@ def test_logs_of_a_container_that_never_started_are_refused(
     assert "is waiting to start: ErrImagePull" in (
         body.decode() if isinstance(body, bytes) else body
     )
+
+
+def test_a_missing_secret_in_env_is_a_config_error_until_it_exists(
+    kube_cluster: KubeCluster, namespace: str
+):
+    core = kube_cluster.core
+    manifest = pod("needs-secret")
+    manifest["spec"]["containers"][0]["env"] = [
+        {
+            "name": "PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "db-credentials", "key": "password"}},
+        }
+    ]
+    core.create_namespaced_pod(namespace, manifest)
+
+    waiting = wait_for(
+        lambda: (
+            (s := _status(core, namespace, "needs-secret")).container_statuses
+            and s.container_statuses[0].state.waiting
+        ),
+        timeout=30,
+        reason="pod needs-secret to report its missing Secret",
+    )
+    assert (waiting.reason, waiting.message) == (
+        "CreateContainerConfigError",
+        'secret "db-credentials" not found',
+    )
+
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "db-credentials"}, "stringData": {"password": "x"}}
+    )
+    wait_for(
+        lambda: _status(core, namespace, "needs-secret").phase == "Running",
+        timeout=30,
+        reason="pod needs-secret to start once its Secret exists",
+    )
+
+
+def test_a_missing_config_map_volume_keeps_the_pod_in_container_creating(
+    kube_cluster: KubeCluster, namespace: str
+):
+    core = kube_cluster.core
+    manifest = pod("needs-config")
+    manifest["spec"]["volumes"] = [{"name": "config", "configMap": {"name": "app-config"}}]
+    core.create_namespaced_pod(namespace, manifest)
+
+    waiting = wait_for(
+        lambda: (
+            (s := _status(core, namespace, "needs-config")).container_statuses
+            and s.container_statuses[0].state.waiting
+        ),
+        timeout=30,
+        reason="pod needs-config to wait for its volume",
+    )
+    assert waiting.reason == "ContainerCreating"
+    assert _status(core, namespace, "needs-config").phase == "Pending"
