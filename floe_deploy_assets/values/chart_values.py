@@ -204,10 +204,28 @@ def preset_field(component: str, description: str) -> Any:
     return Field(default_factory=partial(small_preset, component), description=description)
 
 
+class AutoscalingSettings(ValuesModel):
+    enabled: bool = Field(default=False, description="Autoscale the webserver (replaces replicas)")
+    min_replicas: int = Field(default=1, ge=1, description="Fewest replicas")
+    max_replicas: int = Field(default=3, ge=1, description="Most replicas")
+    target_cpu_utilization_percentage: int = Field(
+        default=80, ge=1, le=100, description="Average CPU use (% of requests) aimed at"
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> AutoscalingSettings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("autoscaling.maxReplicas is below autoscaling.minReplicas")
+        return self
+
+
 class DagsterWebserver(ValuesModel):
     replicas: int = Field(default=1, ge=1, description="Webserver replicas")
     image: Image = image_field(DAGSTER_IMAGE, DAGSTER_VERSION, "Dagster webserver image")
     resources: Resources = preset_field("webserver", "Webserver resources (preset: webserver)")
+    autoscaling: AutoscalingSettings = Field(
+        default_factory=AutoscalingSettings, description="Scale the webserver on CPU (HPA)"
+    )
 
 
 class DagsterDaemon(ValuesModel):
@@ -398,21 +416,6 @@ class PodDisruptionBudgetSettings(ValuesModel):
     max_unavailable: int = Field(default=1, ge=1, description="Pods that may be down at once")
 
 
-class AutoscalingSettings(ValuesModel):
-    enabled: bool = Field(default=False, description="Autoscale the webserver (replaces replicas)")
-    min_replicas: int = Field(default=1, ge=1, description="Fewest replicas")
-    max_replicas: int = Field(default=3, ge=1, description="Most replicas")
-    target_cpu_utilization_percentage: int = Field(
-        default=80, ge=1, le=100, description="Average CPU use (% of requests) aimed at"
-    )
-
-    @model_validator(mode="after")
-    def _range(self) -> AutoscalingSettings:
-        if self.max_replicas < self.min_replicas:
-            raise ValueError("autoscaling.maxReplicas is below autoscaling.minReplicas")
-        return self
-
-
 class ResourceQuotaSettings(ValuesModel):
     enabled: bool = Field(default=False, description="Cap the namespace's total resources")
     requests: ResourceSpec = Field(
@@ -454,9 +457,6 @@ class PlatformValues(ValuesModel):
     )
     pod_disruption_budget: PodDisruptionBudgetSettings = Field(
         default_factory=PodDisruptionBudgetSettings, description="PodDisruptionBudgets"
-    )
-    autoscaling: AutoscalingSettings = Field(
-        default_factory=AutoscalingSettings, description="HorizontalPodAutoscaler"
     )
     resource_quota: ResourceQuotaSettings = Field(
         default_factory=ResourceQuotaSettings, description="ResourceQuota"

@@ -15,17 +15,30 @@ def _all_objects(environment: str) -> list[dict]:
     jobs = generated_values("jobs", environment)
     jobs["models"][-1]["schedule"] = "0 3 * * *"  # a CronJob too
     jobs["run"] = {"model": jobs["models"][0]["name"], "jobName": "policy-check-1"}
-    return [
-        *render("platform", generated_values("platform", environment)).objects,
-        *render("jobs", jobs).objects,
-    ]
+    platform = generated_values("platform", environment)
+    for feature in ("podDisruptionBudget", "resourceQuota", "networkPolicy", "ingress"):
+        platform[feature]["enabled"] = True
+    platform["dagster"]["webserver"]["autoscaling"]["enabled"] = True
+    platform["marquez"]["enabled"] = True
+    platform["minio"]["enabled"] = environment != "prod"  # refused in production
+    return [*render("platform", platform).objects, *render("jobs", jobs).objects]
 
 
 @pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
 def test_rendered_objects_are_valid_for_kubernetes_1_28_and_1_33(environment: str):
     objects = _all_objects(environment)
 
-    assert {o["kind"] for o in objects} >= {"Deployment", "StatefulSet", "Job", "CronJob", "Pod"}
+    assert {o["kind"] for o in objects} >= {
+        "Deployment",
+        "StatefulSet",
+        "Job",
+        "CronJob",
+        "Pod",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "Ingress",
+        "ResourceQuota",
+    }
     assert validate_manifests(objects, kube_versions=("1.28", "1.33"), strict=True) == []
 
 

@@ -177,13 +177,7 @@ def test_polaris_gets_its_client_secret_by_reference():
 
 def _with_features(environment: str) -> dict:
     values = generated_values("platform", environment)
-    for feature in (
-        "podDisruptionBudget",
-        "autoscaling",
-        "resourceQuota",
-        "networkPolicy",
-        "ingress",
-    ):
+    for feature in ("podDisruptionBudget", "resourceQuota", "networkPolicy", "ingress"):
         values[feature]["enabled"] = True
     values["networkPolicy"]["allowedNamespaces"] = ["ingress-nginx"]
     return values
@@ -208,6 +202,24 @@ def test_disruption_budgets_only_where_more_than_one_pod_runs():
         "floe-platform-dagster-webserver"
     ]  # 2 replicas
     assert dev == []  # every workload has one replica in dev
+
+
+def test_an_autoscaled_webserver_leaves_its_replicas_to_the_hpa():
+    values = _with_features("dev")
+    values["dagster"]["webserver"]["autoscaling"] = {
+        "enabled": True,
+        "minReplicas": 2,
+        "maxReplicas": 5,
+    }
+    rendered = render("platform", values)
+
+    assert "replicas" not in rendered.named("Deployment", "floe-platform-dagster-webserver")["spec"]
+    hpa = rendered.named("HorizontalPodAutoscaler", "floe-platform-dagster-webserver")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 5)
+    # At least two pods at all times, so a disruption budget applies.
+    assert [p["metadata"]["name"] for p in rendered.by_kind("PodDisruptionBudget")] == [
+        "floe-platform-dagster-webserver"
+    ]
 
 
 def test_network_policies_deny_by_default_and_allow_the_needed_flows():

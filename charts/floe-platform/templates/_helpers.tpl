@@ -9,7 +9,9 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "floe-platform.scalable" -}}
 {{- $scalable := dict -}}
 {{- if .Values.dagster.enabled -}}
-{{- $_ := set $scalable "dagster-webserver" (int .Values.dagster.webserver.replicas) -}}
+{{- $webserver := .Values.dagster.webserver -}}
+{{- $replicas := ternary $webserver.autoscaling.minReplicas $webserver.replicas $webserver.autoscaling.enabled -}}
+{{- $_ := set $scalable "dagster-webserver" (int $replicas) -}}
 {{- $_ := set $scalable "dagster-user-code" (int .Values.dagster.userCode.replicas) -}}
 {{- end -}}
 {{- if .Values.otel.enabled -}}
