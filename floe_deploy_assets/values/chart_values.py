@@ -161,6 +161,11 @@ class GlobalValues(ValuesModel):
         default=False,
         description="A production environment: the chart refuses development-only components",
     )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="OTLP endpoint the workloads send telemetry to; null: telemetry off",
+    )
 
 
 def global_field() -> Any:

@@ -78,13 +78,21 @@ class HelmValuesGenerator:
         labels = {"app.kubernetes.io/part-of": "floe", "floe.dev/environment": self.environment}
         if len(metadata.product_name) <= LABEL_VALUE_MAX:
             labels["floe.dev/product"] = metadata.product_name
+        namespace = self.mapping.namespace_for(self.environment)
+        environment_global: dict[str, Any] = {
+            "environment": self.environment,
+            "namespace": namespace,
+            "labels": labels,
+            "isolation": str(self.mapping.isolation),
+        }
+        telemetry = self.artifacts.observability.telemetry
+        if telemetry.enabled:
+            # Workloads of both charts send to the platform's own collector in the environment.
+            collector = f"{self.config.release_name('platform', self.environment)}-otel-collector"
+            port = 4317 if telemetry.otlp_protocol == "grpc" else 4318
+            environment_global["otlpEndpoint"] = f"http://{collector}.{namespace}.svc:{port}"
         return {
-            "global": {
-                "environment": self.environment,
-                "namespace": self.mapping.namespace_for(self.environment),
-                "labels": labels,
-                "isolation": str(self.mapping.isolation),
-            },
+            "global": environment_global,
             "floe": {
                 "environment": self.environment,
                 "productName": metadata.product_name,

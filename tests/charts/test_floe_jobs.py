@@ -168,3 +168,25 @@ def test_cli_render_prints_or_writes_the_objects(tmp_path, capsys: pytest.Captur
         == 0
     )
     assert len(list(out.glob("*.yaml"))) == len(printed)
+
+
+def test_model_pods_send_telemetry_to_the_platforms_collector():
+    values = _run(generated_values("jobs", "staging"), "stg_orders", "stg-orders-t1")
+    job = render("jobs", values, namespace="floe-staging").named("Job", "stg-orders-t1")
+    env = {
+        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == (
+        "http://floe-platform-otel-collector.floe-staging.svc:4317"
+    )
+    assert env["OTEL_SERVICE_NAME"] == "dbt-stg_orders"
+
+
+def test_no_telemetry_environment_when_telemetry_is_off():
+    values = _run(generated_values("jobs"), "stg_orders", "stg-orders-t2")
+    values["global"]["otlpEndpoint"] = None
+    job = render("jobs", values).named("Job", "stg-orders-t2")
+    names = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert not any(name.startswith("OTEL_") for name in names)

@@ -51,6 +51,7 @@ spec:
         - {name: DBT_LOG_PATH, value: /work/logs}
         - {name: FLOE_ENVIRONMENT, value: {{ $root.Values.floe.environment | quote }}}
         - {name: FLOE_ARTIFACTS_PATH, value: /etc/floe/compiled-artifacts}
+        {{- include "floe-common.otelEnv" (list $root (printf "dbt-%s" $model.name)) | nindent 8 }}
       resources:
         {{- toYaml ($model.resources | default $root.Values.resources) | nindent 8 }}
       securityContext:

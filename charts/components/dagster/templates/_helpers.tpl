@@ -56,6 +56,7 @@ A Dagster container's environment and mounts. Usage: include "floe-dagster.insta
 */}}
 {{- define "floe-dagster.instanceEnv" -}}
 - {name: DAGSTER_HOME, value: /opt/dagster/dagster_home}
+{{- include "floe-common.otelEnv" (list . "dagster") }}
 - name: DAGSTER_PG_PASSWORD
   valueFrom:
     secretKeyRef:
