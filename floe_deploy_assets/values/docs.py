@@ -9,7 +9,6 @@ Only the part between the markers is generated; everything outside them is kept 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from floe_deploy_assets.values.generated import generator_command, stale
 
 CHARTS_DIR = Path(__file__).resolve().parents[2] / "charts"
 START = "<!-- values-table:start -->"
@@ -173,36 +174,25 @@ def render_readme(chart: str) -> str:
     return f"{head}{section}{tail}"
 
 
+def generated_readmes() -> dict[Path, str]:
+    return {
+        CHARTS_DIR / chart / "README.md": render_readme(chart) for chart in charts_with_schema()
+    }
+
+
 def stale_readmes() -> list[str]:
-    stale = []
-    for chart in charts_with_schema():
-        readme = CHARTS_DIR / chart / "README.md"
-        if not readme.is_file() or readme.read_text() != render_readme(chart):
-            stale.append(chart)
-    return stale
+    return [path.parent.name for path in stale(generated_readmes())]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--write", action="store_true", help="regenerate the values tables")
-    action.add_argument("--check", action="store_true", help="exit 1 when a README is stale")
-    args = parser.parse_args(argv)
-    if args.write:
-        for chart in charts_with_schema():
-            (CHARTS_DIR / chart / "README.md").write_text(render_readme(chart))
-            print(f"wrote charts/{chart}/README.md")
-        return 0
-    stale = stale_readmes()
-    for chart in stale:
-        print(
-            f"charts/{chart}/README.md is missing or out of date with its values schema",
-            file=sys.stderr,
-        )
-    if stale:
-        print(f"regenerate with: {REGENERATE}", file=sys.stderr)
-        return 1
-    return 0
+    return generator_command(
+        argv,
+        description=__doc__.splitlines()[0],
+        files=generated_readmes,
+        display=lambda path: f"charts/{path.relative_to(CHARTS_DIR)}",
+        source="values schema",
+        regenerate=REGENERATE,
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ schema with santhosh-tekuri/jsonschema, which supports draft 2020-12 and local `
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
 from floe_deploy_assets.values.chart_values import GlobalValues, JobsValues, PlatformValues
+from floe_deploy_assets.values.generated import generator_command, stale
 
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 CHART_SCHEMAS: dict[str, type[BaseModel]] = {
@@ -119,35 +119,18 @@ def generated_files() -> dict[Path, str]:
 
 def stale_files() -> list[Path]:
     """The committed files that differ from the generated ones (or are missing)."""
-    return [
-        path
-        for path, content in generated_files().items()
-        if not path.is_file() or path.read_text() != content
-    ]
+    return stale(generated_files())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--write", action="store_true", help="write the schema files")
-    action.add_argument("--check", action="store_true", help="exit 1 when a file is stale")
-    args = parser.parse_args(argv)
-    if args.write:
-        for path, content in generated_files().items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-            print(f"wrote {path.relative_to(REPO_ROOT)}")
-        return 0
-    stale = stale_files()
-    for path in stale:
-        print(
-            f"{path.relative_to(REPO_ROOT)} is missing or out of date with its values model",
-            file=sys.stderr,
-        )
-    if stale:
-        print(f"regenerate with: {REGENERATE}", file=sys.stderr)
-        return 1
-    return 0
+    return generator_command(
+        argv,
+        description=__doc__.splitlines()[0],
+        files=generated_files,
+        display=lambda path: str(path.relative_to(REPO_ROOT)),
+        source="values model",
+        regenerate=REGENERATE,
+    )
 
 
 if __name__ == "__main__":
