@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import helm_python
 import pytest
 from kubernetes import client, config
 
@@ -77,3 +78,13 @@ def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
     )
     yield name
     core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def helm(kube_cluster: KubeCluster, namespace: str) -> Iterator[helm_python.Config]:
+    """The real Helm engine, acting on the test's namespace."""
+    helm_config = helm_python.Config(
+        kubeconfig_path=str(kube_cluster.kubeconfig), namespace=namespace
+    )
+    yield helm_config
+    helm_config.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import helm_python
 import pytest
 import yaml
@@ -20,14 +18,9 @@ CHART = CONFIG.chart_path("jobs")
 RELEASE = "floe-jobs"
 
 
-@pytest.fixture
-def helm(kube_cluster: KubeCluster, namespace: str) -> Iterator[helm_python.Config]:
+@pytest.fixture(autouse=True)
+def chart_dependencies() -> None:
     build_dependencies(CHART)
-    helm_config = helm_python.Config(
-        kubeconfig_path=str(kube_cluster.kubeconfig), namespace=namespace
-    )
-    yield helm_config
-    helm_config.close()
 
 
 def _install(helm: helm_python.Config, namespace: str) -> dict:

@@ -5,7 +5,6 @@ by the real Helm engine into the local control plane."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import helm_python
 import pytest
@@ -21,11 +20,11 @@ CHART = CONFIG.chart_path("platform")
 RELEASE = "floe-platform"
 
 
-@pytest.fixture
-def helm(kube_cluster: KubeCluster, namespace: str) -> Iterator[helm_python.Config]:
+@pytest.fixture(autouse=True)
+def operator_secrets(kube_cluster: KubeCluster, namespace: str) -> None:
+    """The Secrets an operator provides, as the values generator lists them; the simulated
+    kubelet, like a real one, starts no container whose Secret is missing."""
     build_dependencies(CHART)
-    # The Secrets an operator provides, as the values generator lists them; the simulated
-    # kubelet, like a real one, starts no container whose Secret is missing.
     for secret in values_generator("platform").required_secrets:
         kube_cluster.core.create_namespaced_secret(
             namespace,
@@ -34,11 +33,6 @@ def helm(kube_cluster: KubeCluster, namespace: str) -> Iterator[helm_python.Conf
                 "stringData": {key: "test-only-value" for key in secret.keys},
             },
         )
-    helm_config = helm_python.Config(
-        kubeconfig_path=str(kube_cluster.kubeconfig), namespace=namespace
-    )
-    yield helm_config
-    helm_config.close()
 
 
 def _postgres_ready(apps: client.AppsV1Api, namespace: str):
