@@ -1,0 +1,159 @@
+"""Release classification and the one action taken for each state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from floe_deploy_assets.models.deployment import DeploymentStatus
+from floe_deploy_assets.release.decide import (
+    Action,
+    Digests,
+    ReleaseState,
+    Remediation,
+    Revision,
+    decide,
+    platform_status,
+)
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+DESIRED = Digests(chart="c" * 64, values="v" * 64)
+DEADLINE = timedelta(minutes=10)
+
+
+def rev(
+    number: int,
+    status: str,
+    *,
+    age: timedelta = timedelta(hours=1),
+    digests: Digests | None = DESIRED,
+) -> Revision:
+    return Revision(number, status, NOW - age, digests)
+
+
+def run(
+    history: list[Revision], *, held: bool = False, remediation: Remediation = Remediation.ROLLBACK
+):
+    return decide(
+        history,
+        DESIRED,
+        now=NOW,
+        pending_deadline=DEADLINE,
+        held_by_live_operation=held,
+        remediation=remediation,
+    )
+
+
+def test_absent_installs():
+    decision = run([])
+    assert (decision.state, decision.action) == (ReleaseState.ABSENT, Action.INSTALL)
+
+
+def test_in_sync_does_nothing_so_no_new_revision():
+    decision = run([rev(1, "superseded"), rev(2, "deployed")])
+    assert (decision.state, decision.action) == (ReleaseState.IN_SYNC, Action.NOTHING)
+
+
+@pytest.mark.parametrize(
+    ("digests", "changed"),
+    [
+        (Digests("x" * 64, DESIRED.values), "chart changed"),
+        (Digests(DESIRED.chart, "y" * 64), "values changed"),
+        (Digests("x" * 64, "y" * 64), "chart and values changed"),
+        (None, "made outside floe-deploy"),
+    ],
+)
+def test_out_of_sync_upgrades_and_says_what_changed(digests, changed):
+    decision = run([rev(1, "deployed", digests=digests)])
+    assert (decision.state, decision.action) == (ReleaseState.OUT_OF_SYNC, Action.UPGRADE)
+    assert changed in decision.reason
+
+
+@pytest.mark.parametrize("status", ["pending-install", "pending-upgrade", "pending-rollback"])
+def test_a_young_pending_release_is_waited_for(status: str):
+    decision = run([rev(1, "deployed"), rev(2, status, age=timedelta(minutes=2))])
+    assert (decision.state, decision.action) == (ReleaseState.PENDING_LOCKED, Action.WAIT)
+    assert "within its 600 s deadline" in decision.reason
+
+
+def test_a_pending_release_held_by_a_live_operation_is_never_unlocked():
+    decision = run([rev(1, "pending-upgrade", age=timedelta(hours=5))], held=True)
+    assert (decision.state, decision.action) == (ReleaseState.PENDING_LOCKED, Action.WAIT)
+    assert "a live operation holds it" in decision.reason
+
+
+def test_a_stale_unheld_pending_release_is_unlocked():
+    decision = run([rev(1, "deployed"), rev(2, "pending-upgrade", age=timedelta(minutes=11))])
+    assert (decision.state, decision.action) == (ReleaseState.PENDING_STALE, Action.UNLOCK)
+    assert "past its 600 s deadline" in decision.reason
+
+
+def test_failed_rolls_back_to_the_last_good_revision():
+    history = [rev(1, "superseded"), rev(2, "deployed"), rev(3, "failed"), rev(4, "failed")]
+    decision = run(history)
+    assert (decision.action, decision.target_revision) == (Action.ROLLBACK, 2)
+
+
+def test_failed_without_a_good_revision_holds_rather_than_guessing():
+    decision = run([rev(1, "failed")])
+    assert decision.action is Action.HOLD
+    assert "no earlier revision was ever deployed" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("policy", "action"),
+    [(Remediation.RETRY, Action.RETRY_UPGRADE), (Remediation.HOLD, Action.HOLD)],
+)
+def test_failed_follows_the_remediation_policy(policy: Remediation, action: Action):
+    decision = run([rev(1, "deployed"), rev(2, "failed")], remediation=policy)
+    assert (decision.state, decision.action) == (ReleaseState.FAILED, action)
+
+
+@pytest.mark.parametrize(
+    ("helm", "seed"),
+    [
+        ("pending-install", "pending"),
+        ("pending-upgrade", "pending"),
+        ("uninstalling", "pending"),
+        ("deployed", "deployed"),
+        ("superseded", "superseded"),
+        ("failed", "failed"),
+        ("unknown", "failed"),
+    ],
+)
+def test_helm_statuses_map_to_the_seeds_statuses(helm: str, seed: str):
+    assert platform_status(helm) == DeploymentStatus(seed)
+
+
+statuses = st.sampled_from(
+    [
+        "deployed",
+        "superseded",
+        "failed",
+        "pending-install",
+        "pending-upgrade",
+        "pending-rollback",
+        "uninstalled",
+    ]
+)
+
+
+@given(
+    history=st.lists(statuses, max_size=6),
+    held=st.booleans(),
+    policy=st.sampled_from(list(Remediation)),
+    order=st.randoms(),
+)
+def test_exactly_one_decision_whatever_the_history_order(history, held, policy, order):
+    revisions = [rev(i + 1, s, age=timedelta(minutes=5 * (6 - i))) for i, s in enumerate(history)]
+    shuffled = list(revisions)
+    order.shuffle(shuffled)
+
+    first = run(revisions, held=held, remediation=policy)
+    assert run(shuffled, held=held, remediation=policy) == first
+    assert first.reason
+    if first.action is Action.ROLLBACK:
+        assert first.target_revision is not None and first.target_revision < len(history)
