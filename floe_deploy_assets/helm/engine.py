@@ -8,7 +8,7 @@ release logic, which talks to the ``HelmEngine`` protocol so tests can stand in 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -65,6 +65,7 @@ class Release:
     deployed_at: str
     manifest: str = ""
     notes: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_sdk(cls, data: dict[str, Any]) -> Release:
@@ -79,6 +80,7 @@ class Release:
             deployed_at=data.get("deployed_at", ""),
             manifest=data.get("manifest", ""),
             notes=data.get("notes", ""),
+            labels=dict(data.get("labels") or {}),
         )
 
 
@@ -91,6 +93,7 @@ class HelmEngine(Protocol):
         chart: Path,
         values: dict[str, Any],
         timeout: int = DEFAULT_TIMEOUT_SECONDS,
+        labels: dict[str, str] | None = None,
     ) -> Release: ...
     def upgrade(
         self,
@@ -98,6 +101,7 @@ class HelmEngine(Protocol):
         chart: Path,
         values: dict[str, Any],
         timeout: int = DEFAULT_TIMEOUT_SECONDS,
+        labels: dict[str, str] | None = None,
     ) -> Release: ...
     def rollback(
         self, release: ReleaseRef, revision: int, timeout: int = DEFAULT_TIMEOUT_SECONDS
@@ -176,6 +180,7 @@ class SdkHelmEngine:
         chart: Path,
         values: dict[str, Any],
         timeout: int = DEFAULT_TIMEOUT_SECONDS,
+        labels: dict[str, str] | None = None,
     ) -> Release:
         build_dependencies(chart)
         try:
@@ -187,6 +192,7 @@ class SdkHelmEngine:
                     namespace=release.namespace,
                     timeout=timeout,
                     wait="watcher",
+                    labels=labels,
                 )
             )
         except helm_python.HelmError as error:
@@ -198,6 +204,7 @@ class SdkHelmEngine:
         chart: Path,
         values: dict[str, Any],
         timeout: int = DEFAULT_TIMEOUT_SECONDS,
+        labels: dict[str, str] | None = None,
     ) -> Release:
         build_dependencies(chart)
         try:
@@ -212,6 +219,7 @@ class SdkHelmEngine:
                     timeout=timeout,
                     wait="watcher",
                     reset_values=True,
+                    labels=labels,
                 )
             )
         except helm_python.HelmError as error:

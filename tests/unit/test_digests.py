@@ -1,0 +1,32 @@
+"""The digests that decide whether a release is in sync."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from floe_deploy_assets.release.digests import LABEL_DIGEST_LENGTH, chart_digest, values_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_values_digest_ignores_key_order_and_fits_a_label():
+    one = values_digest({"a": 1, "b": {"c": [1, 2]}})
+    assert one == values_digest({"b": {"c": [1, 2]}, "a": 1})
+    assert one != values_digest({"a": 1, "b": {"c": [2, 1]}})
+    assert len(one) == LABEL_DIGEST_LENGTH <= 63
+
+
+def test_chart_digest_follows_the_chart_and_its_local_dependencies(tmp_path: Path):
+    charts = tmp_path / "charts"
+    shutil.copytree(ROOT / "charts", charts, ignore=shutil.ignore_patterns("*.tgz"))
+    before = chart_digest(charts / "floe-jobs")
+    assert chart_digest(charts / "floe-jobs") == before
+
+    (charts / "floe-jobs" / "charts").mkdir(exist_ok=True)
+    (charts / "floe-jobs" / "charts" / "floe-common-0.1.0.tgz").write_bytes(b"build output")
+    assert chart_digest(charts / "floe-jobs") == before  # packaged dependencies do not count
+
+    labels = charts / "floe-common" / "templates" / "_labels.tpl"
+    labels.write_text(labels.read_text() + "\n{{/* changed */}}\n")
+    assert chart_digest(charts / "floe-jobs") != before  # the library chart is part of it
