@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from floe_deploy_assets.helm.engine import HelmEngine, Release, ReleaseRef
+from floe_deploy_assets.helm.storage import ReleaseStorage
 from floe_deploy_assets.release.decide import (
     Action,
     Decision,
@@ -29,8 +30,9 @@ DEFAULT_PENDING_DEADLINE = timedelta(minutes=15)
 
 @dataclass(frozen=True)
 class DeployOutcome:
-    decision: Decision
+    decision: Decision  # the action that settled the release
     release: Release | None
+    unlocked: Decision | None = None  # set when a stale pending revision was unlocked first
 
 
 def _revision(release: Release) -> Revision:
@@ -53,27 +55,51 @@ def deploy(
     chart: Path,
     values: dict[str, Any],
     *,
+    storage: ReleaseStorage | None = None,
     remediation: Remediation = Remediation.ROLLBACK,
     pending_deadline: timedelta = DEFAULT_PENDING_DEADLINE,
     held_by_live_operation: bool = False,
     timeout: int = 300,
 ) -> DeployOutcome:
+    """Observe, decide, act once. A stale pending revision is unlocked (marked failed) first, if
+    ``storage`` is given, and the release decided again: unlocking alone settles nothing."""
     desired = Digests(chart_digest(chart), values_digest(values))
+    decision = _decide(engine, ref, desired, remediation, pending_deadline, held_by_live_operation)
+    unlocked = None
+    if decision.action is Action.UNLOCK and storage is not None:
+        latest = max(engine.history(ref), key=lambda r: r.revision)
+        storage.unlock(ref.namespace, ref.name, latest.revision, decision.reason)
+        unlocked = decision
+        decision = _decide(
+            engine, ref, desired, remediation, pending_deadline, held_by_live_operation
+        )
+    labels = {CHART_DIGEST_LABEL: desired.chart, VALUES_DIGEST_LABEL: desired.values}
+    release: Release | None
+    if decision.action is Action.INSTALL:
+        release = engine.install(ref, chart, values, timeout, labels)
+    elif decision.action in (Action.UPGRADE, Action.RETRY_UPGRADE):
+        release = engine.upgrade(ref, chart, values, timeout, labels)
+    elif decision.action is Action.ROLLBACK and decision.target_revision is not None:
+        release = engine.rollback(ref, decision.target_revision, timeout)
+    else:  # NOTHING, WAIT, HOLD, or UNLOCK without storage to do it with
+        release = engine.status(ref)
+    return DeployOutcome(decision, release, unlocked)
+
+
+def _decide(
+    engine: HelmEngine,
+    ref: ReleaseRef,
+    desired: Digests,
+    remediation: Remediation,
+    pending_deadline: timedelta,
+    held: bool,
+) -> Decision:
     history = [_revision(r) for r in engine.history(ref)]
-    decision = decide(
+    return decide(
         history,
         desired,
         now=datetime.now(UTC),
         pending_deadline=pending_deadline,
-        held_by_live_operation=held_by_live_operation,
+        held_by_live_operation=held,
         remediation=remediation,
     )
-    labels = {CHART_DIGEST_LABEL: desired.chart, VALUES_DIGEST_LABEL: desired.values}
-    if decision.action is Action.INSTALL:
-        return DeployOutcome(decision, engine.install(ref, chart, values, timeout, labels))
-    if decision.action in (Action.UPGRADE, Action.RETRY_UPGRADE):
-        return DeployOutcome(decision, engine.upgrade(ref, chart, values, timeout, labels))
-    if decision.action is Action.ROLLBACK and decision.target_revision is not None:
-        return DeployOutcome(decision, engine.rollback(ref, decision.target_revision, timeout))
-    # NOTHING, WAIT, HOLD; UNLOCK is decided but not yet carried out (the caller reports it).
-    return DeployOutcome(decision, engine.status(ref))

@@ -1,0 +1,64 @@
+"""Helm's release storage (Secrets ``sh.helm.release.v1.<name>.v<revision>``), read and written
+directly for the one thing Helm leaves to its user: a revision stuck in ``pending-*`` after the
+process that held it died. Unlocking marks that revision failed, with the reason, as Flux's
+helm-controller does, so the next operation may proceed. No revision is removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes import config as kube_config
+
+
+def _secret_name(release: str, revision: int) -> str:
+    return f"sh.helm.release.v1.{release}.v{revision}"
+
+
+def _decode(encoded: str) -> dict[str, Any]:
+    # The Secret's data is base64 (Kubernetes) of base64 (Helm) of gzip of the release JSON.
+    return json.loads(gzip.decompress(base64.b64decode(base64.b64decode(encoded))))
+
+
+def _encode(release: dict[str, Any]) -> str:
+    packed = base64.b64encode(gzip.compress(json.dumps(release).encode()))
+    return base64.b64encode(packed).decode()
+
+
+class ReleaseStorage:
+    def __init__(self, kubeconfig: Path | None, context: str | None = None):
+        api = kube_config.new_client_from_config(
+            str(kubeconfig) if kubeconfig else None, context=context
+        )
+        self.core = client.CoreV1Api(api)
+
+    def set_status(
+        self, namespace: str, release: str, revision: int, status: str, description: str
+    ) -> None:
+        """Rewrite one revision's status (and the storage label Helm queries by)."""
+        name = _secret_name(release, revision)
+        secret = self.core.read_namespaced_secret(name, namespace)
+        document = _decode(secret.data["release"])
+        document["info"]["status"] = status
+        document["info"]["description"] = description
+        self.core.patch_namespaced_secret(
+            name,
+            namespace,
+            {
+                "metadata": {
+                    "labels": {"status": status},
+                    "resourceVersion": secret.metadata.resource_version,
+                },
+                "data": {"release": _encode(document)},
+            },
+        )
+
+    def unlock(self, namespace: str, release: str, revision: int, reason: str) -> None:
+        self.set_status(
+            namespace, release, revision, "failed", f"unlocked by floe-deploy: {reason}"
+        )
