@@ -11,6 +11,8 @@ import pytest
 from kubernetes import client
 
 from floe_deploy_assets.helm.render import build_dependencies
+from floe_deploy_assets.kube.health import release_health
+from floe_deploy_assets.models.deployment import Health
 from tests.conftest import KubeCluster
 from tests.support.charts import CONFIG, generated_values, values_generator
 from tests.support.waits import wait_for
@@ -88,6 +90,10 @@ def test_postgresql_becomes_ready_rolls_on_upgrade_and_keeps_its_data_on_uninsta
             timeout=45,
             reason=f"Deployment floe-platform-{deployment} to have {replicas} available",
         )
+    health = {c.name: c for c in release_health(kube_cluster.api, namespace, RELEASE)}
+    assert set(health) == {"floe-platform-postgresql"} | {f"floe-platform-{d}" for d in expected}
+    assert {c.health for c in health.values()} == {Health.HEALTHY}
+    assert health["floe-platform-dagster-webserver"].replicas.available == 2
     first = core.read_namespaced_pod("floe-platform-postgresql-0", namespace).metadata.uid
     collector_pods = [
         p.metadata.uid
