@@ -40,7 +40,7 @@ def _settles(kube_cluster, namespace, kind, name, health: Health, timeout: float
 
 CASES = [
     ("ok", {}, {}, Health.HEALTHY, None),
-    ("pull", sim(fault="image-pull-error"), {}, Health.UNHEALTHY, "ErrImagePull"),
+    ("pull", sim(fault="image-pull-error"), {}, Health.UNHEALTHY, "ImagePull"),  # Err…/…BackOff
     ("crash", sim(fault="crash-loop"), {}, Health.UNHEALTHY, "CrashLoopBackOff"),
     ("oom", sim(fault="oom-killed"), {}, Health.UNHEALTHY, "OOMKilled"),
     ("big", {}, {"cpu": "64"}, Health.UNHEALTHY, "Unschedulable: 0/2 nodes are available"),
@@ -67,8 +67,7 @@ def test_deployment_health_names_the_cause(
     if reason is None:
         assert (component.reason, component.replicas.available) == (None, 2)
     else:
-        assert component.reason is not None and component.reason.startswith(reason.split(":")[0])
-        assert reason in component.reason or reason.split(":")[0] in component.reason
+        assert component.reason is not None and reason in component.reason
 
 
 def test_a_rollout_inside_its_deadline_is_progressing_then_unhealthy_after_it(
