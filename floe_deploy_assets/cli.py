@@ -17,7 +17,12 @@ from pathlib import Path
 import yaml
 
 from floe_deploy_assets.helm.charts import check_compatibility, load_floe_chart
+from floe_deploy_assets.helm.deploy import deploy, plan
+from floe_deploy_assets.helm.engine import HelmEngineError, ReleaseRef, SdkHelmEngine
 from floe_deploy_assets.helm.render import RenderError, render_chart
+from floe_deploy_assets.helm.storage import ReleaseStorage
+from floe_deploy_assets.kube.health import release_health
+from floe_deploy_assets.kube.secrets import missing_secrets
 from floe_deploy_assets.models.artifacts import ArtifactsError, load_compiled_artifacts
 from floe_deploy_assets.models.config import ConfigError, load_deployment_config
 from floe_deploy_assets.values.charts import ChartFiles
@@ -31,7 +36,7 @@ class InvalidValuesError(Exception):
     """The generated values fail validation; the findings are already printed."""
 
 
-def _add_input_arguments(command: argparse.ArgumentParser) -> None:
+def _add_input_arguments(command: argparse.ArgumentParser, chart_required: bool = True) -> None:
     command.add_argument(
         "--config",
         type=Path,
@@ -44,7 +49,15 @@ def _add_input_arguments(command: argparse.ArgumentParser) -> None:
         help="CompiledArtifacts JSON (default: the configuration's artifacts.path)",
     )
     command.add_argument("--env", required=True, help="environment, as named in the configuration")
-    command.add_argument("--chart", choices=("platform", "jobs"), required=True)
+    if chart_required:
+        command.add_argument("--chart", choices=("platform", "jobs"), required=True)
+    else:
+        command.add_argument(
+            "--chart",
+            choices=("platform", "jobs"),
+            action="append",
+            help="only this chart (repeatable; default: platform, then jobs)",
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +73,30 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--output-dir", type=Path, help="write one file per object here instead of printing them"
     )
+    for name, text in (
+        ("deploy", "install or upgrade an environment's releases (one decision each)"),
+        ("status", "release status and component health of an environment"),
+    ):
+        command = commands.add_parser(name, help=text)
+        _add_input_arguments(command, chart_required=False)
+        command.add_argument(
+            "--kubeconfig",
+            type=Path,
+            help="kubeconfig (default: $KUBECONFIG or ~/.kube/config); the "
+            "environment's cluster mapping names its context",
+        )
+        if name == "deploy":
+            command.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="show the decision for each release and change nothing",
+            )
+            command.add_argument(
+                "--timeout",
+                type=int,
+                default=300,
+                help="seconds each install or upgrade may take (default 300)",
+            )
     return parser
 
 
@@ -140,7 +177,69 @@ def _at(values: object, pointer: str) -> object:
     return values
 
 
-COMMANDS = {"values": values_command, "render": render_command}
+def _per_chart(args: argparse.Namespace):
+    """For each chart asked for (platform first: the jobs use its collector and storage): the
+    validated values generator, the release, and the cluster access of the environment."""
+    engine = storage = None
+    for chart in args.chart or ["platform", "jobs"]:
+        generator = _validated_generator(argparse.Namespace(**{**vars(args), "chart": chart}))
+        config, mapping = generator.config, generator.mapping
+        if engine is None:
+            engine = SdkHelmEngine(args.kubeconfig, context=mapping.cluster)
+            storage = ReleaseStorage(args.kubeconfig, context=mapping.cluster)
+        ref = ReleaseRef(
+            config.release_name(chart, args.env), mapping.namespace_for(args.env), mapping.cluster
+        )
+        yield chart, generator, ref, engine, storage
+
+
+def deploy_command(args: argparse.Namespace) -> None:
+    for chart, generator, ref, engine, storage in _per_chart(args):
+        chart_dir = generator.config.chart_path(chart)
+        values = generator.helm_values()
+        if args.dry_run:
+            decision = plan(engine, ref, chart_dir, values)
+            print(f"{chart}: {decision.state} -> would {decision.action}: {decision.reason}")
+            continue
+        missing = missing_secrets(storage.core, ref.namespace, generator.required_secrets)
+        if missing:
+            raise ConfigError("nothing deployed: " + "; ".join(missing))
+        outcome = deploy(engine, ref, chart_dir, values, storage=storage, timeout=args.timeout)
+        if outcome.unlocked:
+            print(f"{chart}: unlocked: {outcome.unlocked.reason}")
+        release = outcome.release
+        where = f"revision {release.revision} {release.status}" if release else "no release"
+        print(
+            f"{chart}: {outcome.decision.state} -> {outcome.decision.action}: "
+            f"{outcome.decision.reason} ({where})"
+        )
+
+
+def status_command(args: argparse.Namespace) -> None:
+    for chart, _, ref, engine, storage in _per_chart(args):
+        release = engine.status(ref)
+        if release is None:
+            print(f"{chart}: {ref} is not installed")
+            continue
+        print(
+            f"{chart}: {ref}: revision {release.revision} {release.status} "
+            f"(chart {release.chart_version})"
+        )
+        for component in release_health(storage.core.api_client, ref.namespace, ref.name):
+            counts = component.replicas
+            print(
+                f"  {component.type:<12} {component.name:<40} "
+                f"{counts.ready}/{counts.desired} ready  {component.health:<9} "
+                f"{component.reason or ''}"
+            )
+
+
+COMMANDS = {
+    "values": values_command,
+    "render": render_command,
+    "deploy": deploy_command,
+    "status": status_command,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         COMMANDS[args.command](args)
     except InvalidValuesError:
         return EXIT_INVALID_VALUES
-    except (ConfigError, ArtifactsError, RenderError) as error:
+    except (ConfigError, ArtifactsError, RenderError, HelmEngineError) as error:
         print(f"floe-deploy: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0

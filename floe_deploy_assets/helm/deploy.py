@@ -49,6 +49,20 @@ def _revision(release: Release) -> Revision:
     )
 
 
+def plan(
+    engine: HelmEngine,
+    ref: ReleaseRef,
+    chart: Path,
+    values: dict[str, Any],
+    *,
+    remediation: Remediation = Remediation.ROLLBACK,
+    pending_deadline: timedelta = DEFAULT_PENDING_DEADLINE,
+) -> Decision:
+    """What ``deploy`` would do now, without doing it."""
+    desired = Digests(chart_digest(chart), values_digest(values))
+    return _decide(engine, ref, desired, remediation, pending_deadline, False)
+
+
 def deploy(
     engine: HelmEngine,
     ref: ReleaseRef,

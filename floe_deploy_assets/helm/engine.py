@@ -193,6 +193,7 @@ class SdkHelmEngine:
                     timeout=timeout,
                     wait="watcher",
                     labels=labels,
+                    create_namespace=True,
                 )
             )
         except helm_python.HelmError as error:
