@@ -46,9 +46,13 @@ cluster-down: $(VENV)/.installed
 cluster-status: $(VENV)/.installed
 	$(LOCALCLUSTER) status
 
+# The main job (until the Dagster asset graph drives it): the local control plane up, the demo's
+# Secrets in place, the dev environment deployed from floe-deploy.yaml, and its health shown.
 demo: cluster-up
 	$(VENV)/bin/dagster definitions validate -w workspace.yaml
-	$(LOCALCLUSTER) status
+	KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) $(PY) examples/demo_secrets.py --env dev
+	KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) $(VENV)/bin/floe-deploy deploy --env dev
+	KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) $(VENV)/bin/floe-deploy status --env dev
 	@echo
 	@echo "Open the Dagster UI with: $(VENV)/bin/dagster dev -w workspace.yaml"
 

@@ -1,0 +1,64 @@
+"""Create the namespace and the Secrets an environment needs, with random values, for the demo.
+
+In a real environment the operator provides these Secrets (README: "Secrets an operator must
+provide"); floe-deploy only references them. Existing Secrets are left as they are.
+
+    KUBECONFIG=... python examples/demo_secrets.py --env dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from pathlib import Path
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from floe_deploy_assets.models.artifacts import load_compiled_artifacts
+from floe_deploy_assets.models.config import load_deployment_config
+from floe_deploy_assets.values.charts import ChartFiles
+from floe_deploy_assets.values.generator import HelmValuesGenerator
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("floe-deploy.yaml"))
+    parser.add_argument("--env", required=True)
+    args = parser.parse_args()
+    deployment = load_deployment_config(args.config)
+    artifacts = load_compiled_artifacts(deployment.artifacts_path)
+    mapping = deployment.mapping_for(args.env)
+    namespace = mapping.namespace_for(args.env)
+    core = client.CoreV1Api(config.new_client_from_config(context=mapping.cluster))
+    try:
+        core.create_namespace({"metadata": {"name": namespace}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    for chart in ("platform", "jobs"):
+        files = ChartFiles.for_chart(deployment, chart)
+        generator = HelmValuesGenerator(
+            artifacts,
+            args.env,
+            files.defaults(),
+            config=deployment,
+            chart=chart,
+            schema=files.schema(),
+        )
+        for required in generator.required_secrets:
+            body = {
+                "metadata": {"name": required.name},
+                "stringData": {key: secrets.token_urlsafe(24) for key in required.keys},
+            }
+            try:
+                core.create_namespaced_secret(namespace, body)
+                print(f"created Secret {namespace}/{required.name} (random values)")
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                print(f"Secret {namespace}/{required.name} exists; left as it is")
+
+
+if __name__ == "__main__":
+    main()
