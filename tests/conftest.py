@@ -18,6 +18,7 @@ import helm_python
 import pytest
 from kubernetes import client, config
 
+from floe_deploy_assets.helm.engine import SdkHelmEngine
 from localcluster import ClusterConfig, cluster
 from tests.support.waits import wait_for
 
@@ -88,3 +89,11 @@ def helm(kube_cluster: KubeCluster, namespace: str) -> Iterator[helm_python.Conf
     )
     yield helm_config
     helm_config.close()
+
+
+@pytest.fixture
+def engine(kube_cluster: KubeCluster) -> Iterator[SdkHelmEngine]:
+    """Our Helm engine adapter on the session cluster."""
+    helm_engine = SdkHelmEngine(kube_cluster.kubeconfig)
+    yield helm_engine
+    helm_engine.close()

@@ -182,22 +182,9 @@ class SdkHelmEngine:
         timeout: int = DEFAULT_TIMEOUT_SECONDS,
         labels: dict[str, str] | None = None,
     ) -> Release:
-        build_dependencies(chart)
-        try:
-            return Release.from_sdk(
-                self._config(release.namespace).install(
-                    str(chart),
-                    release.name,
-                    values,
-                    namespace=release.namespace,
-                    timeout=timeout,
-                    wait="watcher",
-                    labels=labels,
-                    create_namespace=True,
-                )
-            )
-        except helm_python.HelmError as error:
-            raise _map_error(release, "install", error) from None
+        return self._apply(
+            "install", release, chart, values, timeout, labels, create_namespace=True
+        )
 
     def upgrade(
         self,
@@ -207,24 +194,38 @@ class SdkHelmEngine:
         timeout: int = DEFAULT_TIMEOUT_SECONDS,
         labels: dict[str, str] | None = None,
     ) -> Release:
+        # reset_values: the values given are the whole desired state, never merged with
+        # whatever an earlier revision carried.
+        return self._apply("upgrade", release, chart, values, timeout, labels, reset_values=True)
+
+    def _apply(
+        self,
+        operation: str,
+        release: ReleaseRef,
+        chart: Path,
+        values: dict[str, Any],
+        timeout: int,
+        labels: dict[str, str] | None,
+        **options: Any,
+    ) -> Release:
+        """Install or upgrade: package local dependencies, then wait for readiness (kstatus)."""
         build_dependencies(chart)
+        action = getattr(self._config(release.namespace), operation)
         try:
-            # reset_values: the values given are the whole desired state, never merged with
-            # whatever an earlier revision carried.
             return Release.from_sdk(
-                self._config(release.namespace).upgrade(
+                action(
                     str(chart),
                     release.name,
                     values,
                     namespace=release.namespace,
                     timeout=timeout,
                     wait="watcher",
-                    reset_values=True,
                     labels=labels,
+                    **options,
                 )
             )
         except helm_python.HelmError as error:
-            raise _map_error(release, "upgrade", error) from None
+            raise _map_error(release, operation, error) from None
 
     def rollback(
         self, release: ReleaseRef, revision: int, timeout: int = DEFAULT_TIMEOUT_SECONDS

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,13 +15,6 @@ from tests.support.charts import CONFIG, generated_values
 
 pytestmark = pytest.mark.cluster
 JOBS_CHART = CONFIG.chart_path("jobs")
-
-
-@pytest.fixture
-def engine(kube_cluster: KubeCluster) -> Iterator[SdkHelmEngine]:
-    helm_engine = SdkHelmEngine(kube_cluster.kubeconfig)
-    yield helm_engine
-    helm_engine.close()
 
 
 def test_install_then_no_op_then_upgrade(engine: SdkHelmEngine, namespace: str):
