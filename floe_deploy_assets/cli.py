@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 the values fail validation (findings on stderr, nothing rendered),
 2 bad input (the configuration, artifacts or chart cannot be used; one message naming the file
-and field).
+and field), 3 a deploy did not reach its desired state (it failed and was remediated, is held by
+policy, or another deploy holds the release).
 """
 
 from __future__ import annotations
@@ -12,24 +13,35 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import yaml
 
 from floe_deploy_assets.helm.charts import check_compatibility, load_floe_chart
-from floe_deploy_assets.helm.deploy import deploy, plan
+from floe_deploy_assets.helm.deploy import DeployOutcome, DeployPolicy, deploy, plan
 from floe_deploy_assets.helm.engine import HelmEngineError, ReleaseRef, SdkHelmEngine
 from floe_deploy_assets.helm.render import RenderError, render_chart
-from floe_deploy_assets.helm.storage import ReleaseStorage
+from floe_deploy_assets.helm.uninstall import uninstall
+from floe_deploy_assets.kube.access import ClusterAccess
 from floe_deploy_assets.kube.health import release_health
+from floe_deploy_assets.kube.lease import ReleaseBusyError, current_holder
 from floe_deploy_assets.kube.secrets import missing_secrets
 from floe_deploy_assets.models.artifacts import ArtifactsError, load_compiled_artifacts
-from floe_deploy_assets.models.config import ConfigError, load_deployment_config
+from floe_deploy_assets.models.config import ChartKind, ConfigError, load_deployment_config
+from floe_deploy_assets.models.deployment import Health
+from floe_deploy_assets.release.decide import Action, Remediation
+from floe_deploy_assets.release.diff import manifest_diff
 from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 EXIT_INVALID_VALUES = 1
 EXIT_BAD_INPUT = 2
+EXIT_NOT_DEPLOYED = 3
+
+
+class NotDeployedError(Exception):
+    """A release did not reach its desired state; the outcome is already printed."""
 
 
 class InvalidValuesError(Exception):
@@ -76,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("deploy", "install or upgrade an environment's releases (one decision each)"),
         ("status", "release status and component health of an environment"),
+        ("uninstall", "uninstall an environment's releases (data is kept unless asked)"),
     ):
         command = commands.add_parser(name, help=text)
         _add_input_arguments(command, chart_required=False)
@@ -86,18 +99,46 @@ def _parser() -> argparse.ArgumentParser:
             "environment's cluster mapping names its context",
         )
         if name == "deploy":
+            _add_deploy_options(command)
+        if name == "uninstall":
             command.add_argument(
-                "--dry-run",
+                "--delete-data",
                 action="store_true",
-                help="show the decision for each release and change nothing",
-            )
-            command.add_argument(
-                "--timeout",
-                type=int,
-                default=300,
-                help="seconds each install or upgrade may take (default 300)",
+                help="also delete the releases' PersistentVolumeClaims (the PostgreSQL data)",
             )
     return parser
+
+
+def _add_deploy_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the decision and the manifest diff for each release; change nothing",
+    )
+    command.add_argument(
+        "--timeout",
+        type=int,
+        default=300,
+        help="seconds each install, upgrade or rollback may take (default 300)",
+    )
+    command.add_argument(
+        "--remediation",
+        choices=[r.value for r in Remediation],
+        default=Remediation.ROLLBACK.value,
+        help="what to do with a failed release: roll back to the last good revision "
+        "(default), retry the upgrade, or hold it",
+    )
+    command.add_argument(
+        "--lock-wait",
+        type=int,
+        default=0,
+        help="seconds to wait while another deploy holds a release (default 0: fail at once)",
+    )
+    command.add_argument(
+        "--correct-drift",
+        action="store_true",
+        help="restore live objects that drifted from the release manifest (default: report)",
+    )
 
 
 def _validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
@@ -177,46 +218,89 @@ def _at(values: object, pointer: str) -> object:
     return values
 
 
-def _per_chart(args: argparse.Namespace):
+def _per_chart(args: argparse.Namespace, charts: Sequence[ChartKind] = ("platform", "jobs")):
     """For each chart asked for (platform first: the jobs use its collector and storage): the
     validated values generator, the release, and the cluster access of the environment."""
-    engine = storage = None
-    for chart in args.chart or ["platform", "jobs"]:
+    engine: SdkHelmEngine | None = None
+    cluster: ClusterAccess | None = None
+    for chart in args.chart or charts:
         generator = _validated_generator(argparse.Namespace(**{**vars(args), "chart": chart}))
         config, mapping = generator.config, generator.mapping
-        if engine is None:
+        if engine is None or cluster is None:
             engine = SdkHelmEngine(args.kubeconfig, context=mapping.cluster)
-            storage = ReleaseStorage(args.kubeconfig, context=mapping.cluster)
+            cluster = ClusterAccess.from_kubeconfig(args.kubeconfig, context=mapping.cluster)
         ref = ReleaseRef(
             config.release_name(chart, args.env), mapping.namespace_for(args.env), mapping.cluster
         )
-        yield chart, generator, ref, engine, storage
+        yield chart, generator, ref, engine, cluster
+
+
+def _policy(args: argparse.Namespace) -> DeployPolicy:
+    return DeployPolicy(
+        remediation=Remediation(args.remediation),
+        timeout=timedelta(seconds=args.timeout),
+        lock_wait=timedelta(seconds=args.lock_wait),
+        correct_drift=args.correct_drift,
+    )
 
 
 def deploy_command(args: argparse.Namespace) -> None:
-    for chart, generator, ref, engine, storage in _per_chart(args):
+    policy = _policy(args)
+    for chart, generator, ref, engine, cluster in _per_chart(args):
         chart_dir = generator.config.chart_path(chart)
         values = generator.helm_values()
         if args.dry_run:
-            decision = plan(engine, ref, chart_dir, values)
-            print(f"{chart}: {decision.state} -> would {decision.action}: {decision.reason}")
+            _print_plan(chart, engine, ref, chart_dir, values, policy)
             continue
-        missing = missing_secrets(storage.core, ref.namespace, generator.required_secrets)
+        missing = missing_secrets(cluster.core, ref.namespace, generator.required_secrets)
         if missing:
             raise ConfigError("nothing deployed: " + "; ".join(missing))
-        outcome = deploy(engine, ref, chart_dir, values, storage=storage, timeout=args.timeout)
-        if outcome.unlocked:
-            print(f"{chart}: unlocked: {outcome.unlocked.reason}")
-        release = outcome.release
-        where = f"revision {release.revision} {release.status}" if release else "no release"
-        print(
-            f"{chart}: {outcome.decision.state} -> {outcome.decision.action}: "
-            f"{outcome.decision.reason} ({where})"
+        outcome = deploy(engine, ref, chart_dir, values, cluster=cluster, policy=policy)
+        _print_outcome(chart, outcome)
+        if not outcome.succeeded:
+            # The jobs depend on the platform: nothing more is deployed after a failure.
+            raise NotDeployedError
+
+
+def _print_plan(
+    chart: str,
+    engine: SdkHelmEngine,
+    ref: ReleaseRef,
+    chart_dir: Path,
+    values: dict,
+    policy: DeployPolicy,
+) -> None:
+    decision = plan(engine, ref, chart_dir, values, policy)
+    print(f"{chart}: {decision.state} -> would {decision.action}: {decision.reason}")
+    if decision.action in (Action.INSTALL, Action.UPGRADE, Action.RETRY_UPGRADE):
+        current = engine.status(ref)
+        diff = manifest_diff(
+            current.manifest if current else "", engine.preview(ref, chart_dir, values)
         )
+        print(diff or "  (the manifest is unchanged)")
+
+
+def _print_outcome(chart: str, outcome: DeployOutcome) -> None:
+    if outcome.unlocked:
+        print(f"{chart}: unlocked: {outcome.unlocked.reason}")
+    release = outcome.release
+    where = f"revision {release.revision} {release.status}" if release else "no release"
+    decision = outcome.decision
+    print(f"{chart}: {decision.state} -> {decision.action}: {decision.reason} ({where})")
+    if outcome.error is not None:
+        print(f"{chart}: FAILED: {outcome.error}")
+        if outcome.remediation is not None:
+            print(
+                f"{chart}: remediation {outcome.remediation.action}: {outcome.remediation.reason}"
+            )
+        for component in outcome.components:
+            if component.health != Health.HEALTHY:
+                reason = component.reason or ""
+                print(f"  {component.type} {component.name}: {component.health} {reason}")
 
 
 def status_command(args: argparse.Namespace) -> None:
-    for chart, _, ref, engine, storage in _per_chart(args):
+    for chart, _, ref, engine, cluster in _per_chart(args):
         release = engine.status(ref)
         if release is None:
             print(f"{chart}: {ref} is not installed")
@@ -225,7 +309,10 @@ def status_command(args: argparse.Namespace) -> None:
             f"{chart}: {ref}: revision {release.revision} {release.status} "
             f"(chart {release.chart_version})"
         )
-        for component in release_health(storage.core.api_client, ref.namespace, ref.name):
+        holder = current_holder(cluster.coordination, ref.namespace, ref.name)
+        if holder is not None:
+            print(f"  being deployed by {holder.identity} (lock renewed {holder.renewed_at})")
+        for component in release_health(cluster.api, ref.namespace, ref.name):
             counts = component.replicas
             print(
                 f"  {component.type:<12} {component.name:<40} "
@@ -234,11 +321,23 @@ def status_command(args: argparse.Namespace) -> None:
             )
 
 
+def uninstall_command(args: argparse.Namespace) -> None:
+    # The jobs first: they use the platform's services.
+    for chart, _, ref, engine, cluster in _per_chart(args, charts=("jobs", "platform")):
+        outcome = uninstall(engine, ref, cluster, delete_data=args.delete_data)
+        print(f"{chart}: {ref} {'uninstalled' if outcome.uninstalled else 'was not installed'}")
+        for claim in outcome.deleted_claims:
+            print(f"  deleted PersistentVolumeClaim {claim}")
+        for claim in outcome.kept_claims:
+            print(f"  kept PersistentVolumeClaim {claim} (its data); --delete-data deletes it")
+
+
 COMMANDS = {
     "values": values_command,
     "render": render_command,
     "deploy": deploy_command,
     "status": status_command,
+    "uninstall": uninstall_command,
 }
 
 
@@ -250,6 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         COMMANDS[args.command](args)
     except InvalidValuesError:
         return EXIT_INVALID_VALUES
+    except NotDeployedError:
+        return EXIT_NOT_DEPLOYED
+    except ReleaseBusyError as error:
+        print(f"floe-deploy: {error}", file=sys.stderr)
+        return EXIT_NOT_DEPLOYED
     except (ConfigError, ArtifactsError, RenderError, HelmEngineError) as error:
         print(f"floe-deploy: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,19 +1,46 @@
-"""Deploy one release: observe it through the Helm engine, decide with ``release.decide``, take
-that one action, and report the decision with the release as it ended up."""
+"""Deploy one release: take its lock, observe it through the Helm engine, decide with
+``release.decide``, take that one action, and report the decision with the release as it ended
+up, its workloads' health and, when nothing had to change, any drift of its live objects.
+
+A failed install or upgrade is remediated in the same run when the policy says roll back (as
+Flux does); the health of the workloads is captured *before* that, so the outcome names what
+failed (an image that cannot be pulled, a pod that cannot be scheduled), not the healthy state
+the rollback restored.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from floe_deploy_assets.helm.engine import HelmEngine, Release, ReleaseRef
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from floe_deploy_assets.helm.engine import (
+    ChartError,
+    HelmEngine,
+    HelmEngineError,
+    Release,
+    ReleaseRef,
+)
 from floe_deploy_assets.helm.storage import ReleaseStorage
+from floe_deploy_assets.kube.access import ClusterAccess
+from floe_deploy_assets.kube.health import release_health
+from floe_deploy_assets.kube.lease import DEFAULT_LEASE_SECONDS, ReleaseLock
+from floe_deploy_assets.kube.objects import read_live, restore
+from floe_deploy_assets.models.deployment import (
+    DeployedComponent,
+    DeploymentStatus,
+    PlatformDeployment,
+)
 from floe_deploy_assets.release.decide import (
     Action,
     Decision,
     Digests,
+    ReleaseState,
     Remediation,
     Revision,
     decide,
@@ -24,15 +51,65 @@ from floe_deploy_assets.release.digests import (
     chart_digest,
     values_digest,
 )
+from floe_deploy_assets.release.drift import DriftedObject, drifted
 
 DEFAULT_PENDING_DEADLINE = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
+class DeployPolicy:
+    remediation: Remediation = Remediation.ROLLBACK
+    timeout: timedelta = timedelta(minutes=5)  # each install, upgrade or rollback
+    # A pending revision not made by floe-deploy (no digests) is stale only after this.
+    pending_deadline: timedelta = DEFAULT_PENDING_DEADLINE
+    lock_wait: timedelta = timedelta(0)  # how long to wait for another deploy of the release
+    lock_duration: timedelta = timedelta(seconds=DEFAULT_LEASE_SECONDS)
+    correct_drift: bool = False  # drift is reported; correcting it is opt-in
+
+
+@dataclass(frozen=True)
 class DeployOutcome:
     decision: Decision  # the action that settled the release
-    release: Release | None
+    release: Release | None  # the release as it ended up
     unlocked: Decision | None = None  # set when a stale pending revision was unlocked first
+    error: HelmEngineError | None = None  # the action failed (after any remediation below)
+    remediation: Decision | None = None  # what was done about that failure
+    components: list[DeployedComponent] = field(default_factory=list)
+    drift: list[DriftedObject] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None and self.decision.action not in (Action.HOLD, Action.WAIT)
+
+    def platform_deployment(
+        self, environment: str, artifact_version: str, deployed_by: str | None = None
+    ) -> PlatformDeployment:
+        """The seed's PlatformDeployment for this deploy, reached through the seed's
+        transitions: pending, then deployed, or failed when the desired state was not reached
+        (the action failed, or the policy held it); pending still when another operation
+        holds the release."""
+        if self.release is None:
+            raise ValueError("no release exists to describe (nothing was installed)")
+        record = PlatformDeployment(
+            release_name=self.release.name,
+            namespace=self.release.namespace,
+            chart_version=self.release.chart_version,
+            artifact_version=artifact_version,
+            environment=environment,
+            status=DeploymentStatus.PENDING,
+            components=self.components,
+            deployed_at=_timestamp(self.release.deployed_at),
+            deployed_by=deployed_by,
+        )
+        if self.decision.action is Action.WAIT:
+            return record
+        if not self.succeeded:
+            return record.transition_to(DeploymentStatus.FAILED)
+        return record.transition_to(DeploymentStatus.DEPLOYED)
+
+
+def desired_digests(chart: Path, values: dict[str, Any]) -> Digests:
+    return Digests(chart_digest(chart), values_digest(values))
 
 
 def _revision(release: Release) -> Revision:
@@ -40,13 +117,17 @@ def _revision(release: Release) -> Revision:
     digests = None
     if CHART_DIGEST_LABEL in labels and VALUES_DIGEST_LABEL in labels:
         digests = Digests(labels[CHART_DIGEST_LABEL], labels[VALUES_DIGEST_LABEL])
-    updated = release.deployed_at or "1970-01-01T00:00:00Z"
-    return Revision(
-        release.revision,
-        release.status,
-        datetime.fromisoformat(updated.replace("Z", "+00:00")),
-        digests,
-    )
+    return Revision(release.revision, release.status, _timestamp(release.deployed_at), digests)
+
+
+def _timestamp(helm_time: str) -> datetime:
+    return datetime.fromisoformat((helm_time or "1970-01-01T00:00:00Z").replace("Z", "+00:00"))
+
+
+def digest_history(engine: HelmEngine, ref: ReleaseRef) -> list[Revision]:
+    """Every revision Helm keeps for the release, oldest first, with the digests it was made
+    from (None for revisions made outside floe-deploy)."""
+    return [_revision(r) for r in engine.history(ref)]
 
 
 def plan(
@@ -54,13 +135,10 @@ def plan(
     ref: ReleaseRef,
     chart: Path,
     values: dict[str, Any],
-    *,
-    remediation: Remediation = Remediation.ROLLBACK,
-    pending_deadline: timedelta = DEFAULT_PENDING_DEADLINE,
+    policy: DeployPolicy = DeployPolicy(),
 ) -> Decision:
-    """What ``deploy`` would do now, without doing it."""
-    desired = Digests(chart_digest(chart), values_digest(values))
-    return _decide(engine, ref, desired, remediation, pending_deadline, False)
+    """What ``deploy`` would do now, without doing it (and without taking the lock)."""
+    return _decide(engine, ref, desired_digests(chart, values), policy, lock_held=False)
 
 
 def deploy(
@@ -69,51 +147,149 @@ def deploy(
     chart: Path,
     values: dict[str, Any],
     *,
-    storage: ReleaseStorage | None = None,
-    remediation: Remediation = Remediation.ROLLBACK,
-    pending_deadline: timedelta = DEFAULT_PENDING_DEADLINE,
-    held_by_live_operation: bool = False,
-    timeout: int = 300,
+    cluster: ClusterAccess | None = None,
+    policy: DeployPolicy = DeployPolicy(),
 ) -> DeployOutcome:
-    """Observe, decide, act once. A stale pending revision is unlocked (marked failed) first, if
-    ``storage`` is given, and the release decided again: unlocking alone settles nothing."""
-    desired = Digests(chart_digest(chart), values_digest(values))
-    decision = _decide(engine, ref, desired, remediation, pending_deadline, held_by_live_operation)
-    unlocked = None
-    if decision.action is Action.UNLOCK and storage is not None:
-        latest = max(engine.history(ref), key=lambda r: r.revision)
-        storage.unlock(ref.namespace, ref.name, latest.revision, decision.reason)
-        unlocked = decision
-        decision = _decide(
-            engine, ref, desired, remediation, pending_deadline, held_by_live_operation
+    """Observe, decide, act once. With ``cluster``, the release's Lease is held throughout, a
+    stale pending revision is unlocked (marked failed) and the release decided again, and the
+    outcome carries workload health and drift. Raises ``ReleaseBusyError`` when another deploy
+    holds the release, ``ChartError`` when the chart or values are refused (nothing applied)."""
+    desired = desired_digests(chart, values)
+    lock: AbstractContextManager[object] = nullcontext()
+    if cluster is not None:
+        _ensure_namespace(cluster, ref.namespace)
+        lock = ReleaseLock(
+            cluster.coordination,
+            ref.namespace,
+            ref.name,
+            wait=policy.lock_wait,
+            duration=policy.lock_duration,
         )
+    with lock:
+        decision = _decide(engine, ref, desired, policy, lock_held=cluster is not None)
+        unlocked = None
+        if decision.action is Action.UNLOCK and cluster is not None:
+            latest = max(engine.history(ref), key=lambda r: r.revision)
+            ReleaseStorage(cluster.core).unlock(
+                ref.namespace, ref.name, latest.revision, decision.reason
+            )
+            unlocked = decision
+            # The interrupted revision never had a fair attempt: retry it rather than
+            # treating it as a failure of the chart or values.
+            decision = _decide(
+                engine,
+                ref,
+                desired,
+                replace(policy, remediation=Remediation.RETRY),
+                lock_held=True,
+            )
+        outcome = _act(engine, ref, chart, values, desired, decision, cluster, policy)
+        return replace(outcome, unlocked=unlocked)
+
+
+def _act(
+    engine: HelmEngine,
+    ref: ReleaseRef,
+    chart: Path,
+    values: dict[str, Any],
+    desired: Digests,
+    decision: Decision,
+    cluster: ClusterAccess | None,
+    policy: DeployPolicy,
+) -> DeployOutcome:
+    timeout = int(policy.timeout.total_seconds())
     labels = {CHART_DIGEST_LABEL: desired.chart, VALUES_DIGEST_LABEL: desired.values}
     release: Release | None
-    if decision.action is Action.INSTALL:
-        release = engine.install(ref, chart, values, timeout, labels)
-    elif decision.action in (Action.UPGRADE, Action.RETRY_UPGRADE):
-        release = engine.upgrade(ref, chart, values, timeout, labels)
-    elif decision.action is Action.ROLLBACK and decision.target_revision is not None:
-        release = engine.rollback(ref, decision.target_revision, timeout)
-    else:  # NOTHING, WAIT, HOLD, or UNLOCK without storage to do it with
-        release = engine.status(ref)
-    return DeployOutcome(decision, release, unlocked)
+    try:
+        if decision.action is Action.INSTALL:
+            release = engine.install(ref, chart, values, timeout, labels)
+        elif decision.action in (Action.UPGRADE, Action.RETRY_UPGRADE):
+            release = engine.upgrade(ref, chart, values, timeout, labels)
+        elif decision.action is Action.ROLLBACK and decision.target_revision is not None:
+            release = engine.rollback(ref, decision.target_revision, timeout)
+        else:  # NOTHING, WAIT, HOLD, or UNLOCK without cluster access to do it with
+            release = engine.status(ref)
+    except ChartError:
+        raise  # refused before anything was applied
+    except HelmEngineError as error:
+        components = _health(cluster, ref)  # before a rollback hides the cause
+        remediation = _remediate(engine, ref, desired, policy, cluster)
+        return DeployOutcome(
+            decision,
+            engine.status(ref),
+            error=error,
+            remediation=remediation,
+            components=components,
+        )
+    drift: list[DriftedObject] = []
+    if decision.action is Action.NOTHING and cluster is not None and release is not None:
+        drift = _drift(cluster, release, policy.correct_drift)
+        if drift:
+            decision = Decision(
+                ReleaseState.DRIFTED,
+                Action.CORRECT_DRIFT if policy.correct_drift else Action.NOTHING,
+                f"{decision.reason}, but {len(drift)} live object(s) drifted: "
+                + "; ".join(str(d) for d in drift)
+                + ("; restored from the manifest" if policy.correct_drift else ""),
+            )
+    return DeployOutcome(decision, release, components=_health(cluster, ref), drift=drift)
 
 
-def _decide(
+def _remediate(
     engine: HelmEngine,
     ref: ReleaseRef,
     desired: Digests,
-    remediation: Remediation,
-    pending_deadline: timedelta,
-    held: bool,
+    policy: DeployPolicy,
+    cluster: ClusterAccess | None,
+) -> Decision | None:
+    """After a failed action, what the policy says now: only a rollback is done in this run
+    (a retry waits for the next run, so a failing upgrade is not hammered)."""
+    decision = _decide(engine, ref, desired, policy, lock_held=cluster is not None)
+    if decision.action is not Action.ROLLBACK or decision.target_revision is None:
+        return decision
+    try:
+        engine.rollback(ref, decision.target_revision, int(policy.timeout.total_seconds()))
+    except HelmEngineError as error:
+        return replace(decision, reason=f"{decision.reason}; the rollback failed too: {error}")
+    return decision
+
+
+def _decide(
+    engine: HelmEngine, ref: ReleaseRef, desired: Digests, policy: DeployPolicy, lock_held: bool
 ) -> Decision:
-    history = [_revision(r) for r in engine.history(ref)]
     return decide(
-        history,
+        digest_history(engine, ref),
         desired,
         now=datetime.now(UTC),
-        pending_deadline=pending_deadline,
-        held_by_live_operation=held,
-        remediation=remediation,
+        pending_deadline=policy.pending_deadline,
+        held_by_live_operation=False,
+        remediation=policy.remediation,
+        lock_held=lock_held,
     )
+
+
+def _health(cluster: ClusterAccess | None, ref: ReleaseRef) -> list[DeployedComponent]:
+    return release_health(cluster.api, ref.namespace, ref.name) if cluster else []
+
+
+def _drift(cluster: ClusterAccess, release: Release, correct: bool) -> list[DriftedObject]:
+    manifest = [obj for obj in yaml.safe_load_all(release.manifest) if obj]
+    live = read_live(cluster.api, manifest, release.namespace)
+    found = drifted(manifest, live)
+    if correct:
+        by_name = {(o["kind"], o["metadata"]["name"]): o for o in manifest}
+        for item in found:
+            restore(
+                cluster.api, by_name[(item.kind, item.name)], release.namespace, not item.missing
+            )
+    return found
+
+
+def _ensure_namespace(cluster: ClusterAccess, namespace: str) -> None:
+    """The release's Lease lives in its namespace, so that must exist before the lock is taken
+    (Helm would create it on install anyway)."""
+    try:
+        cluster.core.create_namespace({"metadata": {"name": namespace}})
+    except ApiException as error:
+        if error.status not in (409, 403):  # exists, or we may not create (then it must exist)
+            raise

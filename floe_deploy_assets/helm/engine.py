@@ -107,6 +107,7 @@ class HelmEngine(Protocol):
         self, release: ReleaseRef, revision: int, timeout: int = DEFAULT_TIMEOUT_SECONDS
     ) -> Release: ...
     def uninstall(self, release: ReleaseRef, timeout: int = DEFAULT_TIMEOUT_SECONDS) -> None: ...
+    def preview(self, release: ReleaseRef, chart: Path, values: dict[str, Any]) -> str: ...
     def test(self, release: ReleaseRef, timeout: int = DEFAULT_TIMEOUT_SECONDS) -> str: ...
 
 
@@ -198,6 +199,16 @@ class SdkHelmEngine:
         # whatever an earlier revision carried.
         return self._apply("upgrade", release, chart, values, timeout, labels, reset_values=True)
 
+    def preview(self, release: ReleaseRef, chart: Path, values: dict[str, Any]) -> str:
+        """The manifest an install or upgrade would apply now: a server-side dry run, so the
+        cluster's API versions and admission decide, and nothing is stored or applied."""
+        installed = self.status(release) is not None
+        operation = "upgrade" if installed else "install"
+        options: dict[str, Any] = {"reset_values": True} if installed else {}
+        return self._apply(
+            operation, release, chart, values, 0, None, dry_run="server", **options
+        ).manifest
+
     def _apply(
         self,
         operation: str,
@@ -219,7 +230,7 @@ class SdkHelmEngine:
                     values,
                     namespace=release.namespace,
                     timeout=timeout,
-                    wait="watcher",
+                    wait="watcher" if "dry_run" not in options else None,
                     labels=labels,
                     **options,
                 )

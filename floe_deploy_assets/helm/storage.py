@@ -9,11 +9,9 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from kubernetes import config as kube_config
 
 
 def _secret_name(release: str, revision: int) -> str:
@@ -31,11 +29,8 @@ def _encode(release: dict[str, Any]) -> str:
 
 
 class ReleaseStorage:
-    def __init__(self, kubeconfig: Path | None, context: str | None = None):
-        api = kube_config.new_client_from_config(
-            str(kubeconfig) if kubeconfig else None, context=context
-        )
-        self.core = client.CoreV1Api(api)
+    def __init__(self, core: client.CoreV1Api):
+        self.core = core
 
     def set_status(
         self, namespace: str, release: str, revision: int, status: str, description: str

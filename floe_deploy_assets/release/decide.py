@@ -4,10 +4,15 @@ helm-controller does the same: observe, classify, act once).
 - absent: no revision -> install;
 - pending-locked: the latest revision is pending and a live operation holds it, or it is younger
   than the deadline -> wait;
-- pending-stale: pending past the deadline, held by nobody -> unlock (mark it failed);
+- pending-stale: pending past the deadline, held by nobody -> unlock (mark it failed); a pending
+  revision made by floe-deploy is stale at once when the caller holds the release lock, since
+  every floe-deploy write happens under that lock (``kube.lease``);
 - failed: by policy, retry the upgrade, roll back to the last good revision, or hold;
 - in-sync: deployed with the desired chart and values digests -> nothing (no new revision);
-- out-of-sync: deployed with other digests -> upgrade.
+- out-of-sync: deployed with other digests -> upgrade (held instead when exactly these digests
+  already failed and were rolled back, unless the policy retries);
+- drifted: in sync, but live objects differ from the manifest -> reported; corrected on request
+  (observed by the caller, ``helm.deploy``, which reads the live objects).
 
 Pure logic: no Helm, no Kubernetes. The caller observes and acts.
 """
@@ -31,6 +36,7 @@ class ReleaseState(StrEnum):
     FAILED = "failed"
     IN_SYNC = "in-sync"
     OUT_OF_SYNC = "out-of-sync"
+    DRIFTED = "drifted"  # in sync by digests, but live objects differ from the manifest
 
 
 class Action(StrEnum):
@@ -42,6 +48,7 @@ class Action(StrEnum):
     HOLD = "hold"
     UPGRADE = "upgrade"
     NOTHING = "nothing"
+    CORRECT_DRIFT = "correct-drift"
 
 
 class Remediation(StrEnum):
@@ -91,15 +98,18 @@ def decide(
     pending_deadline: timedelta,
     held_by_live_operation: bool,
     remediation: Remediation,
+    lock_held: bool = False,
 ) -> Decision:
-    """One decision for a release whose revisions are ``history`` (any order)."""
+    """One decision for a release whose revisions are ``history`` (any order). ``lock_held``:
+    the caller holds the release lock, so no other floe-deploy operation is live."""
     if not history:
         return Decision(ReleaseState.ABSENT, Action.INSTALL, "no release exists yet")
     revisions = sorted(history, key=lambda r: r.number)
     latest = revisions[-1]
     if latest.status in PENDING_STATUSES:
         age = now - latest.updated_at
-        if held_by_live_operation or age < pending_deadline:
+        ours_and_orphaned = lock_held and latest.digests is not None
+        if held_by_live_operation or (age < pending_deadline and not ours_and_orphaned):
             holder = (
                 "a live operation holds it"
                 if held_by_live_operation
@@ -113,13 +123,16 @@ def decide(
                 Action.WAIT,
                 f"revision {latest.number} is {latest.status}: {holder}",
             )
+        why = (
+            "it was made by floe-deploy and no floe-deploy operation holds the release lock"
+            if ours_and_orphaned
+            else f"past its {pending_deadline.total_seconds():.0f} s deadline"
+        )
         return Decision(
             ReleaseState.PENDING_STALE,
             Action.UNLOCK,
             f"revision {latest.number} has been {latest.status} for "
-            f"{age.total_seconds():.0f} s, past its "
-            f"{pending_deadline.total_seconds():.0f} s deadline, and no live "
-            "operation holds it: mark it failed",
+            f"{age.total_seconds():.0f} s, {why}, and no live operation holds it: mark it failed",
         )
     if latest.status == "deployed":
         if latest.digests == desired:
@@ -130,10 +143,35 @@ def decide(
                 f"and values {desired.values[:12]}",
             )
         changed = _what_changed(latest.digests, desired)
+        failed_before = _last_attempt(revisions, desired)
+        if failed_before is not None and remediation is not Remediation.RETRY:
+            return Decision(
+                ReleaseState.OUT_OF_SYNC,
+                Action.HOLD,
+                f"revision {latest.number} differs ({changed}), but this chart and these values "
+                f"already failed as revision {failed_before.number}: change them, or deploy "
+                "with the retry policy to try them again",
+            )
         return Decision(
             ReleaseState.OUT_OF_SYNC, Action.UPGRADE, f"revision {latest.number} differs: {changed}"
         )
+    if latest.digests is not None and latest.digests != desired:
+        # A new desired state deserves its own attempt, whatever became of the last one
+        # (Flux resets its failure count when the spec changes).
+        return Decision(
+            ReleaseState.FAILED,
+            Action.UPGRADE,
+            f"revision {latest.number} is {latest.status}; "
+            f"{_what_changed(latest.digests, desired)} since, so the new state is tried",
+        )
     return _remediate(revisions, latest, remediation)
+
+
+def _last_attempt(revisions: list[Revision], desired: Digests) -> Revision | None:
+    """The newest revision made with ``desired``, if it failed (a rollback's revision carries
+    its target's digests, so only revisions whose status is failed count)."""
+    attempts = [r for r in revisions if r.digests == desired]
+    return attempts[-1] if attempts and attempts[-1].status == "failed" else None
 
 
 def _what_changed(current: Digests | None, desired: Digests) -> str:

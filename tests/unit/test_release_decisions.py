@@ -35,7 +35,11 @@ def rev(
 
 
 def run(
-    history: list[Revision], *, held: bool = False, remediation: Remediation = Remediation.ROLLBACK
+    history: list[Revision],
+    *,
+    held: bool = False,
+    remediation: Remediation = Remediation.ROLLBACK,
+    lock_held: bool = False,
 ):
     return decide(
         history,
@@ -44,6 +48,7 @@ def run(
         pending_deadline=DEADLINE,
         held_by_live_operation=held,
         remediation=remediation,
+        lock_held=lock_held,
     )
 
 
@@ -157,3 +162,40 @@ def test_exactly_one_decision_whatever_the_history_order(history, held, policy, 
     assert first.reason
     if first.action is Action.ROLLBACK:
         assert first.target_revision is not None and first.target_revision < len(history)
+
+
+OTHER = Digests(chart="c" * 64, values="o" * 64)
+
+
+def test_a_pending_revision_of_ours_is_stale_at_once_under_the_release_lock():
+    young = [rev(1, "deployed"), rev(2, "pending-upgrade", age=timedelta(seconds=5))]
+    assert run(young).action is Action.WAIT  # without the lock a live deploy may hold it
+    decision = run(young, lock_held=True)
+    assert (decision.state, decision.action) == (ReleaseState.PENDING_STALE, Action.UNLOCK)
+    assert "no floe-deploy operation holds the release lock" in decision.reason
+
+
+def test_a_young_pending_revision_made_outside_floe_deploy_waits_even_under_the_lock():
+    foreign = [
+        rev(1, "deployed"),
+        rev(2, "pending-upgrade", age=timedelta(seconds=5), digests=None),
+    ]
+    assert run(foreign, lock_held=True).action is Action.WAIT
+
+
+def test_digests_that_already_failed_and_were_rolled_back_are_held_not_retried():
+    history = [
+        rev(1, "superseded", digests=OTHER),
+        rev(2, "failed"),  # the desired digests failed...
+        rev(3, "deployed", digests=OTHER),  # ...and were rolled back to revision 1
+    ]
+    decision = run(history)
+    assert (decision.state, decision.action) == (ReleaseState.OUT_OF_SYNC, Action.HOLD)
+    assert "already failed as revision 2" in decision.reason
+    assert run(history, remediation=Remediation.RETRY).action is Action.UPGRADE
+
+
+def test_a_failed_release_with_new_desired_digests_tries_them():
+    decision = run([rev(1, "deployed", digests=OTHER), rev(2, "failed", digests=OTHER)])
+    assert (decision.state, decision.action) == (ReleaseState.FAILED, Action.UPGRADE)
+    assert "values changed since" in decision.reason

@@ -1,0 +1,225 @@
+"""One writer per release: a ``coordination.k8s.io/v1`` Lease in the release's namespace, held
+while a deploy runs and renewed in the background, as Kubernetes' own controllers elect a leader.
+
+Why a Lease and not Helm's pending status: Helm's lock is the latest revision being pending, and
+a SIGKILLed process leaves that forever. A Lease expires by itself when its holder stops renewing
+it, so a stuck pending revision whose Lease has expired is known to be held by nobody.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+DEFAULT_LEASE_SECONDS = 30
+POLL_SECONDS = 1.0
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class ReleaseBusyError(RuntimeError):
+    """Another live deploy holds the release's Lease and did not let go within the wait."""
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    identity: str
+    renewed_at: datetime
+    duration: timedelta
+
+    def alive(self, now: datetime) -> bool:
+        return now < self.renewed_at + self.duration
+
+
+def lease_name(release: str) -> str:
+    return f"floe-deploy.{release}"
+
+
+def default_identity() -> str:
+    """Who holds the lock, readable by an operator: host, process and a unique suffix."""
+    return f"{socket.gethostname()}/pid-{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def _holder(lease: client.V1Lease) -> LeaseHolder | None:
+    spec = lease.spec
+    if not spec or not spec.holder_identity or not spec.renew_time:
+        return None  # released cleanly
+    return LeaseHolder(
+        spec.holder_identity,
+        spec.renew_time,
+        timedelta(seconds=spec.lease_duration_seconds or DEFAULT_LEASE_SECONDS),
+    )
+
+
+class ReleaseLock:
+    """``with ReleaseLock(...)``: hold the release's Lease for the block. Waits up to ``wait``
+    for a live holder to finish, then raises ``ReleaseBusyError`` naming it; takes over a Lease
+    whose holder stopped renewing (a crashed deploy). ``previous_holder_crashed`` says whether
+    the Lease was taken over from such a holder."""
+
+    def __init__(
+        self,
+        coordination: client.CoordinationV1Api,
+        namespace: str,
+        release: str,
+        *,
+        wait: timedelta = timedelta(0),
+        duration: timedelta = timedelta(seconds=DEFAULT_LEASE_SECONDS),
+        identity: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.api, self.namespace, self.release = coordination, namespace, release
+        self.name = lease_name(release)
+        self.wait, self.duration, self.clock = wait, duration, clock
+        self.identity = identity or default_identity()
+        self.previous_holder_crashed = False
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def __enter__(self) -> ReleaseLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.release_lock()
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.wait.total_seconds()
+        while True:
+            holder = self._try_acquire()
+            if holder is None:
+                break
+            if time.monotonic() >= deadline:
+                raise ReleaseBusyError(
+                    f"release {self.release} in namespace {self.namespace} is being deployed "
+                    f"by {holder.identity} (Lease {self.name}, renewed "
+                    f"{holder.renewed_at.isoformat()}); waited "
+                    f"{self.wait.total_seconds():.0f} s. Try again when it finishes, or wait "
+                    "longer; a crashed holder's Lease expires "
+                    f"{holder.duration.total_seconds():.0f} s after its last renewal"
+                )
+            time.sleep(POLL_SECONDS)
+        self._renewer = threading.Thread(
+            target=self._renew_until_stopped, name=f"lease-{self.release}", daemon=True
+        )
+        self._renewer.start()
+
+    def _spec(self, acquire_time: datetime | None = None) -> dict[str, object]:
+        now = self.clock()
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.duration.total_seconds()),
+            "acquireTime": _micro(acquire_time or now),
+            "renewTime": _micro(now),
+        }
+
+    def _try_acquire(self) -> LeaseHolder | None:
+        """None when we now hold the Lease; otherwise its live holder."""
+        try:
+            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            try:
+                self.api.create_namespaced_lease(
+                    self.namespace, {"metadata": {"name": self.name}, "spec": self._spec()}
+                )
+                return None
+            except ApiException as conflict:
+                if conflict.status != 409:  # 409: someone else created it first: read again
+                    raise
+                return self._try_acquire()
+        holder = _holder(lease)
+        if holder is not None and holder.identity != self.identity and holder.alive(self.clock()):
+            return holder
+        self.previous_holder_crashed = holder is not None and holder.identity != self.identity
+        try:
+            self.api.replace_namespaced_lease(
+                self.name,
+                self.namespace,
+                {
+                    "metadata": {
+                        "name": self.name,
+                        "resourceVersion": lease.metadata.resource_version,
+                    },
+                    "spec": self._spec(),
+                },
+            )
+        except ApiException as conflict:
+            if conflict.status != 409:
+                raise
+            return self._try_acquire()  # another deploy took it between our read and write
+        return None
+
+    def _renew_until_stopped(self) -> None:
+        interval = self.duration.total_seconds() / 3
+        acquired = self.clock()
+        while not self._stop.wait(interval):
+            try:
+                self.api.patch_namespaced_lease(
+                    self.name,
+                    self.namespace,
+                    {"spec": self._spec(acquired)},
+                    _content_type=MERGE_PATCH,
+                )
+            except ApiException:
+                # A missed renewal is retried next interval; the Lease only lapses after
+                # three in a row, and then the deploy it guards is in trouble anyway.
+                continue
+
+    def release_lock(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
+        try:
+            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            holder = _holder(lease)
+            if holder is None or holder.identity != self.identity:
+                return  # our Lease lapsed and another deploy holds it now: not ours to clear
+            lease.spec.holder_identity = None
+            lease.spec.renew_time = None
+            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+        except ApiException as error:
+            if error.status not in (404, 409):  # gone, or taken over meanwhile: nothing to free
+                raise
+
+
+def _micro(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def current_holder(
+    coordination: client.CoordinationV1Api, namespace: str, release: str
+) -> LeaseHolder | None:
+    """The live holder of a release's Lease, if any (for status reports)."""
+    try:
+        lease = coordination.read_namespaced_lease(lease_name(release), namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    holder = _holder(lease)
+    return holder if holder and holder.alive(datetime.now(UTC)) else None
+
+
+def delete_lease(coordination: client.CoordinationV1Api, namespace: str, release: str) -> None:
+    """Remove a release's Lease (after uninstalling it: nothing of the release is left)."""
+    try:
+        coordination.delete_namespaced_lease(lease_name(release), namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
