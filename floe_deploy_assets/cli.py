@@ -2,8 +2,8 @@
 
 Exit codes: 0 success, 1 the values fail validation (findings on stderr, nothing rendered),
 2 bad input (the configuration, artifacts or chart cannot be used; one message naming the file
-and field), 3 a deploy did not reach its desired state (it failed and was remediated, is held by
-policy, or another deploy holds the release).
+and field), 3 a deploy or uninstall did not reach its desired state (it failed and was remediated,
+is held by policy, another deploy holds the release, or objects outlived the uninstall).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from floe_deploy_assets.helm.charts import check_compatibility, load_floe_chart
 from floe_deploy_assets.helm.deploy import DeployOutcome, DeployPolicy, deploy, plan
 from floe_deploy_assets.helm.engine import HelmEngineError, ReleaseRef, SdkHelmEngine
 from floe_deploy_assets.helm.render import RenderError, render_chart
-from floe_deploy_assets.helm.uninstall import uninstall
+from floe_deploy_assets.helm.uninstall import ObjectsLeftBehindError, uninstall
 from floe_deploy_assets.kube.access import ClusterAccess
 from floe_deploy_assets.kube.health import release_health
 from floe_deploy_assets.kube.lease import ReleaseBusyError, current_holder
@@ -351,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID_VALUES
     except NotDeployedError:
         return EXIT_NOT_DEPLOYED
-    except ReleaseBusyError as error:
+    except (ReleaseBusyError, ObjectsLeftBehindError) as error:
         print(f"floe-deploy: {error}", file=sys.stderr)
         return EXIT_NOT_DEPLOYED
     except (ConfigError, ArtifactsError, RenderError, HelmEngineError) as error:

@@ -10,8 +10,10 @@ release is left; without it, the kept claims are named so the operator knows wha
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from floe_deploy_assets.helm.engine import HelmEngine, ReleaseRef
 from floe_deploy_assets.kube.access import ClusterAccess
@@ -19,8 +21,8 @@ from floe_deploy_assets.kube.health import RELEASE_LABEL
 from floe_deploy_assets.kube.lease import ReleaseLock, delete_lease
 
 
-class DataNotDeletedError(RuntimeError):
-    """The release's claims were asked to go but are still there at the deadline."""
+class ObjectsLeftBehindError(RuntimeError):
+    """Pods or claims of the release are still there at the uninstall's deadline."""
 
 
 @dataclass(frozen=True)
@@ -43,38 +45,44 @@ def uninstall(
         uninstalled = engine.status(ref) is not None
         if uninstalled:
             engine.uninstall(ref, int(timeout.total_seconds()))
-        claims = _claims(cluster, ref)
+        deadline = time.monotonic() + timeout.total_seconds()
+        # Helm returns once the objects it made are deleted; their pods go after, through the
+        # garbage collector. "Uninstalled" means they are gone too, and a claim is only
+        # released once no pod uses it.
+        _wait_until_gone(
+            ref, "Pod", lambda: _names(cluster.core.list_namespaced_pod, ref), deadline
+        )
+        claims = _names(cluster.core.list_namespaced_persistent_volume_claim, ref)
         if delete_data:
             for name in claims:
                 cluster.core.delete_namespaced_persistent_volume_claim(name, ref.namespace)
-            _wait_until_gone(cluster, ref, claims, timeout)
+            _wait_until_gone(
+                ref,
+                "PersistentVolumeClaim",
+                lambda: _names(cluster.core.list_namespaced_persistent_volume_claim, ref),
+                deadline,
+            )
     delete_lease(cluster.coordination, ref.namespace, ref.name)
     if delete_data:
         return UninstallOutcome(uninstalled, kept_claims=[], deleted_claims=claims)
     return UninstallOutcome(uninstalled, kept_claims=claims, deleted_claims=[])
 
 
-def _claims(cluster: ClusterAccess, ref: ReleaseRef) -> list[str]:
+def _names(lister: Callable[..., Any], ref: ReleaseRef) -> list[str]:
+    selector = f"{RELEASE_LABEL}={ref.name}"
     return sorted(
-        claim.metadata.name
-        for claim in cluster.core.list_namespaced_persistent_volume_claim(
-            ref.namespace, label_selector=f"{RELEASE_LABEL}={ref.name}"
-        ).items
+        item.metadata.name for item in lister(ref.namespace, label_selector=selector).items
     )
 
 
 def _wait_until_gone(
-    cluster: ClusterAccess, ref: ReleaseRef, claims: list[str], timeout: timedelta
+    ref: ReleaseRef, kind: str, remaining: Callable[[], list[str]], deadline: float
 ) -> None:
-    deadline = time.monotonic() + timeout.total_seconds()
-    while True:
-        left = set(_claims(cluster, ref)) & set(claims)
-        if not left:
-            return
+    while left := remaining():
         if time.monotonic() > deadline:
-            raise DataNotDeletedError(
-                f"PersistentVolumeClaim(s) {', '.join(sorted(left))} of {ref} are still there "
-                f"{timeout.total_seconds():.0f} s after deletion; a pod may still use them "
-                "(kubernetes.io/pvc-protection): check with `kubectl describe pvc`"
+            raise ObjectsLeftBehindError(
+                f"{kind}(s) {', '.join(left)} of {ref} are still there after the uninstall's "
+                "deadline; a finalizer or a pod still using a claim may hold them "
+                "(inspect their metadata.finalizers and events)"
             )
         time.sleep(0.5)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import client
 
 from floe_deploy_assets.cli import main
 from tests.conftest import KubeCluster
@@ -14,7 +15,9 @@ from tests.support.charts import EXAMPLE, ROOT, values_generator
 pytestmark = pytest.mark.cluster
 
 
-def _config(tmp_path: Path, kube_cluster: KubeCluster, namespace: str) -> str:
+def _config(
+    tmp_path: Path, kube_cluster: KubeCluster, namespace: str, overrides: dict | None = None
+) -> str:
     context = yaml.safe_load(kube_cluster.kubeconfig.read_text())["current-context"]
     document = {
         "apiVersion": "floe.dev/v1alpha1",
@@ -37,6 +40,8 @@ def _config(tmp_path: Path, kube_cluster: KubeCluster, namespace: str) -> str:
             }
         ],
     }
+    if overrides:
+        document["overrides"] = {"dev": overrides}
     path = tmp_path / "floe-deploy.yaml"
     path.write_text(yaml.safe_dump(document))
     return str(path)
@@ -76,3 +81,94 @@ def test_deploy_refuses_without_secrets_then_installs_then_is_a_no_op(
     assert main(["status", *args]) == 0
     status = capsys.readouterr().out
     assert "floe-platform-dagster-webserver" in status and "unhealthy" not in status
+
+
+def _operator_secrets(kube_cluster: KubeCluster, namespace: str) -> None:
+    for chart in ("platform", "jobs"):
+        for secret in values_generator(chart).required_secrets:
+            kube_cluster.core.create_namespaced_secret(
+                namespace,
+                {
+                    "metadata": {"name": secret.name},
+                    "stringData": dict.fromkeys(secret.keys, "test-only-value"),
+                },
+            )
+
+
+RELEASE_KINDS = (
+    "list_namespaced_pod",
+    "list_namespaced_service",
+    "list_namespaced_config_map",
+    "list_namespaced_secret",
+    "list_namespaced_service_account",
+    "list_namespaced_persistent_volume_claim",
+)
+
+
+def _left_behind(kube_cluster: KubeCluster, namespace: str) -> list[str]:
+    """Everything of either release still in the namespace: its objects, claims, Helm's
+    release records and the deploy lock."""
+    core = kube_cluster.core
+    found = []
+    for release in ("floe-platform", "floe-jobs"):
+        selector = f"app.kubernetes.io/instance={release}"
+        for lister in RELEASE_KINDS:
+            items = getattr(core, lister)(namespace, label_selector=selector).items
+            found += [f"{lister}: {item.metadata.name}" for item in items]
+        records = core.list_namespaced_secret(namespace, label_selector=f"name={release}").items
+        found += [f"helm record {r.metadata.name}" for r in records]
+    leases = client.CoordinationV1Api(kube_cluster.api).list_namespaced_lease(namespace).items
+    return found + [f"lease {lease.metadata.name}" for lease in leases]
+
+
+def test_dry_run_shows_the_manifest_diff_and_uninstall_keeps_data_unless_asked(
+    kube_cluster: KubeCluster, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    _operator_secrets(kube_cluster, namespace)
+    kubeconfig = ["--kubeconfig", str(kube_cluster.kubeconfig), "--env", "dev"]
+    args = ["--config", _config(tmp_path, kube_cluster, namespace), *kubeconfig]
+    assert main(["deploy", *args, "--timeout", "120"]) == 0
+    capsys.readouterr()
+
+    bigger = {"platform": {"postgresql": {"resources": {"limits": {"memory": "3Gi"}}}}}
+    changed = ["--config", _config(tmp_path, kube_cluster, namespace, bigger), *kubeconfig]
+    assert main(["deploy", *changed, "--dry-run", "--chart", "platform"]) == 0
+    plan = capsys.readouterr().out
+    assert "platform: out-of-sync -> would upgrade: revision 1 differs: values changed" in plan
+    assert "StatefulSet/floe-platform-postgresql changed" in plan and "+ " in plan
+    assert "3Gi" in plan and "ConfigMap" not in plan  # only what changes
+    assert main(["status", *args]) == 0
+    assert "revision 1 deployed" in capsys.readouterr().out  # the dry run changed nothing
+
+    assert main(["uninstall", *args]) == 0
+    kept = capsys.readouterr().out
+    assert "jobs: release floe-jobs" in kept and "uninstalled" in kept
+    assert "kept PersistentVolumeClaim data-floe-platform-postgresql-0" in kept
+    assert _left_behind(kube_cluster, namespace) == [
+        "list_namespaced_persistent_volume_claim: data-floe-platform-postgresql-0"
+    ]
+
+    assert main(["uninstall", *args, "--delete-data"]) == 0
+    assert "deleted PersistentVolumeClaim data-floe-platform-postgresql-0" in (
+        capsys.readouterr().out
+    )
+    assert _left_behind(kube_cluster, namespace) == []
+
+
+def test_a_preset_too_large_for_every_node_fails_naming_the_component_and_the_scheduler(
+    kube_cluster: KubeCluster, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    _operator_secrets(kube_cluster, namespace)
+    huge = {"requests": {"cpu": "64", "memory": "1Gi"}, "limits": {"cpu": "64", "memory": "2Gi"}}
+    overrides = {"platform": {"dagster": {"daemon": {"resources": huge}}}}
+    config = _config(tmp_path, kube_cluster, namespace, overrides)
+    args = ["--config", config, "--env", "dev", "--kubeconfig", str(kube_cluster.kubeconfig)]
+
+    assert main(["deploy", *args, "--timeout", "20"]) == 3
+    out = capsys.readouterr().out
+    assert "platform: absent -> install" in out and "platform: FAILED: install of release" in out
+    assert (
+        "Deployment floe-platform-dagster-daemon: unhealthy Unschedulable: 0/2 nodes are "
+        "available: 2 Insufficient cpu." in out
+    )
+    assert "jobs:" not in out  # nothing deployed after the platform failed
