@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from floe_deploy_assets.helm.charts import check_compatibility, load_floe_chart
 from floe_deploy_assets.helm.deploy import DeployOutcome, DeployPolicy, deploy, plan
 from floe_deploy_assets.helm.engine import HelmEngineError, ReleaseRef, SdkHelmEngine
+from floe_deploy_assets.helm.inputs import values_generator
 from floe_deploy_assets.helm.render import RenderError, render_chart
 from floe_deploy_assets.helm.uninstall import ObjectsLeftBehindError, uninstall
 from floe_deploy_assets.kube.access import ClusterAccess
@@ -32,7 +32,6 @@ from floe_deploy_assets.models.config import ChartKind, ConfigError, load_deploy
 from floe_deploy_assets.models.deployment import Health
 from floe_deploy_assets.release.decide import Action, Remediation
 from floe_deploy_assets.release.diff import manifest_diff
-from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 EXIT_INVALID_VALUES = 1
@@ -143,26 +142,13 @@ def _add_deploy_options(command: argparse.ArgumentParser) -> None:
 
 def _validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
     config = load_deployment_config(args.config)
-    if args.env not in config.environments:
-        raise ConfigError(
-            f"{args.config}: environment {args.env!r} is in no cluster mapping; known "
-            f"environments: {', '.join(config.environments)}"
+    source = args.artifacts or config.artifacts_path
+    try:
+        generator = values_generator(
+            config, load_compiled_artifacts(source), args.env, args.chart, str(source)
         )
-    artifacts = load_compiled_artifacts(args.artifacts or config.artifacts_path)
-    incompatible = check_compatibility(
-        load_floe_chart(config.chart_path(args.chart)), artifacts.version
-    )
-    if incompatible:
-        raise ConfigError(f"{args.artifacts or config.artifacts_path}: {incompatible}")
-    chart = ChartFiles.for_chart(config, args.chart)
-    generator = HelmValuesGenerator(
-        artifacts,
-        args.env,
-        chart.defaults(),
-        config=config,
-        chart=args.chart,
-        schema=chart.schema(),
-    )
+    except ConfigError as error:
+        raise ConfigError(f"{args.config}: {error}") from None
     problems = generator.validate()
     if problems:
         # The values are withheld: a failing secret rule means they may hold a credential.

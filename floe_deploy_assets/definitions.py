@@ -1,5 +1,15 @@
-"""The Dagster code location. Assets, checks, sensors and schedules arrive in later issues."""
+"""The Dagster code location (``workspace.yaml`` loads ``defs``).
 
-import dagster as dg
+``FLOE_DEPLOY_CONFIG`` names the deployment configuration (default ``floe-deploy.yaml`` in the
+working directory); ``FLOE_KUBECONFIG`` the kubeconfig whose contexts the cluster mappings name
+(default: $KUBECONFIG or ~/.kube/config).
+"""
 
-defs = dg.Definitions()
+import os
+
+from floe_deploy_assets.defs.build import build_definitions
+
+defs = build_definitions(
+    os.environ.get("FLOE_DEPLOY_CONFIG", "floe-deploy.yaml"),
+    kubeconfig=os.environ.get("FLOE_KUBECONFIG") or None,
+)

@@ -127,6 +127,9 @@ class EnvironmentOverrides(FloeModel):
     jobs: dict[str, Any] = Field(default_factory=dict)
 
 
+DEFAULT_REDEPLOY_CRON = "0 * * * *"  # hourly
+
+
 class DeploymentConfig(FloeModel):
     api_version: Literal["floe.dev/v1alpha1"] = "floe.dev/v1alpha1"
     kind: Literal["DeploymentConfig"] = "DeploymentConfig"
@@ -134,6 +137,8 @@ class DeploymentConfig(FloeModel):
     charts: Charts = Charts()
     cluster_mappings: list[ClusterMapping] = Field(min_length=1)
     overrides: dict[str, EnvironmentOverrides] = Field(default_factory=dict)
+    # Cron of each environment's scheduled redeploy (an in-sync release makes it a no-op).
+    redeploy_schedules: dict[str, str] = Field(default_factory=dict)
     # Relative paths in the file are relative to the file's folder.
     _base_dir: Path = PrivateAttr(default=Path("."))
 
@@ -147,13 +152,26 @@ class DeploymentConfig(FloeModel):
         if doubled:
             detail = "; ".join(f"{e} in {', '.join(names)}" for e, names in doubled.items())
             raise ValueError(f"each environment must be in exactly one cluster mapping: {detail}")
-        unmapped = sorted(set(self.overrides) - set(owners))
-        if unmapped:
-            raise ValueError(
-                f"overrides name environment {', '.join(unmapped)}, which no cluster mapping "
-                f"lists (environments: {', '.join(self.environments)})"
-            )
+        for field, named in (
+            ("overrides", self.overrides),
+            ("redeploySchedules", self.redeploy_schedules),
+        ):
+            unmapped = sorted(set(named) - set(owners))
+            if unmapped:
+                raise ValueError(
+                    f"{field} name environment {', '.join(unmapped)}, which no cluster mapping "
+                    f"lists (environments: {', '.join(self.environments)})"
+                )
+        for environment, cron in self.redeploy_schedules.items():
+            if len(cron.split()) != 5:
+                raise ValueError(
+                    f"redeploySchedules.{environment}: {cron!r} is not a five-field cron "
+                    "expression (minute hour day-of-month month day-of-week)"
+                )
         return self
+
+    def redeploy_cron(self, environment: str) -> str:
+        return self.redeploy_schedules.get(environment, DEFAULT_REDEPLOY_CRON)
 
     @property
     def environments(self) -> list[str]:

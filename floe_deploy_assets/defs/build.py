@@ -1,0 +1,57 @@
+"""The whole graph, built from the deployment configuration and the CompiledArtifacts when the
+code location loads: environments become partitions, dbt models become assets."""
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+from floe_deploy_assets.defs.deploy_assets import GROUP, deploy_assets, environments
+from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
+from floe_deploy_assets.defs.sensors import release_status_sensor, workload_health_sensor
+
+
+def build_definitions(config_path: str, kubeconfig: str | None = None) -> dg.Definitions:
+    """Raises the configuration's own error (ConfigError, ArtifactsError) when it is broken,
+    with the message `floe-deploy` prints for it."""
+    deployment = DeploymentConfigResource(path=config_path)
+    config = deployment.config
+    deployment.artifacts()  # a broken document fails loading, not the first run
+    partitions = environments(config)
+    deploy_platform = dg.define_asset_job(
+        "deploy_platform",
+        selection=dg.AssetSelection.groups(GROUP),
+        partitions_def=partitions,
+        description="Values, manifests and releases of an environment, checks first.",
+    )
+    schedules = [
+        redeploy_schedule(deploy_platform, environment, config.redeploy_cron(environment))
+        for environment in config.environments
+    ]
+    return dg.Definitions(
+        assets=list(deploy_assets(config)),
+        jobs=[deploy_platform],
+        schedules=schedules,
+        sensors=[release_status_sensor, workload_health_sensor],
+        resources={
+            "deployment": deployment,
+            "kubernetes": KubernetesResource(kubeconfig=kubeconfig),
+        },
+    )
+
+
+def redeploy_schedule(
+    job: UnresolvedAssetJobDefinition, environment: str, cron: str
+) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=f"redeploy_{environment}",
+        job=job,
+        cron_schedule=cron,
+        description=f"Redeploy {environment}; an in-sync release is a no-op (no new revision).",
+    )
+    def redeploy(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        tick = context.scheduled_execution_time
+        return dg.RunRequest(
+            run_key=f"redeploy-{environment}-{tick.isoformat() if tick else 'manual'}",
+            partition_key=environment,
+        )
+
+    return redeploy
