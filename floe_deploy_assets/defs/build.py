@@ -4,7 +4,7 @@ code location loads: environments become partitions, dbt models become assets.""
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from floe_deploy_assets.defs.deploy_assets import GROUP, deploy_assets, environments
+from floe_deploy_assets.defs.deploy_assets import GROUP, deploy_assets
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.defs.sensors import release_status_sensor, workload_health_sensor
 
@@ -15,11 +15,9 @@ def build_definitions(config_path: str, kubeconfig: str | None = None) -> dg.Def
     deployment = DeploymentConfigResource(path=config_path)
     config = deployment.config
     deployment.artifacts()  # a broken document fails loading, not the first run
-    partitions = environments(config)
     deploy_platform = dg.define_asset_job(
         "deploy_platform",
         selection=dg.AssetSelection.groups(GROUP),
-        partitions_def=partitions,
         description="Values, manifests and releases of an environment, checks first.",
     )
     schedules = [
@@ -30,7 +28,18 @@ def build_definitions(config_path: str, kubeconfig: str | None = None) -> dg.Def
         assets=list(deploy_assets(config)),
         jobs=[deploy_platform],
         schedules=schedules,
-        sensors=[release_status_sensor, workload_health_sensor],
+        sensors=[
+            release_status_sensor,
+            workload_health_sensor,
+            # Declared here, running: Dagster's implicit one would be created stopped.
+            dg.AutomationConditionSensorDefinition(
+                "release_automation",
+                target=dg.AssetSelection.groups(GROUP),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                description="Releases an environment when its manifests change and their "
+                "blocking checks passed.",
+            ),
+        ],
         resources={
             "deployment": deployment,
             "kubernetes": KubernetesResource(kubeconfig=kubeconfig),

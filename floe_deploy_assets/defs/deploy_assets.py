@@ -303,7 +303,7 @@ def _release_asset(
             record = outcome.platform_deployment(
                 environment,
                 deployment.artifacts().version,
-                deployed_by=f"dagster run {context.run_id}",
+                deployed_by=f"dagster run {context.run.run_id}",
             ).model_dump(mode="json", by_alias=True)
         metadata = release_metadata(outcome, before.manifest if before else "", record)
         if not outcome.succeeded:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client
 
 from floe_deploy_assets.cli import main
 from tests.conftest import KubeCluster
-from tests.support.charts import EXAMPLE, ROOT, values_generator
+from tests.support.deployment import create_operator_secrets, write_config
 
 pytestmark = pytest.mark.cluster
 
@@ -18,33 +17,7 @@ pytestmark = pytest.mark.cluster
 def _config(
     tmp_path: Path, kube_cluster: KubeCluster, namespace: str, overrides: dict | None = None
 ) -> str:
-    context = yaml.safe_load(kube_cluster.kubeconfig.read_text())["current-context"]
-    document = {
-        "apiVersion": "floe.dev/v1alpha1",
-        "kind": "DeploymentConfig",
-        "artifacts": {"path": str(EXAMPLE)},
-        "charts": {
-            "platform": {
-                "path": str(ROOT / "charts/floe-platform"),
-                "releaseName": "floe-platform",
-            },
-            "jobs": {"path": str(ROOT / "charts/floe-jobs"), "releaseName": "floe-jobs"},
-        },
-        "clusterMappings": [
-            {
-                "name": "test",
-                "cluster": context,
-                "environments": ["dev"],
-                "namespaceTemplate": namespace,
-                "resources": "small",
-            }
-        ],
-    }
-    if overrides:
-        document["overrides"] = {"dev": overrides}
-    path = tmp_path / "floe-deploy.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return str(path)
+    return str(write_config(tmp_path, kube_cluster.kubeconfig, namespace, overrides))
 
 
 def test_deploy_refuses_without_secrets_then_installs_then_is_a_no_op(
@@ -59,15 +32,7 @@ def test_deploy_refuses_without_secrets_then_installs_then_is_a_no_op(
     assert main(["status", *args]) == 0
     assert "is not installed" in capsys.readouterr().out
 
-    for chart in ("platform", "jobs"):
-        for secret in values_generator(chart).required_secrets:
-            kube_cluster.core.create_namespaced_secret(
-                namespace,
-                {
-                    "metadata": {"name": secret.name},
-                    "stringData": {key: "test-only-value" for key in secret.keys},
-                },
-            )
+    _operator_secrets(kube_cluster, namespace)
     assert main(["deploy", *args, "--timeout", "120"]) == 0
     installed = capsys.readouterr().out
     assert "platform: absent -> install" in installed and "jobs: absent -> install" in installed
@@ -84,15 +49,7 @@ def test_deploy_refuses_without_secrets_then_installs_then_is_a_no_op(
 
 
 def _operator_secrets(kube_cluster: KubeCluster, namespace: str) -> None:
-    for chart in ("platform", "jobs"):
-        for secret in values_generator(chart).required_secrets:
-            kube_cluster.core.create_namespaced_secret(
-                namespace,
-                {
-                    "metadata": {"name": secret.name},
-                    "stringData": dict.fromkeys(secret.keys, "test-only-value"),
-                },
-            )
+    create_operator_secrets(kube_cluster.core, namespace)
 
 
 RELEASE_KINDS = (

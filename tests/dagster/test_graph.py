@@ -1,0 +1,93 @@
+"""The shape of the Dagster graph built from floe-deploy.yaml and the example CompiledArtifacts:
+asset keys and dependencies, partitions, checks (and which block), sensors, schedules, jobs.
+A change to the graph changes this snapshot on purpose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from floe_deploy_assets.defs.build import build_definitions
+from floe_deploy_assets.models.config import ConfigError
+from tests.support.charts import ROOT
+
+
+@pytest.fixture(scope="module")
+def defs() -> dg.Definitions:
+    return build_definitions(str(ROOT / "floe-deploy.yaml"))
+
+
+def test_assets_and_their_dependencies(defs: dg.Definitions):
+    graph = defs.resolve_asset_graph()
+    deps = {
+        key.to_user_string(): sorted(d.to_user_string() for d in graph.get(key).parent_keys)
+        for key in graph.get_all_asset_keys()
+    }
+    assert deps == {
+        "compiled_artifacts": [],
+        "platform_values": ["compiled_artifacts"],
+        "jobs_values": ["compiled_artifacts"],
+        "platform_manifests": ["platform_values"],
+        "jobs_manifests": ["jobs_values"],
+        "platform_release": ["platform_manifests"],
+        "jobs_release": ["jobs_manifests", "platform_release"],
+        **MODEL_DEPS,
+    }
+
+
+MODEL_DEPS: dict[str, list[str]] = {}
+
+
+def test_every_asset_is_partitioned_by_environment(defs: dg.Definitions):
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        partitions = graph.get(key).partitions_def
+        assert isinstance(partitions, dg.StaticPartitionsDefinition), key
+        assert partitions.get_partition_keys() == ["dev", "staging", "prod"]
+
+
+def test_checks_and_which_of_them_block(defs: dg.Definitions):
+    graph = defs.resolve_asset_graph()
+    checks = {
+        f"{key.asset_key.to_user_string()}:{key.name}": graph.get_check_spec(key).blocking
+        for key in graph.asset_check_keys
+    }
+    assert checks == {
+        "platform_values:values_match_schema": True,
+        "platform_values:no_plaintext_secrets": True,
+        "jobs_values:values_match_schema": True,
+        "jobs_values:no_plaintext_secrets": True,
+        "platform_manifests:manifests_valid": True,
+        "platform_manifests:pod_security_restricted": True,
+        "jobs_manifests:manifests_valid": True,
+        "jobs_manifests:pod_security_restricted": True,
+        "platform_release:release_healthy": False,
+        "jobs_release:release_healthy": False,
+    }
+
+
+def test_sensors_schedules_and_jobs(defs: dg.Definitions):
+    repository = defs.get_repository_def()
+    assert sorted(s.name for s in repository.sensor_defs) == [
+        "release_automation",
+        "release_status",
+        "workload_health",
+    ]
+    assert {s.name: s.cron_schedule for s in repository.schedule_defs} == {
+        "redeploy_dev": "*/30 * * * *",
+        "redeploy_staging": "0 * * * *",
+        "redeploy_prod": "0 6 * * 1-5",
+    }
+    jobs = {job.name for job in repository.get_all_jobs() if not job.name.startswith("__")}
+    assert jobs == {"deploy_platform"}
+
+
+def test_a_broken_configuration_fails_loading_with_the_clis_message(tmp_path: Path):
+    broken = tmp_path / "floe-deploy.yaml"
+    broken.write_text(
+        (ROOT / "floe-deploy.yaml").read_text().replace("resources: small", "resources: tiny")
+    )
+    with pytest.raises(ConfigError, match=r"floe-deploy.yaml: clusterMappings\[0\].resources"):
+        build_definitions(str(broken))

@@ -1,0 +1,63 @@
+"""A deployment configuration aimed at a test's namespace, and the Secrets an operator would
+provide there, for tests that deploy through the CLI or the Dagster graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from tests.support.charts import EXAMPLE, ROOT, values_generator
+
+
+def write_config(
+    tmp_path: Path,
+    kubeconfig: Path,
+    namespace: str,
+    overrides: dict[str, Any] | None = None,
+    artifacts: Path = EXAMPLE,
+) -> Path:
+    """floe-deploy.yaml with one environment, dev, deployed into ``namespace`` through the
+    kubeconfig's current context."""
+    context = yaml.safe_load(kubeconfig.read_text())["current-context"]
+    document: dict[str, Any] = {
+        "apiVersion": "floe.dev/v1alpha1",
+        "kind": "DeploymentConfig",
+        "artifacts": {"path": str(artifacts)},
+        "charts": {
+            "platform": {
+                "path": str(ROOT / "charts/floe-platform"),
+                "releaseName": "floe-platform",
+            },
+            "jobs": {"path": str(ROOT / "charts/floe-jobs"), "releaseName": "floe-jobs"},
+        },
+        "clusterMappings": [
+            {
+                "name": "test",
+                "cluster": context,
+                "environments": ["dev"],
+                "namespaceTemplate": namespace,
+                "resources": "small",
+            }
+        ],
+    }
+    if overrides:
+        document["overrides"] = {"dev": overrides}
+    path = tmp_path / "floe-deploy.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def create_operator_secrets(core: client.CoreV1Api, namespace: str) -> None:
+    """The Secrets both charts require, with throwaway values."""
+    for chart in ("platform", "jobs"):
+        for secret in values_generator(chart).required_secrets:
+            core.create_namespaced_secret(
+                namespace,
+                {
+                    "metadata": {"name": secret.name},
+                    "stringData": dict.fromkeys(secret.keys, "test-only-value"),
+                },
+            )
