@@ -37,6 +37,7 @@ from floe_deploy_assets.models.deployment import (
     PlatformDeployment,
 )
 from floe_deploy_assets.release.decide import (
+    PENDING_STATUSES,
     Action,
     Decision,
     Digests,
@@ -212,6 +213,7 @@ def _act(
     except ChartError:
         raise  # refused before anything was applied
     except HelmEngineError as error:
+        _settle(engine, ref, cluster, None, error)
         components = _health(cluster, ref)  # before a rollback hides the cause
         remediation = _remediate(engine, ref, desired, policy, cluster)
         return DeployOutcome(
@@ -221,6 +223,9 @@ def _act(
             remediation=remediation,
             components=components,
         )
+    if decision.action in (Action.INSTALL, Action.UPGRADE, Action.RETRY_UPGRADE, Action.ROLLBACK):
+        _settle(engine, ref, cluster, release, None)
+        release = engine.status(ref)
     drift: list[DriftedObject] = []
     if decision.action is Action.NOTHING and cluster is not None and release is not None:
         drift = _drift(cluster, release, policy.correct_drift)
@@ -252,6 +257,47 @@ def _remediate(
     except HelmEngineError as error:
         return replace(decision, reason=f"{decision.reason}; the rollback failed too: {error}")
     return decision
+
+
+def _settle(
+    engine: HelmEngine,
+    ref: ReleaseRef,
+    cluster: ClusterAccess | None,
+    reported: Release | None,
+    error: HelmEngineError | None,
+) -> None:
+    """Make Helm's record say what happened. Helm logs, rather than returns, a failure to write
+    its release record after applying (a 503 or a dropped connection on that last update):
+    the operation "succeeds" and its revision stays pending, or an older revision stays
+    deployed beside the new one. We hold the release lock, so no live operation owns a pending
+    revision here: it gets the status Helm reported, or failed, with why."""
+    if cluster is None:
+        return
+    history = engine.history(ref)
+    if not history:
+        return
+    storage, latest = ReleaseStorage(cluster.core), history[-1]
+    if latest.status in PENDING_STATUSES:
+        recorded = reported is not None and reported.revision == latest.revision
+        status = reported.status if reported is not None and recorded else "failed"
+        why = (
+            f"floe-deploy: Helm reported {status} but could not record it"
+            if recorded
+            else f"floe-deploy: the {error.operation if error else 'operation'} ended before "
+            f"Helm recorded its outcome: {error.detail if error else 'unknown'}"
+        )
+        storage.set_status(ref.namespace, ref.name, latest.revision, status, why)
+        latest = replace(latest, status=status)
+    if latest.status == "deployed":
+        for older in history[:-1]:
+            if older.status == "deployed":
+                storage.set_status(
+                    ref.namespace,
+                    ref.name,
+                    older.revision,
+                    "superseded",
+                    "floe-deploy: superseded (Helm could not record it)",
+                )
 
 
 def _decide(

@@ -53,6 +53,20 @@ class ClusterError(HelmEngineError):
     """The Kubernetes API refused or could not be reached."""
 
 
+class ReleaseConflictError(HelmEngineError):
+    """An object (often the release record) changed under the operation: 409 Conflict."""
+
+
+CLUSTER_FAILURE_SIGNS = (
+    "unable to handle the request",  # 503
+    "Too Many Requests",
+    "Internal error occurred",  # 500
+    "EOF",
+    "connection reset",
+    "connection refused",
+)
+
+
 @dataclass(frozen=True)
 class Release:
     name: str
@@ -129,7 +143,13 @@ def _map_error(
         | helm_python.HelmRenderError,
     ):
         return ChartError(release, operation, detail)
-    if isinstance(error, helm_python.HelmKubeError):
+    if "the object has been modified" in detail or "Operation cannot be fulfilled" in detail:
+        return ReleaseConflictError(release, operation, detail)
+    # helm-python-sdk raises its kube error type for few API failures: the rest are known by
+    # what client-go says.
+    if isinstance(error, helm_python.HelmKubeError) or any(
+        sign in detail for sign in CLUSTER_FAILURE_SIGNS
+    ):
         return ClusterError(release, operation, detail)
     return HelmEngineError(release, operation, detail)
 

@@ -12,6 +12,11 @@ import json
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from floe_deploy_assets.kube.retry import call_with_retry
+
+CONFLICT_ATTEMPTS = 3
 
 
 def _secret_name(release: str, revision: int) -> str:
@@ -35,23 +40,31 @@ class ReleaseStorage:
     def set_status(
         self, namespace: str, release: str, revision: int, status: str, description: str
     ) -> None:
-        """Rewrite one revision's status (and the storage label Helm queries by)."""
+        """Rewrite one revision's status (and the storage label Helm queries by). Transient API
+        failures are retried; a conflict (the record changed since it was read) is read and
+        applied again, a few times."""
         name = _secret_name(release, revision)
-        secret = self.core.read_namespaced_secret(name, namespace)
-        document = _decode(secret.data["release"])
-        document["info"]["status"] = status
-        document["info"]["description"] = description
-        self.core.patch_namespaced_secret(
-            name,
-            namespace,
-            {
+        what = f"marking {name} in {namespace} {status}"
+        for attempt in range(CONFLICT_ATTEMPTS):
+            secret = call_with_retry(self.core.read_namespaced_secret, name, namespace, what=what)
+            document = _decode(secret.data["release"])
+            document["info"]["status"] = status
+            document["info"]["description"] = description
+            patch = {
                 "metadata": {
                     "labels": {"status": status},
                     "resourceVersion": secret.metadata.resource_version,
                 },
                 "data": {"release": _encode(document)},
-            },
-        )
+            }
+            try:
+                call_with_retry(
+                    self.core.patch_namespaced_secret, name, namespace, patch, what=what
+                )
+                return
+            except ApiException as error:
+                if error.status != 409 or attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
 
     def unlock(self, namespace: str, release: str, revision: int, reason: str) -> None:
         self.set_status(

@@ -11,6 +11,7 @@ from typing import Any
 from kubernetes import client
 
 from floe_deploy_assets.health.rules import workload_health
+from floe_deploy_assets.kube.retry import call_with_retry
 from floe_deploy_assets.models.deployment import DeployedComponent, WorkloadType
 
 RELEASE_LABEL = "app.kubernetes.io/instance"
@@ -28,8 +29,11 @@ def _matches(pod: Mapping[str, Any], selector: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def release_health(api: client.ApiClient, namespace: str, release: str) -> list[DeployedComponent]:
-    """The release's workloads and their health, sorted by kind and name."""
+def release_health(
+    api: client.ApiClient, namespace: str, release: str, deadline: float = 30.0
+) -> list[DeployedComponent]:
+    """The release's workloads and their health, sorted by kind and name. Transient API
+    failures are retried within ``deadline`` seconds per list call."""
     apps, batch = client.AppsV1Api(api), client.BatchV1Api(api)
     selector = f"{RELEASE_LABEL}={release}"
     listers: dict[WorkloadType, Callable[..., Any]] = {
@@ -40,11 +44,24 @@ def release_health(api: client.ApiClient, namespace: str, release: str) -> list[
     }
     pods = [
         api.sanitize_for_serialization(p)
-        for p in client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector).items
+        for p in call_with_retry(
+            client.CoreV1Api(api).list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+            what=f"listing the pods of release {release} in {namespace}",
+            deadline=deadline,
+        ).items
     ]
     components = []
     for kind, lister in listers.items():
-        for item in lister(namespace, label_selector=selector).items:
+        listed = call_with_retry(
+            lister,
+            namespace,
+            label_selector=selector,
+            what=f"listing the {kind}s of release {release} in {namespace}",
+            deadline=deadline,
+        )
+        for item in listed.items:
             obj = api.sanitize_for_serialization(item)
             owned = [pod for pod in pods if _matches(pod, _selector(obj, kind))]
             components.append(workload_health(kind, obj, owned))

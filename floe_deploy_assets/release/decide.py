@@ -201,7 +201,8 @@ def _remediate(revisions: list[Revision], latest: Revision, remediation: Remedia
         return Decision(
             ReleaseState.FAILED,
             Action.HOLD,
-            f"{reason} and no earlier revision was ever deployed to roll back to",
+            f"{reason} and no earlier revision was ever deployed to roll back to: deploy "
+            "with the retry remediation to try again, or uninstall it",
         )
     target = good[-1].number
     return Decision(

@@ -1,0 +1,253 @@
+"""Retrying Kubernetes API calls: what is retryable, with backoff, jitter and a deadline.
+
+Retryable: 429 Too Many Requests (its ``Retry-After`` honoured, capped), 500, 502, 503 and 504,
+and connection failures (refused, reset, dropped without an answer, timed out). Nothing else:
+any other 4xx is the caller's to handle, and a 409 Conflict in particular is returned to the
+caller as it came (re-reading and re-applying is a decision, not a retry).
+
+Note that the kubernetes client's urllib3 pool already retries, silently, a dropped connection
+or a 429/503 carrying ``Retry-After`` up to three times for idempotent requests (GET, PUT,
+DELETE...); when those retries run out it raises ``MaxRetryError``, which is retryable here.
+
+A retried request that never got an answer may have been applied: a create retried after a
+dropped connection can come back 409 AlreadyExists, which is, again, the caller's to judge.
+
+``watch_with_relist`` lists, then watches from the list's resourceVersion, and lists again when
+the API server says that version is gone (410), as an informer does.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import random
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from kubernetes import watch as kube_watch
+from kubernetes.client.exceptions import ApiException
+from urllib3 import exceptions as urllib3_errors
+
+T = TypeVar("T")
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+GONE = 410
+DEFAULT_DEADLINE = 30.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff: ``initial_backoff`` doubling up to ``max_backoff``, each wait drawn between half
+    and all of it (jitter); a ``Retry-After`` is waited as given, up to ``max_retry_after``.
+    ``sleep``, ``clock`` and ``random`` are there for tests."""
+
+    initial_backoff: float = 0.2
+    max_backoff: float = 5.0
+    max_retry_after: float = 10.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    random: Callable[[], float] = field(default=random.random, repr=False)
+
+    def backoff(self, attempt: int) -> float:
+        """The wait after the ``attempt``-th failure (1-based), with jitter."""
+        ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
+        return ceiling * (0.5 + self.random() / 2)
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+class RetryDeadlineError(RuntimeError):
+    """A retryable failure went on past the deadline; ``last_error`` is the last one seen."""
+
+    def __init__(self, what: str, attempts: int, deadline: float, last_error: BaseException):
+        super().__init__(
+            f"{what} did not succeed within its {deadline:g} s deadline "
+            f"({attempts} attempt{'s' if attempts != 1 else ''}); "
+            f"last failure: {describe(last_error)}"
+        )
+        self.what, self.attempts, self.deadline = what, attempts, deadline
+        self.last_error = last_error
+
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,  # refused, reset, aborted, broken pipe; http.client.RemoteDisconnected
+    TimeoutError,
+    http.client.IncompleteRead,
+    urllib3_errors.ProtocolError,
+    urllib3_errors.NewConnectionError,
+    urllib3_errors.ConnectTimeoutError,
+    urllib3_errors.ReadTimeoutError,
+)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for 429, 500, 502, 503, 504 and connection failures; False for anything else."""
+    if isinstance(error, ApiException):
+        return error.status in RETRYABLE_STATUSES
+    if isinstance(error, urllib3_errors.MaxRetryError):
+        # urllib3 gave up on its own retries: of a connection failure, or of 429/503 answers
+        # (ResponseError). A certificate the client refuses (SSLError) is not worth retrying.
+        reason = error.reason
+        return reason is None or not isinstance(reason, urllib3_errors.SSLError)
+    return isinstance(error, _CONNECTION_ERRORS)
+
+
+def retry_after(error: BaseException) -> float | None:
+    """Seconds the server asked to wait (``Retry-After``: seconds or an HTTP date), if any."""
+    headers = getattr(error, "headers", None) if isinstance(error, ApiException) else None
+    value = headers.get("Retry-After") if headers else None
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def describe(error: BaseException) -> str:
+    """One line: the HTTP status and the API server's message, or the connection failure."""
+    if isinstance(error, ApiException):
+        message = ""
+        try:
+            body = json.loads(error.body) if error.body else {}
+            message = body.get("message", "") if isinstance(body, dict) else ""
+        except (TypeError, ValueError):
+            message = str(error.body or "")[:200]
+        return f"HTTP {error.status} {error.reason or ''}".rstrip() + (
+            f": {message}" if message else ""
+        )
+    if isinstance(error, urllib3_errors.MaxRetryError):
+        return f"{type(error).__name__}: {error.reason!r}"
+    return f"{type(error).__name__}: {error}"
+
+
+def call_with_retry(
+    fn: Callable[..., T],
+    /,
+    *args: Any,
+    what: str,
+    deadline: float = DEFAULT_DEADLINE,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    **kwargs: Any,
+) -> T:
+    """``fn(*args, **kwargs)``, retried while it fails retryably and ``deadline`` seconds (from
+    now) allow another attempt. A non-retryable error is raised at once, as it came; when the
+    deadline leaves no room for the next attempt, ``RetryDeadlineError`` names ``what``,
+    the attempts made and the last failure (chained as its cause)."""
+    start = policy.clock()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return fn(*args, **kwargs)
+        except Exception as error:
+            if not is_retryable(error):
+                raise
+            asked = retry_after(error)
+            wait = (
+                min(asked, policy.max_retry_after) if asked is not None else policy.backoff(attempt)
+            )
+            if policy.clock() + wait - start >= deadline:
+                raise RetryDeadlineError(what, attempt, deadline, error) from error
+            policy.sleep(wait)
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """``type`` is ``SYNC`` after each list (``object`` is the list response: the whole state,
+    to replace what the consumer knew), else the watch event's (ADDED, MODIFIED, DELETED);
+    ``resource_version`` is where the watch stands after it; ``relists`` counts the lists
+    made after the first."""
+
+    type: str
+    object: Any
+    resource_version: str
+    relists: int
+
+
+def watch_with_relist(
+    list_fn: Callable[..., Any],
+    /,
+    *args: Any,
+    what: str,
+    duration: float,
+    deadline: float = DEFAULT_DEADLINE,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    **kwargs: Any,
+) -> Generator[WatchEvent, None, None]:
+    """List with ``list_fn(*args, **kwargs)``, then watch from there, for ``duration`` seconds.
+
+    A 410 Gone (the watched resourceVersion is too old; as an HTTP answer or an ERROR event)
+    lists again. A retryable failure of the watch re-watches from the last resourceVersion seen,
+    after a backoff; a streak of them lasting past ``deadline`` raises ``RetryDeadlineError``
+    naming ``what``, as ``call_with_retry`` does for each list. Anything else is raised.
+    Stop early by breaking out of the loop; the watch's connection is closed then."""
+    end = policy.clock() + duration
+    relists = -1
+    resource_version: str | None = None
+    failures: list[BaseException] = []
+    failing_since: float | None = None
+
+    while policy.clock() < end:
+        if resource_version is None:
+            listed = call_with_retry(
+                list_fn,
+                *args,
+                what=f"{what} (list)",
+                deadline=max(0.1, min(deadline, end - policy.clock())),
+                policy=policy,
+                **kwargs,
+            )
+            relists += 1
+            resource_version = listed.metadata.resource_version
+            yield WatchEvent("SYNC", listed, resource_version or "", relists)
+        remaining = int(end - policy.clock())
+        if remaining < 1:
+            return
+        stream = kube_watch.Watch().stream(
+            list_fn,
+            *args,
+            resource_version=resource_version,
+            timeout_seconds=remaining,
+            **kwargs,
+        )
+        try:
+            for event in stream:
+                failures.clear()
+                failing_since = None
+                raw = event.get("raw_object") or {}
+                version = (raw.get("metadata") or {}).get("resourceVersion")
+                resource_version = version or resource_version
+                if event["type"] == "BOOKMARK":
+                    continue
+                yield WatchEvent(event["type"], event["object"], resource_version or "", relists)
+        except Exception as error:
+            if isinstance(error, ApiException) and error.status == GONE:
+                resource_version = None  # too old: list again
+                continue
+            if not is_retryable(error):
+                raise
+            failures.append(error)
+            now = policy.clock()
+            failing_since = failing_since if failing_since is not None else now
+            wait = policy.backoff(len(failures))
+            if now + wait - failing_since >= deadline:
+                raise RetryDeadlineError(
+                    f"{what} (watch)", len(failures), deadline, error
+                ) from error
+            policy.sleep(min(wait, max(0.0, end - now)))
+        finally:
+            stream.close()
