@@ -2,8 +2,9 @@
 
 Exit codes: 0 success, 1 the values fail validation (findings on stderr, nothing rendered),
 2 bad input (the configuration, artifacts or chart cannot be used; one message naming the file
-and field), 3 a deploy or uninstall did not reach its desired state (it failed and was remediated,
-is held by policy, another deploy holds the release, or objects outlived the uninstall).
+and field), 3 a deploy, uninstall or model run did not reach its desired state (it failed and was
+remediated, is held by policy, another deploy holds the release, objects outlived the uninstall,
+or a model failed).
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ from pathlib import Path
 
 import yaml
 
-from floe_deploy_assets.helm.deploy import DeployOutcome, DeployPolicy, deploy, plan
+from floe_deploy_assets.helm.deploy import (
+    DeployOutcome,
+    DeployPolicy,
+    deploy,
+    digest_history,
+    plan,
+)
 from floe_deploy_assets.helm.engine import HelmEngineError, ReleaseRef, SdkHelmEngine
 from floe_deploy_assets.helm.inputs import values_generator
 from floe_deploy_assets.helm.render import RenderError, render_chart
 from floe_deploy_assets.helm.uninstall import ObjectsLeftBehindError, uninstall
+from floe_deploy_assets.jobs.cli import add_run_models_parser, run_models_command
 from floe_deploy_assets.kube.access import ClusterAccess
 from floe_deploy_assets.kube.health import release_health
 from floe_deploy_assets.kube.lease import ReleaseBusyError, current_holder
@@ -30,7 +38,7 @@ from floe_deploy_assets.kube.secrets import missing_secrets
 from floe_deploy_assets.models.artifacts import ArtifactsError, load_compiled_artifacts
 from floe_deploy_assets.models.config import ChartKind, ConfigError, load_deployment_config
 from floe_deploy_assets.models.deployment import Health
-from floe_deploy_assets.release.decide import Action, Remediation
+from floe_deploy_assets.release.decide import Action, Remediation, history_table
 from floe_deploy_assets.release.diff import manifest_diff
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
@@ -47,7 +55,9 @@ class InvalidValuesError(Exception):
     """The generated values fail validation; the findings are already printed."""
 
 
-def _add_input_arguments(command: argparse.ArgumentParser, chart_required: bool = True) -> None:
+def _add_input_arguments(
+    command: argparse.ArgumentParser, chart_required: bool = True, with_chart: bool = True
+) -> None:
     command.add_argument(
         "--config",
         type=Path,
@@ -60,6 +70,8 @@ def _add_input_arguments(command: argparse.ArgumentParser, chart_required: bool 
         help="CompiledArtifacts JSON (default: the configuration's artifacts.path)",
     )
     command.add_argument("--env", required=True, help="environment, as named in the configuration")
+    if not with_chart:
+        return
     if chart_required:
         command.add_argument("--chart", choices=("platform", "jobs"), required=True)
     else:
@@ -88,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         ("deploy", "install or upgrade an environment's releases (one decision each)"),
         ("status", "release status and component health of an environment"),
         ("uninstall", "uninstall an environment's releases (data is kept unless asked)"),
+        ("history", "each release's revisions with their chart and values digests"),
     ):
         command = commands.add_parser(name, help=text)
         _add_input_arguments(command, chart_required=False)
@@ -105,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="also delete the releases' PersistentVolumeClaims (the PostgreSQL data)",
             )
+    add_run_models_parser(commands)
     return parser
 
 
@@ -209,7 +223,7 @@ def _per_chart(args: argparse.Namespace, charts: Sequence[ChartKind] = ("platfor
     validated values generator, the release, and the cluster access of the environment."""
     engine: SdkHelmEngine | None = None
     cluster: ClusterAccess | None = None
-    for chart in args.chart or charts:
+    for chart in getattr(args, "chart", None) or charts:
         generator = _validated_generator(argparse.Namespace(**{**vars(args), "chart": chart}))
         config, mapping = generator.config, generator.mapping
         if engine is None or cluster is None:
@@ -307,6 +321,12 @@ def status_command(args: argparse.Namespace) -> None:
             )
 
 
+def history_command(args: argparse.Namespace) -> None:
+    for chart, _, ref, engine, _ in _per_chart(args):
+        print(f"{chart}: {ref}")
+        print(history_table(digest_history(engine, ref)))
+
+
 def uninstall_command(args: argparse.Namespace) -> None:
     # The jobs first: they use the platform's services.
     for chart, _, ref, engine, cluster in _per_chart(args, charts=("jobs", "platform")):
@@ -324,6 +344,8 @@ COMMANDS = {
     "deploy": deploy_command,
     "status": status_command,
     "uninstall": uninstall_command,
+    "history": history_command,
+    "run-models": run_models_command,
 }
 
 

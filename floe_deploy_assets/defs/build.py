@@ -4,33 +4,53 @@ code location loads: environments become partitions, dbt models become assets.""
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from floe_deploy_assets.defs.deploy_assets import GROUP, deploy_assets
+from floe_deploy_assets.defs.data_products import GROUP as DATA_PRODUCTS
+from floe_deploy_assets.defs.data_products import (
+    RUN_DATA_PRODUCTS,
+    DataProductsResource,
+    model_assets,
+    rerun_sensor,
+)
+from floe_deploy_assets.defs.deploy_assets import GROUP, deploy_assets, environments
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.defs.sensors import release_status_sensor, workload_health_sensor
 
 
-def build_definitions(config_path: str, kubeconfig: str | None = None) -> dg.Definitions:
+def build_definitions(
+    config_path: str,
+    kubeconfig: str | None = None,
+    data_products: DataProductsResource | None = None,
+) -> dg.Definitions:
     """Raises the configuration's own error (ConfigError, ArtifactsError) when it is broken,
     with the message `floe-deploy` prints for it."""
     deployment = DeploymentConfigResource(path=config_path)
     config = deployment.config
-    deployment.artifacts()  # a broken document fails loading, not the first run
+    artifacts = deployment.artifacts()  # a broken document fails loading, not the first run
     deploy_platform = dg.define_asset_job(
         "deploy_platform",
         selection=dg.AssetSelection.groups(GROUP),
         description="Values, manifests and releases of an environment, checks first.",
+    )
+    run_data_products = dg.define_asset_job(
+        RUN_DATA_PRODUCTS,
+        selection=dg.AssetSelection.groups(DATA_PRODUCTS),
+        description="The environment's dbt models, one Kubernetes Job each, in dependency order.",
     )
     schedules = [
         redeploy_schedule(deploy_platform, environment, config.redeploy_cron(environment))
         for environment in config.environments
     ]
     return dg.Definitions(
-        assets=list(deploy_assets(config)),
-        jobs=[deploy_platform],
+        assets=[
+            *deploy_assets(config),
+            *model_assets(artifacts, environments(config)),
+        ],
+        jobs=[deploy_platform, run_data_products],
         schedules=schedules,
         sensors=[
             release_status_sensor,
             workload_health_sensor,
+            rerun_sensor(artifacts, run_data_products),
             # Declared here, running: Dagster's implicit one would be created stopped.
             dg.AutomationConditionSensorDefinition(
                 "release_automation",
@@ -43,6 +63,7 @@ def build_definitions(config_path: str, kubeconfig: str | None = None) -> dg.Def
         resources={
             "deployment": deployment,
             "kubernetes": KubernetesResource(kubeconfig=kubeconfig),
+            "data_products": data_products or DataProductsResource(),
         },
     )
 

@@ -15,12 +15,13 @@ import dagster as dg
 from floe_deploy_assets.checks.manifests import validate_manifests
 from floe_deploy_assets.checks.pod_policy import check_pod_policy
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
-from floe_deploy_assets.helm.deploy import DeployOutcome, deploy
+from floe_deploy_assets.helm.deploy import DeployOutcome, deploy, digest_history
 from floe_deploy_assets.helm.inputs import values_generator
 from floe_deploy_assets.helm.render import render_chart
 from floe_deploy_assets.kube.secrets import missing_secrets
 from floe_deploy_assets.models.config import ChartKind, DeploymentConfig
 from floe_deploy_assets.models.deployment import DeployedComponent, Health
+from floe_deploy_assets.release.decide import history_table
 from floe_deploy_assets.release.diff import manifest_diff
 from floe_deploy_assets.release.digests import values_digest
 from floe_deploy_assets.values.generator import HelmValuesGenerator
@@ -306,6 +307,7 @@ def _release_asset(
                 deployed_by=f"dagster run {context.run.run_id}",
             ).model_dump(mode="json", by_alias=True)
         metadata = release_metadata(outcome, before.manifest if before else "", record)
+        metadata["history"] = dg.MetadataValue.md(history_table(digest_history(engine, ref)))
         if not outcome.succeeded:
             raise dg.Failure(
                 f"{ref}: {outcome.decision.action} did not reach the desired state: "

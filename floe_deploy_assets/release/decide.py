@@ -211,3 +211,16 @@ def _remediate(revisions: list[Revision], latest: Revision, remediation: Remedia
         f"{reason}; the policy rolls back to revision {target}, the last good one",
         target_revision=target,
     )
+
+
+def history_table(history: list[Revision]) -> str:
+    """The revisions as a markdown table, newest first: the per-environment history of chart
+    and values digests (kept by Helm's own revision records, which carry them as labels)."""
+    rows = [
+        f"| {r.number} | {r.status} | {r.updated_at.isoformat()} "
+        f"| {r.digests.chart[:12] if r.digests else '(not floe-deploy)'} "
+        f"| {r.digests.values[:12] if r.digests else ''} |"
+        for r in sorted(history, key=lambda r: r.number, reverse=True)
+    ]
+    header = "| revision | status | updated | chart digest | values digest |\n|---|---|---|---|---|"
+    return "\n".join([header, *rows])

@@ -96,6 +96,13 @@ def test_dry_run_shows_the_manifest_diff_and_uninstall_keeps_data_unless_asked(
     assert "3Gi" in plan and "ConfigMap" not in plan  # only what changes
     assert main(["status", *args]) == 0
     assert "revision 1 deployed" in capsys.readouterr().out  # the dry run changed nothing
+    assert main(["history", *args, "--chart", "platform"]) == 0
+    history = capsys.readouterr().out.splitlines()
+    assert history[1:3] == [
+        "| revision | status | updated | chart digest | values digest |",
+        "|---|---|---|---|---|",
+    ]
+    assert history[3].startswith("| 1 | deployed | ") and len(history) == 4
 
     assert main(["uninstall", *args]) == 0
     kept = capsys.readouterr().out

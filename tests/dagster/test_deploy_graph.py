@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
 
 from floe_deploy_assets.defs.build import build_definitions
+from floe_deploy_assets.defs.data_products import DataProductsResource
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.defs.sensors import release_status_sensor, workload_health_sensor
 from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
@@ -27,10 +29,15 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
+def _defs(config: Path, kube_cluster: KubeCluster, **resources: Any) -> dg.Definitions:
+    return build_definitions(str(config), kubeconfig=str(kube_cluster.kubeconfig), **resources)
+
+
 def _run(config: Path, kube_cluster: KubeCluster, instance: dg.DagsterInstance):
-    defs = build_definitions(str(config), kubeconfig=str(kube_cluster.kubeconfig))
-    return defs.resolve_job_def("deploy_platform").execute_in_process(
-        partition_key="dev", instance=instance, raise_on_error=False
+    return (
+        _defs(config, kube_cluster)
+        .resolve_job_def("deploy_platform")
+        .execute_in_process(partition_key="dev", instance=instance, raise_on_error=False)
     )
 
 
@@ -78,6 +85,19 @@ def test_materializing_dev_deploys_both_releases_and_they_are_healthy(
     assert _metadata(again, "platform_release")["action"] == "nothing"
     assert _metadata(again, "platform_release")["revision"] == 1  # no new revision
 
+    models = (
+        _defs(config, kube_cluster)
+        .resolve_job_def("run_data_products")
+        .execute_in_process(partition_key="dev", instance=instance, raise_on_error=False)
+    )
+    assert models.success
+    for model in ("stg_customers", "stg_orders", "customer_orders", "customer_360"):
+        (event,) = [
+            e for e in models.get_asset_materialization_events() if e.asset_key.path[-1] == model
+        ]
+        metadata = event.materialization.metadata
+        assert metadata["phase"].value == "Succeeded" and metadata["job_name"].value
+
     resources = {
         "deployment": DeploymentConfigResource(path=str(config)),
         "kubernetes": KubernetesResource(kubeconfig=str(kube_cluster.kubeconfig)),
@@ -121,3 +141,82 @@ def test_a_plaintext_secret_fails_the_blocking_check_and_nothing_is_installed(
         for record in instance.all_logs(result.run_id)
     )
     assert "/polaris/config/token" in logs and LEAKED not in logs
+
+
+SIM = "sim.kubelet.floe.dev/"
+JOBS_ASSETS = ["compiled_artifacts", "jobs_values", "jobs_manifests", "jobs_release"]
+
+
+def test_a_failing_model_leads_the_sensor_to_request_exactly_one_rerun(
+    kube_cluster: KubeCluster, namespace: str, tmp_path: Path, instance: dg.DagsterInstance
+):
+    create_operator_secrets(kube_cluster.core, namespace)
+    config = write_config(tmp_path, kube_cluster.kubeconfig, namespace)
+    faults = DataProductsResource(
+        pod_annotations={
+            "stg_orders": {f"{SIM}exit-code": "3", f"{SIM}logs": "compiling\nDatabase Error"},
+            "stg_customers": {f"{SIM}fault": "image-pull-error"},  # not worth a retry
+        },
+        schedule_deadline_seconds=20,
+        start_deadline_seconds=20,
+        retry_backoff_seconds=0,  # rerun at the next tick
+    )
+    defs = _defs(config, kube_cluster, data_products=faults)
+    deployed = defs.resolve_job_def("deploy_platform").execute_in_process(
+        partition_key="dev",
+        instance=instance,
+        asset_selection=[dg.AssetKey(key) for key in JOBS_ASSETS],
+    )
+    assert deployed.success
+
+    run = defs.resolve_job_def("run_data_products").execute_in_process(
+        partition_key="dev", instance=instance, raise_on_error=False
+    )
+
+    assert not run.success
+    assert run.get_asset_materialization_events() == []
+    failed = {
+        model: {
+            k: v.value
+            for k, v in instance.fetch_observations(
+                dg.AssetKey(["data_products", "customer-360", model]), limit=1
+            )
+            .records[0]
+            .asset_observation.metadata.items()  # type: ignore[union-attr]
+        }
+        for model in ("stg_orders", "stg_customers", "customer_orders")
+    }
+    assert failed["stg_orders"]["exit_code"] == 3 and failed["stg_orders"]["retryable"] is True
+    assert "Database Error" in failed["stg_orders"]["log_excerpt"]
+    assert failed["stg_customers"]["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    assert failed["stg_customers"]["retryable"] is False
+    assert failed["customer_orders"]["phase"] == "Skipped"
+
+    sensor = next(
+        s for s in defs.get_repository_def().sensor_defs if s.name == "failed_model_reruns"
+    )
+    resources = {"data_products": faults}
+    first = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    (request,) = first.run_requests
+    assert request.asset_selection == [dg.AssetKey(["data_products", "customer-360", "stg_orders"])]
+    assert (request.partition_key, request.tags["floe.dev/attempt"]) == ("dev", "2")
+    again = sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
+    )
+    assert again.run_requests == []  # two ticks, nothing new
+
+    # The fault gone, the requested rerun (only that model) succeeds, as its second attempt.
+    rerun = (
+        _defs(config, kube_cluster)
+        .resolve_job_def("run_data_products")
+        .execute_in_process(
+            partition_key="dev",
+            instance=instance,
+            asset_selection=request.asset_selection,
+            tags=request.tags,
+        )
+    )
+    assert rerun.success
+    (event,) = rerun.get_asset_materialization_events()
+    assert event.asset_key.path[-1] == "stg_orders"
+    assert event.materialization.metadata["attempt"].value == 2

@@ -37,7 +37,17 @@ def test_assets_and_their_dependencies(defs: dg.Definitions):
     }
 
 
-MODEL_DEPS: dict[str, list[str]] = {}
+PRODUCT = "data_products/customer-360"
+MODEL_DEPS: dict[str, list[str]] = {
+    f"{PRODUCT}/stg_customers": ["jobs_release"],
+    f"{PRODUCT}/stg_orders": ["jobs_release"],
+    f"{PRODUCT}/customer_orders": [
+        f"{PRODUCT}/stg_customers",
+        f"{PRODUCT}/stg_orders",
+        "jobs_release",
+    ],
+    f"{PRODUCT}/customer_360": [f"{PRODUCT}/customer_orders", "jobs_release"],
+}
 
 
 def test_every_asset_is_partitioned_by_environment(defs: dg.Definitions):
@@ -71,6 +81,7 @@ def test_checks_and_which_of_them_block(defs: dg.Definitions):
 def test_sensors_schedules_and_jobs(defs: dg.Definitions):
     repository = defs.get_repository_def()
     assert sorted(s.name for s in repository.sensor_defs) == [
+        "failed_model_reruns",
         "release_automation",
         "release_status",
         "workload_health",
@@ -81,7 +92,7 @@ def test_sensors_schedules_and_jobs(defs: dg.Definitions):
         "redeploy_prod": "0 6 * * 1-5",
     }
     jobs = {job.name for job in repository.get_all_jobs() if not job.name.startswith("__")}
-    assert jobs == {"deploy_platform"}
+    assert jobs == {"deploy_platform", "run_data_products"}
 
 
 def test_a_broken_configuration_fails_loading_with_the_clis_message(tmp_path: Path):

@@ -1,0 +1,114 @@
+"""``floe-deploy run-models``: run an environment's dbt models, one Kubernetes Job each.
+
+Exit codes as for the other commands (``floe_deploy_assets.cli``): 3 when a model failed or
+the run could not go on (``NotDeployedError``: the table or the error is already printed), 2 for
+bad input. ``floe_deploy_assets.cli`` is only read when a function here runs, never at import,
+so that module may import this one at its top.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import floe_deploy_assets.cli as base_cli
+from floe_deploy_assets.jobs.plan import Outcome, select_models
+from floe_deploy_assets.jobs.runner import JobRunner, RunnerError, RunnerSettings, RunReport
+from floe_deploy_assets.jobs.spec import JobTemplate, check_run_id, new_run_id, with_job_settings
+from floe_deploy_assets.models.config import ConfigError
+
+DEFAULTS = RunnerSettings()
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def add_run_models_parser(subparsers: Any) -> None:
+    command = subparsers.add_parser(
+        "run-models", help="run an environment's dbt models as Jobs, in dependency order"
+    )
+    base_cli._add_input_arguments(command, with_chart=False)  # the models are the jobs chart's
+    command.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig (default: $KUBECONFIG or ~/.kube/config); the environment's cluster "
+        "mapping names its context",
+    )
+    command.add_argument(
+        "--select", nargs="+", metavar="MODEL", help="only these models (default: all)"
+    )
+    command.add_argument(
+        "--run-id", help="run id, recorded as a label; the same id adopts the run's Jobs"
+    )
+    command.add_argument(
+        "--concurrency", type=_positive, default=DEFAULTS.concurrency, help="Jobs at once"
+    )
+    command.add_argument(
+        "--dbt-command", choices=("run", "build", "test"), help="default: the chart's job.command"
+    )
+    command.add_argument(
+        "--schedule-deadline",
+        type=_positive,
+        default=int(DEFAULTS.schedule_deadline),
+        help="seconds a pod may stay unscheduled before its model fails",
+    )
+    command.add_argument(
+        "--start-deadline",
+        type=_positive,
+        default=int(DEFAULTS.start_deadline),
+        help="seconds a scheduled pod may take to start before its model fails",
+    )
+
+
+def run_models_command(args: argparse.Namespace) -> None:
+    run_id = check_run_id(args.run_id) if args.run_id else new_run_id()
+    for _, generator, ref, _, cluster in base_cli._per_chart(args, charts=("jobs",)):
+        transforms = generator.artifacts.transforms
+        if transforms is None:
+            raise ConfigError(f"the CompiledArtifacts for {args.env} have no transforms.models")
+        models = select_models(transforms.models_in_dependency_order(), args.select)
+        values = with_job_settings(generator.helm_values(), command=args.dbt_command)
+        settings = RunnerSettings(
+            concurrency=args.concurrency,
+            schedule_deadline=args.schedule_deadline,
+            start_deadline=args.start_deadline,
+        )
+        chart_dir = generator.config.chart_path("jobs")
+        with JobTemplate(chart_dir, values, release_name=ref.name, namespace=ref.namespace) as t:
+            print(f"run {run_id}: {len(models)} models in namespace {ref.namespace}")
+            try:
+                report = JobRunner(cluster.api, t, settings).run(models, run_id)
+            except RunnerError as error:
+                print(f"floe-deploy: {error}")
+                raise base_cli.NotDeployedError from None
+        print_report(report)
+        if report.failed:
+            raise base_cli.NotDeployedError
+
+
+def print_report(report: RunReport) -> None:
+    rows = [
+        (
+            r.model,
+            r.job_name,
+            r.phase,
+            f"{r.duration:.1f}s" if r.duration is not None else "-",
+            f"{r.reason}: {r.message}" if r.outcome is not Outcome.SUCCEEDED else "",
+        )
+        for r in report.results
+    ]
+    header = ("MODEL", "JOB", "PHASE", "DURATION", "REASON")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        padded = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*padded, row[4]]).rstrip())
+    for result in report.failed:
+        logs = result.job.status.logs if result.job and result.job.status else None
+        if logs:
+            print(f"\n--- last log lines of {result.model} ({result.job_name}) ---")
+            print(logs.rstrip())

@@ -1,0 +1,208 @@
+"""One model's Job: its run-unique name, and the Job object the floe-jobs chart renders for it.
+
+The chart's Job template is the one description of a model's pod (image, command, resources with
+the per-model override, the artifacts ConfigMap, the dbt profiles, the security context and the
+Job settings); this module only fills in ``run.*``, adds the run's labels to the Job itself and,
+when asked, extra pod annotations. The DataProductJob of the seed is read back from the rendered
+object, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import yaml
+
+from floe_deploy_assets.helm.render import RenderError, build_dependencies
+from floe_deploy_assets.models.config import ConfigError
+from floe_deploy_assets.models.jobs import ConfigMapRef, DataProductJob, SecretRef
+from floe_deploy_assets.models.resources import ResourceRequirements
+
+MAX_NAME = 63
+RUN_LABEL = "floe.dev/run-id"
+PRODUCT_LABEL = "floe.dev/product"
+MODEL_ANNOTATION = "floe.dev/dbt-model"
+# The chart's RunSettings.run_id: a label value, since the run id is recorded as a label.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+# A run id short and plain enough to appear in Job names as it is; any other is hashed.
+NAME_SAFE_RUN_ID = re.compile(r"^[a-z0-9]{1,12}$")
+MODEL_HASH_LENGTH = 6
+RUN_HASH_LENGTH = 10
+JOB_TEMPLATE = "templates/job.yaml"
+ARTIFACTS_VOLUME = "artifacts"
+DBT_CONTAINER = "dbt"
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def check_run_id(run_id: str) -> str:
+    if len(run_id) > MAX_NAME or not RUN_ID_PATTERN.match(run_id):
+        raise ConfigError(
+            f"run id {run_id!r} must be a Kubernetes label value: at most {MAX_NAME} letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit"
+        )
+    return run_id
+
+
+def _digest(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def run_token(run_id: str) -> str:
+    """The run's part of a Job name: the run id itself when short and plain, else its hash."""
+    return run_id if NAME_SAFE_RUN_ID.match(run_id) else _digest(run_id, RUN_HASH_LENGTH)
+
+
+def job_name(model: str, run_id: str) -> str:
+    """``<model>-<run>``: a DNS-1123 name of at most 63 characters matching ^[a-z][a-z0-9-]*$.
+
+    dbt names allow capitals, '_' runs and a leading '_' or digit, so the slug of two models can
+    coincide (``Orders``/``orders``, ``a_b``/``a__b``); whenever the slug is not the model name
+    spelled with '-', or is cut to fit, a hash of the model name follows it, so names stay
+    distinct and stable."""
+    token = run_token(check_run_id(run_id))
+    slug = re.sub(r"-+", "-", model.lower().replace("_", "-")).strip("-")
+    if not slug[:1].isalpha():
+        slug = f"m-{slug}".rstrip("-")
+    room = MAX_NAME - len(token) - 1
+    if slug.replace("-", "_") == model and len(slug) <= room:
+        return f"{slug}-{token}"
+    cut = slug[: room - MODEL_HASH_LENGTH - 1].rstrip("-")
+    return f"{cut}-{_digest(model, MODEL_HASH_LENGTH)}-{token}"
+
+
+def with_job_settings(values: Mapping[str, Any], **settings: Any) -> dict[str, Any]:
+    """``values`` with chart ``job.*`` settings replaced (camelCase keys: ``command``,
+    ``activeDeadlineSeconds``, ``ttlSecondsAfterFinished``); None leaves a setting as it is."""
+    merged = copy.deepcopy(dict(values))
+    given = {key: value for key, value in settings.items() if value is not None}
+    merged["job"] = {**merged.get("job", {}), **given}
+    return merged
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    """One model of a run: its upstream models, the Job object to create, and the
+    DataProductJob (status not yet set) that the object describes."""
+
+    model: str
+    depends_on: tuple[str, ...]
+    manifest: dict[str, Any]
+    job: DataProductJob
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+
+class JobTemplate:
+    """The floe-jobs chart, loaded once, rendering one model's Job per call.
+
+    ``helm.render.render_chart`` builds the chart's dependencies, loads it and parses every
+    template's output on each call (about 45 ms here); a run renders one Job per model, so this
+    does the first two once and parses only the Job template's output (about 7 ms a model,
+    see benchmarks/bench_data_product_jobs.py)."""
+
+    def __init__(
+        self,
+        chart_dir: Path,
+        values: Mapping[str, Any],
+        *,
+        release_name: str,
+        namespace: str,
+        pod_annotations: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        """``pod_annotations``: per model, annotations added to its pod template (the
+        simulated kubelet's ``sim.kubelet.floe.dev/*`` in tests, for instance)."""
+        self.chart_dir, self.values = chart_dir, dict(values)
+        self.release_name, self.namespace = release_name, namespace
+        self.pod_annotations = dict(pod_annotations or {})
+        build_dependencies(chart_dir)
+        try:
+            self._chart = helm_python.Chart.load(str(chart_dir))
+        except helm_python.HelmError as exc:
+            raise RenderError(f"{chart_dir}: cannot load the chart: {exc}") from None
+
+    def close(self) -> None:
+        self._chart.close()
+
+    def __enter__(self) -> JobTemplate:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def render(self, model: str, run_id: str, depends_on: Iterable[str] = ()) -> ModelJob:
+        name = job_name(model, run_id)
+        values = {**self.values, "run": {"model": model, "jobName": name, "runId": run_id}}
+        try:
+            files = self._chart.render(
+                values, name=self.release_name, namespace=self.namespace, is_install=True
+            )
+        except helm_python.HelmError as exc:
+            raise RenderError(f"{self.chart_dir}: rendering the Job of {model}: {exc}") from None
+        rendered = [text for path, text in files.items() if path.endswith(JOB_TEMPLATE)]
+        manifest = yaml.load(rendered[0], Loader=_YAML_LOADER) if rendered else None
+        if not manifest:
+            raise RenderError(f"{self.chart_dir}: {JOB_TEMPLATE} rendered no Job for {model}")
+        self._add_run_metadata(manifest, model, run_id)
+        return ModelJob(
+            model, tuple(depends_on), manifest, data_product_job(manifest, self.namespace)
+        )
+
+    def _add_run_metadata(self, manifest: dict[str, Any], model: str, run_id: str) -> None:
+        metadata = manifest["metadata"]
+        metadata["namespace"] = self.namespace
+        pod_metadata = manifest["spec"]["template"]["metadata"]
+        # The chart labels only the pod with the run and product; the runner watches Jobs by
+        # run, so the Job carries them too.
+        metadata["labels"] = {
+            **metadata.get("labels", {}),
+            RUN_LABEL: run_id,
+            PRODUCT_LABEL: pod_metadata["labels"][PRODUCT_LABEL],
+        }
+        extra = self.pod_annotations.get(model)
+        if extra:
+            pod_metadata["annotations"] = {**pod_metadata.get("annotations", {}), **extra}
+
+
+def data_product_job(manifest: Mapping[str, Any], namespace: str) -> DataProductJob:
+    """The seed's DataProductJob that a rendered Job object describes."""
+    pod = manifest["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == DBT_CONTAINER)
+    artifacts = next(v for v in pod["volumes"] if v["name"] == ARTIFACTS_VOLUME)
+    return DataProductJob(
+        name=manifest["metadata"]["name"],
+        namespace=namespace,
+        image=container["image"],
+        command=container["command"],
+        artifacts=ConfigMapRef(name=artifacts["configMap"]["name"]),
+        secrets=list(_secret_refs(pod, container)),
+        resources=ResourceRequirements.model_validate(container["resources"]),
+    )
+
+
+def _secret_refs(pod: Mapping[str, Any], container: Mapping[str, Any]) -> Iterable[SecretRef]:
+    """Every Secret the pod reads: mounted volumes, env values and env sources."""
+    for volume in pod.get("volumes", []):
+        if "secret" in volume:
+            items = volume["secret"].get("items") or [{}]
+            yield SecretRef(name=volume["secret"]["secretName"], key=items[0].get("key"))
+    for variable in container.get("env", []):
+        ref = (variable.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            yield SecretRef(name=ref["name"], key=ref.get("key"))
+    for source in container.get("envFrom", []):
+        if "secretRef" in source:
+            yield SecretRef(name=source["secretRef"]["name"])

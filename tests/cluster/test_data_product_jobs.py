@@ -1,0 +1,178 @@
+"""DataProductJobs against the local control plane: order, failures and their reasons, reruns.
+
+The simulated kubelet plays each model's pod as its ``sim.kubelet.floe.dev/*`` annotations say;
+the runner puts them on a model's pod template (``JobTemplate(pod_annotations=...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import helm_python
+import pytest
+from kubernetes import client
+
+from floe_deploy_assets.helm.render import build_dependencies
+from floe_deploy_assets.jobs.plan import Outcome
+from floe_deploy_assets.jobs.runner import JobRunner, RunnerSettings
+from floe_deploy_assets.jobs.spec import RUN_LABEL, JobTemplate, with_job_settings
+from tests.conftest import KubeCluster
+from tests.support.charts import CONFIG, generated_values
+from tests.support.waits import wait_for
+
+pytestmark = pytest.mark.cluster
+CHART = CONFIG.chart_path("jobs")
+RELEASE = "floe-jobs"
+SIM = "sim.kubelet.floe.dev/"
+CHAIN = {"raw_orders": (), "clean_orders": ("raw_orders",), "order_mart": ("clean_orders",)}
+# Short deadlines: the faults below must end well within a test's few seconds.
+FAST = RunnerSettings(
+    concurrency=5, schedule_deadline=3, start_deadline=10, finish_grace=10, tick=0.2
+)
+
+
+@pytest.fixture
+def release(helm: helm_python.Config, namespace: str) -> str:
+    """The floe-jobs release (ServiceAccount, artifacts and profiles ConfigMaps) the Jobs use."""
+    build_dependencies(CHART)
+    helm.install(
+        str(CHART),
+        RELEASE,
+        generated_values("jobs"),
+        namespace=namespace,
+        wait="watcher",
+        timeout=60,
+    )
+    return namespace
+
+
+def _template(
+    namespace: str,
+    annotations: Mapping[str, Mapping[str, str]] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> JobTemplate:
+    return JobTemplate(
+        CHART,
+        values or generated_values("jobs"),
+        release_name=RELEASE,
+        namespace=namespace,
+        pod_annotations=annotations,
+    )
+
+
+@pytest.fixture
+def run_models(kube_cluster: KubeCluster) -> Iterator:
+    templates: list[JobTemplate] = []
+
+    def run(namespace: str, models, run_id: str, **template_args):
+        template = _template(namespace, **template_args)
+        templates.append(template)
+        return JobRunner(kube_cluster.api, template, FAST).run(models, run_id)
+
+    yield run
+    for template in templates:
+        template.close()
+
+
+def _jobs(kube_cluster: KubeCluster, namespace: str, selector: str) -> list[client.V1Job]:
+    return (
+        client.BatchV1Api(kube_cluster.api)
+        .list_namespaced_job(namespace, label_selector=selector)
+        .items
+    )
+
+
+def test_a_chain_of_three_models_runs_in_order_through_one_watch(
+    kube_cluster: KubeCluster, release: str, run_models
+):
+    report = run_models(release, CHAIN, "chain1")
+
+    assert [(r.model, r.phase) for r in report.results] == [
+        ("raw_orders", "Succeeded"),
+        ("clean_orders", "Succeeded"),
+        ("order_mart", "Succeeded"),
+    ]
+    first, second, third = (r.job.status for r in report.results)
+    assert first.completion_time <= second.start_time
+    assert second.completion_time <= third.start_time
+    # One Job and one pod watch per namespace, whatever the number of Jobs; no per-Job reads.
+    assert report.api_calls["POST jobs"] == 3
+    assert not any(call.startswith("GET jobs/") for call in report.api_calls)
+    labels = _jobs(kube_cluster, release, f"{RUN_LABEL}=chain1")[0].metadata.labels
+    assert {"floe.dev/environment", "floe.dev/product", "floe.dev/model", RUN_LABEL} <= set(labels)
+    assert all(r.seen_delay is not None and r.seen_delay < 2 for r in report.results)
+
+
+def test_a_failing_middle_model_fails_with_its_logs_and_skips_its_downstream_model(
+    kube_cluster: KubeCluster, release: str, run_models
+):
+    log = "\n".join(f"progress {i}" for i in range(200)) + "\nERROR relation orders is missing"
+    failing = {"clean_orders": {SIM + "exit-code": "3", SIM + "logs": log}}
+
+    report = run_models(release, CHAIN, "fail1", annotations=failing)
+
+    assert [r.phase for r in report.results] == ["Succeeded", "Failed", "Skipped"]
+    failed = report.result("clean_orders")
+    assert (failed.reason, failed.job.status.exit_code) == ("Error", 3)
+    logs = failed.job.status.logs
+    assert logs.rstrip().endswith("ERROR relation orders is missing")
+    assert len(logs.encode()) <= FAST.log_bytes and logs.startswith("progress")
+    assert report.result("order_mart").message == "upstream model clean_orders failed"
+
+    # The same run again: the failed Job is adopted, not created twice.
+    again = run_models(release, {"clean_orders": ()}, "fail1", annotations=failing)
+    assert again.result("clean_orders").adopted
+    assert again.result("clean_orders").phase == "Failed"
+    assert "POST jobs" not in again.api_calls or again.api_calls["POST jobs"] == 1
+    assert len(_jobs(kube_cluster, release, f"{RUN_LABEL}=fail1,floe.dev/model=clean-orders")) == 1
+
+    # The fault removed, a new run of only the failed model succeeds.
+    rerun = run_models(release, {"clean_orders": ()}, "fail1r")
+    assert [(r.model, r.phase) for r in rerun.results] == [("clean_orders", "Succeeded")]
+
+
+def test_each_fault_mode_fails_with_its_reason_within_its_deadline(
+    kube_cluster: KubeCluster, release: str, run_models
+):
+    too_big = {"requests": {"cpu": "64", "memory": "1Gi"}, "limits": {"cpu": "64", "memory": "1Gi"}}
+    values = with_job_settings(generated_values("jobs"), activeDeadlineSeconds=4)
+    values["models"] = [{"name": "never_scheduled", "resources": too_big}]
+    faults = {
+        "image_pull": {SIM + "fault": "image-pull-error"},
+        "out_of_memory": {SIM + "fault": "oom-killed"},
+        "crashing": {SIM + "fault": "crash-loop", SIM + "exit-code": "2", SIM + "logs": "boom"},
+        "too_slow": {SIM + "run-seconds": "60"},
+    }
+    models = {name: () for name in ["never_scheduled", *faults]}
+
+    report = run_models(release, models, "faults1", annotations=faults, values=values)
+
+    outcomes = {
+        r.model: (r.phase, r.reason, r.job.status.exit_code if r.job else None)
+        for r in report.results
+    }
+    assert outcomes == {
+        "never_scheduled": ("Failed", "Unschedulable", None),
+        "image_pull": ("Failed", "ErrImagePull", None),
+        "out_of_memory": ("Failed", "OOMKilled", 137),
+        "crashing": ("Failed", "Error", 2),
+        "too_slow": ("Failed", "DeadlineExceeded", None),
+    }
+    within = {"never_scheduled": 3 + 2, "image_pull": 4, "out_of_memory": 6, "crashing": 6}
+    within["too_slow"] = 4 + 4
+    for result in report.results:
+        assert result.duration < within[result.model], (result.model, result.duration)
+    assert report.result("crashing").job.status.logs.strip() == "boom"
+    # The Jobs the runner failed itself are deleted with their pods: nothing lingers.
+    core = kube_cluster.core
+    for model in ("never_scheduled", "image_pull"):
+        name = report.result(model).job_name
+        wait_for(
+            lambda name=name: (
+                not core.list_namespaced_pod(release, label_selector=f"job-name={name}").items
+            ),
+            timeout=15,
+            reason=f"the pod of the deleted Job {name} to be gone",
+        )
+    assert not report.succeeded and all(r.outcome is Outcome.FAILED for r in report.results)
