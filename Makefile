@@ -46,15 +46,15 @@ cluster-down: $(VENV)/.installed
 cluster-status: $(VENV)/.installed
 	$(LOCALCLUSTER) status
 
-# The main job (until the Dagster asset graph drives it): the local control plane up, the demo's
-# Secrets in place, the dev environment deployed from floe-deploy.yaml, and its health shown.
+# The main job: the local control plane up, the demo's Secrets in place, then the whole Dagster
+# graph materialized for dev (values, manifests, releases with their checks, then every dbt model
+# as a Kubernetes Job), its summary printed; the runs stay in .dagster_home for the UI.
 demo: cluster-up
 	$(VENV)/bin/dagster definitions validate -w workspace.yaml
 	KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) $(PY) examples/demo_secrets.py --env dev
-	KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) $(VENV)/bin/floe-deploy deploy --env dev
+	DAGSTER_HOME=$(CURDIR)/.dagster_home FLOE_KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) \
+		$(PY) examples/demo.py --env dev
 	KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) $(VENV)/bin/floe-deploy status --env dev
-	@echo
-	@echo "Open the Dagster UI with: $(VENV)/bin/dagster dev -w workspace.yaml"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -47,6 +47,16 @@ def test_deploy_refuses_without_secrets_then_installs_then_is_a_no_op(
     status = capsys.readouterr().out
     assert "floe-platform-dagster-webserver" in status and "unhealthy" not in status
 
+    assert main(["run-models", *args, "--run-id", "cli-1"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split() == ["MODEL", "JOB", "PHASE", "DURATION", "REASON"]
+    phases = {line.split()[0]: line.split()[2] for line in table[2:]}
+    assert phases == dict.fromkeys(
+        ["stg_customers", "stg_orders", "customer_orders", "customer_360"], "Succeeded"
+    )
+    assert main(["run-models", *args, "--select", "nope"]) == 2
+    assert "--select nope: no such model" in capsys.readouterr().err
+
 
 def _operator_secrets(kube_cluster: KubeCluster, namespace: str) -> None:
     create_operator_secrets(kube_cluster.core, namespace)

@@ -1,0 +1,101 @@
+"""Materialize the whole Dagster graph for one environment and print what it did: each release's
+decision and health, then each dbt model's Job.
+
+Runs are recorded in the Dagster instance at $DAGSTER_HOME, so `dagster dev -w workspace.yaml`
+with the same DAGSTER_HOME shows them in the UI afterwards.
+
+    DAGSTER_HOME=$PWD/.dagster_home FLOE_KUBECONFIG=... python examples/demo.py --env dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from floe_deploy_assets.defs.build import build_definitions
+
+# One run at a time per pool: two runs never upgrade the same release at once.
+INSTANCE_SETTINGS = """\
+concurrency:
+  pools:
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+def _instance() -> dg.DagsterInstance:
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text(INSTANCE_SETTINGS)
+    return dg.DagsterInstance.get()
+
+
+def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
+    return {
+        event.asset_key.to_user_string(): {
+            key: value.value for key, value in event.materialization.metadata.items()
+        }
+        for event in result.get_asset_materialization_events()
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="floe-deploy.yaml")
+    parser.add_argument("--env", default="dev")
+    args = parser.parse_args()
+    defs = build_definitions(args.config, kubeconfig=os.environ.get("FLOE_KUBECONFIG"))
+    instance = _instance()
+
+    print(f"== deploy_platform [{args.env}] ==")
+    deployed = defs.resolve_job_def("deploy_platform").execute_in_process(
+        partition_key=args.env, instance=instance, raise_on_error=False
+    )
+    assets = _materialized(deployed)
+    for check in deployed.get_asset_check_evaluations():
+        mark = "passed" if check.passed else "FAILED"
+        print(f"  check {check.asset_key.to_user_string()}:{check.check_name} {mark}")
+    for release in ("platform_release", "jobs_release"):
+        metadata = assets.get(release)
+        if metadata is None:
+            print(f"  {release}: not materialized (see the run's failure)")
+            continue
+        print(
+            f"  {release}: {metadata['action']} -> revision {metadata['revision']} "
+            f"{metadata['helm_status']}: {metadata['reason']}"
+        )
+        print("    " + str(metadata["components"]).replace("\n", "\n    "))
+    if not deployed.success:
+        print(f"deploy_platform failed (run {deployed.run_id}); nothing more runs")
+        return 1
+
+    print(f"== run_data_products [{args.env}] ==")
+    models = defs.resolve_job_def("run_data_products").execute_in_process(
+        partition_key=args.env, instance=instance, raise_on_error=False
+    )
+    for key, metadata in _materialized(models).items():
+        print(
+            f"  {key}: {metadata['phase']} as Job {metadata['job_name']} "
+            f"in {metadata.get('duration_seconds', '?')} s"
+        )
+    if not models.success:
+        print(f"run_data_products failed (run {models.run_id}): see its logs in the UI")
+        return 1
+    print(
+        "\nOpen the Dagster UI on these runs:\n"
+        f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
+        f"FLOE_KUBECONFIG={os.environ.get('FLOE_KUBECONFIG', '')} "
+        ".venv/bin/dagster dev -w workspace.yaml"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
