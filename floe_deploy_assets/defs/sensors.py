@@ -55,7 +55,11 @@ def _on_change(
         if time.monotonic() - started > TICK_BUDGET_SECONDS:
             context.log.warning("tick budget spent; the other releases are observed next tick")
             break
-        state, found = observe(environment, chart, ref)
+        try:
+            state, found = observe(environment, chart, ref)
+        except Exception as error:  # an unreachable cluster is an observation, not a crash
+            state = {"error": f"{type(error).__name__}: {error}"}
+            found = [_observation(chart, environment, {"unreachable": state["error"]})]
         key = f"{environment}/{chart}"
         fingerprint = _fingerprint(state)
         if seen.get(key) != fingerprint:
@@ -81,14 +85,10 @@ def release_status_sensor(
     def observe(
         environment: str, chart: ChartKind, ref: ReleaseRef
     ) -> tuple[object, list[AssetEvent]]:
-        try:
-            release = kubernetes.helm(ref.cluster).status(ref)
-            holder = current_holder(
-                kubernetes.cluster(ref.cluster).coordination, ref.namespace, ref.name
-            )
-        except Exception as error:  # an unreachable cluster is an observation, not a crash
-            state: dict[str, object] = {"error": f"{type(error).__name__}: {error}"}
-            return state, [_observation(chart, environment, {"unreachable": state["error"]})]
+        release = kubernetes.helm(ref.cluster).status(ref)
+        holder = current_holder(
+            kubernetes.cluster(ref.cluster).coordination, ref.namespace, ref.name
+        )
         helm_status = release.status if release else "absent"
         stuck = helm_status in PENDING_STATUSES and holder is None
         state = {
@@ -129,13 +129,7 @@ def workload_health_sensor(
     def observe(
         environment: str, chart: ChartKind, ref: ReleaseRef
     ) -> tuple[object, list[AssetEvent]]:
-        try:
-            components = release_health(
-                kubernetes.cluster(ref.cluster).api, ref.namespace, ref.name
-            )
-        except Exception as error:  # an unreachable cluster is an observation, not a crash
-            failure = {"error": f"{type(error).__name__}: {error}"}
-            return failure, [_observation(chart, environment, {"unreachable": failure["error"]})]
+        components = release_health(kubernetes.cluster(ref.cluster).api, ref.namespace, ref.name)
         state = [
             (c.name, c.health, c.reason, c.replicas.ready, c.replicas.desired) for c in components
         ]

@@ -4,12 +4,16 @@ A change to the graph changes this snapshot on purpose."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from floe_deploy_assets.defs.build import build_definitions
+from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
+from floe_deploy_assets.defs.sensors import TICK_BUDGET_SECONDS, release_status_sensor
 from floe_deploy_assets.models.config import ConfigError
 from tests.support.charts import ROOT
 
@@ -102,3 +106,34 @@ def test_a_broken_configuration_fails_loading_with_the_clis_message(tmp_path: Pa
     )
     with pytest.raises(ConfigError, match=r"floe-deploy.yaml: clusterMappings\[0\].resources"):
         build_definitions(str(broken))
+
+
+def test_a_sensor_tick_against_an_unreachable_cluster_reports_it_and_ends(tmp_path: Path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "gone", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "floe-local", "context": {"cluster": "gone", "user": "u"}}],
+                "current-context": "floe-local",
+            }
+        )
+    )
+    resources = {
+        "deployment": DeploymentConfigResource(path=str(ROOT / "floe-deploy.yaml")),
+        "kubernetes": KubernetesResource(kubeconfig=str(kubeconfig)),
+    }
+    with dg.instance_for_test() as instance:
+        started = time.monotonic()
+        result = release_status_sensor(
+            dg.build_sensor_context(instance=instance, resources=resources)
+        )
+    assert time.monotonic() - started < TICK_BUDGET_SECONDS + 30
+    unreachable = [e.metadata["unreachable"].value for e in result.asset_events]
+    assert len(unreachable) == 6  # 3 environments x 2 releases, each named
+    assert all(
+        "127.0.0.1:9" in str(message) or "refused" in str(message) for message in unreachable
+    )
