@@ -349,9 +349,15 @@ COMMANDS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    # Piped into `head`, stop quietly as other command-line tools do.
+def console() -> None:
+    """The ``floe-deploy`` executable. Piped into ``head``, it stops quietly as other
+    command-line tools do (the disposition is the process's, so only the executable sets it:
+    ``main`` also runs inside other processes, such as the tests)."""
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
@@ -369,4 +375,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -133,10 +133,14 @@ def test_a_preset_too_large_for_every_node_fails_naming_the_component_and_the_sc
     kube_cluster: KubeCluster, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
     _operator_secrets(kube_cluster, namespace)
+    fits = {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"cpu": "200m", "memory": "512Mi"},
+    }
     huge = {"requests": {"cpu": "64", "memory": "1Gi"}, "limits": {"cpu": "64", "memory": "2Gi"}}
-    overrides = {"platform": {"dagster": {"daemon": {"resources": huge}}}}
-    config = _config(tmp_path, kube_cluster, namespace, overrides)
-    args = ["--config", config, "--env", "dev", "--kubeconfig", str(kube_cluster.kubeconfig)]
+    preset = {"name": "custom", "webserver": fits, "daemon": huge, "userCode": fits, "jobs": fits}
+    config = write_config(tmp_path, kube_cluster.kubeconfig, namespace, resources=preset)
+    args = ["--config", str(config), "--env", "dev", "--kubeconfig", str(kube_cluster.kubeconfig)]
 
     assert main(["deploy", *args, "--timeout", "20"]) == 3
     out = capsys.readouterr().out

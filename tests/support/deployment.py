@@ -18,6 +18,7 @@ def write_config(
     namespace: str,
     overrides: dict[str, Any] | None = None,
     artifacts: Path = EXAMPLE,
+    resources: str | dict[str, Any] = "small",
 ) -> Path:
     """floe-deploy.yaml with one environment, dev, deployed into ``namespace`` through the
     kubeconfig's current context."""
@@ -39,7 +40,7 @@ def write_config(
                 "cluster": context,
                 "environments": ["dev"],
                 "namespaceTemplate": namespace,
-                "resources": "small",
+                "resources": resources,
             }
         ],
     }
