@@ -16,6 +16,7 @@ from floe_deploy_assets.defs.data_products import DataProductsResource
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.defs.sensors import release_status_sensor, workload_health_sensor
 from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
+from floe_deploy_assets.helm.storage import ReleaseStorage
 from tests.conftest import KubeCluster
 from tests.support.deployment import create_operator_secrets, write_config
 
@@ -115,6 +116,15 @@ def test_materializing_dev_deploys_both_releases_and_they_are_healthy(
         ("platform_release", True),
         ("jobs_release", True),  # floe-jobs runs no workload until a model runs
     }
+
+    # What a killed deploy leaves: the release pending with no deploy holding its lock.
+    ReleaseStorage(kube_cluster.core).set_status(
+        namespace, "floe-jobs", 1, "pending-upgrade", "Upgrade in progress"
+    )
+    status = release_status_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    (jobs,) = [e for e in status.asset_events if e.asset_key == dg.AssetKey("jobs_release")]
+    assert jobs.metadata["helm_status"].value == "pending-upgrade"
+    assert "no deploy holds the release lock" in str(jobs.metadata["stuck"].value)
 
 
 def test_a_plaintext_secret_fails_the_blocking_check_and_nothing_is_installed(
