@@ -4,7 +4,7 @@ Exit codes: 0 success, 1 the values fail validation (findings on stderr, nothing
 2 bad input (the configuration, artifacts or chart cannot be used; one message naming the file
 and field), 3 a deploy, uninstall or model run did not reach its desired state (it failed and was
 remediated, is held by policy, another deploy holds the release, objects outlived the uninstall,
-or a model failed).
+a model failed) or the cluster refused or could not be reached.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import yaml
+from kubernetes.client.exceptions import ApiException
+from urllib3 import exceptions as urllib3_errors
 
 from floe_deploy_assets.helm.deploy import (
     DeployOutcome,
@@ -26,14 +28,15 @@ from floe_deploy_assets.helm.deploy import (
     digest_history,
     plan,
 )
-from floe_deploy_assets.helm.engine import HelmEngineError, ReleaseRef, SdkHelmEngine
+from floe_deploy_assets.helm.engine import ChartError, HelmEngineError, ReleaseRef, SdkHelmEngine
 from floe_deploy_assets.helm.inputs import values_generator
 from floe_deploy_assets.helm.render import RenderError, render_chart
 from floe_deploy_assets.helm.uninstall import ObjectsLeftBehindError, uninstall
 from floe_deploy_assets.jobs.cli import add_run_models_parser, run_models_command
 from floe_deploy_assets.kube.access import ClusterAccess
 from floe_deploy_assets.kube.health import release_health
-from floe_deploy_assets.kube.lease import ReleaseBusyError, current_holder
+from floe_deploy_assets.kube.lease import LockLostError, ReleaseBusyError, current_holder
+from floe_deploy_assets.kube.retry import RetryDeadlineError, describe
 from floe_deploy_assets.kube.secrets import missing_secrets
 from floe_deploy_assets.models.artifacts import ArtifactsError, load_compiled_artifacts
 from floe_deploy_assets.models.config import ChartKind, ConfigError, load_deployment_config
@@ -365,12 +368,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID_VALUES
     except NotDeployedError:
         return EXIT_NOT_DEPLOYED
-    except (ReleaseBusyError, ObjectsLeftBehindError) as error:
+    except (ReleaseBusyError, LockLostError, ObjectsLeftBehindError, RetryDeadlineError) as error:
         print(f"floe-deploy: {error}", file=sys.stderr)
         return EXIT_NOT_DEPLOYED
-    except (ConfigError, ArtifactsError, RenderError, HelmEngineError) as error:
+    except (ConfigError, ArtifactsError, RenderError, ChartError) as error:
         print(f"floe-deploy: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except HelmEngineError as error:  # the cluster refused or could not be reached
+        print(f"floe-deploy: {error}", file=sys.stderr)
+        return EXIT_NOT_DEPLOYED
+    except (ApiException, urllib3_errors.HTTPError) as error:
+        print(f"floe-deploy: the Kubernetes API failed: {describe(error)}", file=sys.stderr)
+        return EXIT_NOT_DEPLOYED
     return 0
 
 

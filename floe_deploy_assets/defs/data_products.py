@@ -9,7 +9,7 @@ step and one watch each.
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -19,6 +19,7 @@ from pydantic import Field
 from floe_deploy_assets.defs.deploy_assets import generator_for, release_key
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.jobs.plan import Outcome, select_models
+from floe_deploy_assets.jobs.pods import IMAGE_PULL_REASONS
 from floe_deploy_assets.jobs.runner import JobRunner, ModelResult, RunnerSettings
 from floe_deploy_assets.jobs.spec import JobTemplate
 from floe_deploy_assets.models.artifacts import CompiledArtifacts, TransformModel
@@ -27,9 +28,7 @@ GROUP = "data_products"
 RUN_DATA_PRODUCTS = "run_data_products"
 ATTEMPT_TAG = "floe.dev/attempt"
 # Failures that another attempt cannot fix: the image, or the Job's own spec, is wrong.
-NOT_RETRYABLE = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
-)
+NOT_RETRYABLE = IMAGE_PULL_REASONS | {"CreateContainerConfigError", "CreateFailed"}
 
 
 class DataProductsResource(dg.ConfigurableResource):
@@ -154,75 +153,109 @@ def model_metadata(result: ModelResult, attempt: int) -> dict[str, Any]:
 def rerun_sensor(
     artifacts: CompiledArtifacts, job: UnresolvedAssetJobDefinition
 ) -> dg.SensorDefinition:
-    keys = [model_key(artifacts, m.name) for m in _models(artifacts)]
+    models = _models(artifacts)
+    keys = {m.name: model_key(artifacts, m.name) for m in models}
+    downstream = _downstream({m.name: m.depends_on for m in models})
 
     @dg.sensor(
         name="failed_model_reruns",
         job=job,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Reruns a model whose Job failed for a retryable reason, with bounded "
-        "attempts and exponential backoff; image pull errors and invalid specs are not retried.",
+        description="Reruns a model whose Job failed for a retryable reason (with the models "
+        "skipped below it), with bounded attempts and exponential backoff; image pull errors "
+        "and invalid specs are not retried.",
     )
     def failed_model_reruns(
         context: dg.SensorEvaluationContext, data_products: DataProductsResource
     ) -> dg.SensorResult:
-        cursor = json.loads(context.cursor) if context.cursor else {"after": {}, "waiting": []}
+        instance = context.instance
+        if not context.cursor:
+            # Starting (or reset): failures from before are history, not work to redo.
+            start = {name: _latest_observation(instance, key) for name, key in keys.items()}
+            return dg.SensorResult(cursor=json.dumps({"after": start, "waiting": []}))
+        cursor = json.loads(context.cursor)
         waiting: list[dict[str, Any]] = cursor["waiting"]
-        for key in keys:
-            name = key.to_user_string()
-            found = context.instance.fetch_observations(
+        for name, key in keys.items():
+            found = instance.fetch_observations(
                 dg.AssetRecordsFilter(asset_key=key, after_storage_id=cursor["after"].get(name)),
                 limit=100,
                 ascending=True,
             )
             for record in found.records:
                 cursor["after"][name] = record.storage_id
-                failure = _failure(record, key)
+                failure = _failure(record, name)
                 if failure is not None:
                     waiting.append(failure)
-        requests, still_waiting = _due(waiting, data_products)
-        cursor["waiting"] = still_waiting
+        requests, cursor["waiting"] = [], []
+        for failure in waiting:
+            if _rebuilt_since(instance, keys[failure["model"]], failure):
+                continue  # materialized since (a manual rerun): nothing to redo
+            if failure["attempt"] >= data_products.max_attempts:
+                continue  # attempts exhausted: the failure stays for a person to look at
+            backoff = data_products.retry_backoff_seconds * 2 ** (failure["attempt"] - 1)
+            if time.time() < failure["failed_at"] + backoff:
+                cursor["waiting"].append(failure)
+                continue
+            selection = [failure["model"], *downstream[failure["model"]]]
+            requests.append(
+                dg.RunRequest(
+                    # One rerun per failed run and model, however often the sensor ticks.
+                    run_key=f"rerun-{failure['model']}-{failure['partition']}-{failure['run_id']}",
+                    asset_selection=[keys[model] for model in selection],
+                    partition_key=failure["partition"],
+                    tags={ATTEMPT_TAG: str(failure["attempt"] + 1)},
+                )
+            )
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
 
     return failed_model_reruns
 
 
-def _failure(record: Any, key: dg.AssetKey) -> dict[str, Any] | None:
+def _downstream(depends_on: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each model's transitive downstream models, in the document's order."""
+    below: dict[str, list[str]] = {}
+    for model in depends_on:
+        found: set[str] = set()
+        frontier = [model]
+        while frontier:
+            current = frontier.pop()
+            for other, upstream in depends_on.items():
+                if current in upstream and other not in found:
+                    found.add(other)
+                    frontier.append(other)
+        below[model] = [m for m in depends_on if m in found]
+    return below
+
+
+def _latest_observation(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
+    records = instance.fetch_observations(key, limit=1).records
+    return records[0].storage_id if records else None
+
+
+def _failure(record: Any, model: str) -> dict[str, Any] | None:
     observation = record.asset_observation
     metadata = {k: v.value for k, v in observation.metadata.items()}
     if metadata.get("phase") != Outcome.FAILED or not metadata.get("retryable"):
         return None
     return {
-        "key": key.path,
+        "model": model,
         "partition": observation.partition,
         "run_id": record.run_id,
+        "storage_id": record.storage_id,
         "attempt": int(metadata.get("attempt", 1)),
         "failed_at": record.timestamp,
     }
 
 
-def _due(
-    waiting: Sequence[dict[str, Any]], settings: DataProductsResource
-) -> tuple[list[dg.RunRequest], list[dict[str, Any]]]:
-    """Reruns whose backoff has passed; the rest keep waiting. Exhausted ones are dropped."""
-    requests, still = [], []
-    now = time.time()
-    for failure in waiting:
-        if failure["attempt"] >= settings.max_attempts:
-            continue
-        backoff = settings.retry_backoff_seconds * 2 ** (failure["attempt"] - 1)
-        if now < failure["failed_at"] + backoff:
-            still.append(failure)
-            continue
-        key = dg.AssetKey(failure["key"])
-        requests.append(
-            dg.RunRequest(
-                # One rerun per failed run and model, however often the sensor ticks.
-                run_key=f"rerun-{key.to_user_string()}-{failure['partition']}-{failure['run_id']}",
-                asset_selection=[key],
-                partition_key=failure["partition"],
-                tags={ATTEMPT_TAG: str(failure["attempt"] + 1)},
-            )
-        )
-    return requests, still
+def _rebuilt_since(instance: dg.DagsterInstance, key: dg.AssetKey, failure: dict[str, Any]) -> bool:
+    return bool(
+        instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=key,
+                asset_partitions=[failure["partition"]],
+                after_storage_id=failure["storage_id"],
+            ),
+            limit=1,
+        ).records
+    )

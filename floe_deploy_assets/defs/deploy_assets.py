@@ -23,7 +23,11 @@ from floe_deploy_assets.models.config import ChartKind, DeploymentConfig
 from floe_deploy_assets.models.deployment import DeployedComponent, Health
 from floe_deploy_assets.release.decide import history_table
 from floe_deploy_assets.release.diff import manifest_diff
-from floe_deploy_assets.release.digests import values_digest
+from floe_deploy_assets.release.digests import (
+    CHART_DIGEST_LABEL,
+    VALUES_DIGEST_LABEL,
+    values_digest,
+)
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 CHARTS: tuple[ChartKind, ...] = ("platform", "jobs")
@@ -229,8 +233,8 @@ def release_metadata(
         "reason": outcome.decision.reason,
         "revision": release.revision if release else 0,
         "helm_status": release.status if release else "absent",
-        "chart_digest": release.labels.get("floe.dev/chart-digest", "") if release else "",
-        "values_digest": release.labels.get("floe.dev/values-digest", "") if release else "",
+        "chart_digest": release.labels.get(CHART_DIGEST_LABEL, "") if release else "",
+        "values_digest": release.labels.get(VALUES_DIGEST_LABEL, "") if release else "",
         "components": dg.MetadataValue.md(components_table(outcome.components)),
         "manifest_diff": dg.MetadataValue.md(
             "```diff\n"

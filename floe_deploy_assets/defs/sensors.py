@@ -66,7 +66,9 @@ def _on_change(
             seen[key] = fingerprint
             events.extend(found)
     if not events:
-        return dg.SensorResult(skip_reason="nothing changed", cursor=json.dumps(seen))
+        return dg.SensorResult(
+            skip_reason="nothing changed", cursor=json.dumps(seen, sort_keys=True)
+        )
     return dg.SensorResult(asset_events=events, cursor=json.dumps(seen, sort_keys=True))
 
 

@@ -10,7 +10,7 @@ the rollback restored.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,6 +55,7 @@ from floe_deploy_assets.release.digests import (
 from floe_deploy_assets.release.drift import DriftedObject, drifted
 
 DEFAULT_PENDING_DEADLINE = timedelta(minutes=15)
+WRITES = frozenset({Action.INSTALL, Action.UPGRADE, Action.RETRY_UPGRADE, Action.ROLLBACK})
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,14 @@ class DeployOutcome:
 
     @property
     def succeeded(self) -> bool:
-        return self.error is None and self.decision.action not in (Action.HOLD, Action.WAIT)
+        """The desired chart and values are deployed. A rollback is a remediation: the release
+        is healthy again, but not in the desired state."""
+        return self.error is None and self.decision.action not in (
+            Action.HOLD,
+            Action.WAIT,
+            Action.ROLLBACK,
+            Action.UNLOCK,
+        )
 
     def platform_deployment(
         self, environment: str, artifact_version: str, deployed_by: str | None = None
@@ -156,7 +164,7 @@ def deploy(
     outcome carries workload health and drift. Raises ``ReleaseBusyError`` when another deploy
     holds the release, ``ChartError`` when the chart or values are refused (nothing applied)."""
     desired = desired_digests(chart, values)
-    lock: AbstractContextManager[object] = nullcontext()
+    lock = None
     if cluster is not None:
         _ensure_namespace(cluster, ref.namespace)
         lock = ReleaseLock(
@@ -166,11 +174,12 @@ def deploy(
             wait=policy.lock_wait,
             duration=policy.lock_duration,
         )
-    with lock:
+    with lock or nullcontext():
         decision = _decide(engine, ref, desired, policy, lock_held=cluster is not None)
         unlocked = None
-        if decision.action is Action.UNLOCK and cluster is not None:
+        if decision.action is Action.UNLOCK and cluster is not None and lock is not None:
             latest = max(engine.history(ref), key=lambda r: r.revision)
+            lock.check()
             ReleaseStorage(cluster.core).unlock(
                 ref.namespace, ref.name, latest.revision, decision.reason
             )
@@ -184,8 +193,21 @@ def deploy(
                 replace(policy, remediation=Remediation.RETRY),
                 lock_held=True,
             )
-        outcome = _act(engine, ref, chart, values, desired, decision, cluster, policy)
+        outcome = _act(engine, ref, chart, values, desired, decision, _Guard(cluster, lock), policy)
         return replace(outcome, unlocked=unlocked)
+
+
+@dataclass(frozen=True)
+class _Guard:
+    """Cluster access and the release lock: every write of ours checks the lock first, so a
+    deploy that lost its Lease stops rather than writing beside another deploy."""
+
+    cluster: ClusterAccess | None
+    lock: ReleaseLock | None
+
+    def check(self) -> None:
+        if self.lock is not None:
+            self.lock.check()
 
 
 def _act(
@@ -195,12 +217,15 @@ def _act(
     values: dict[str, Any],
     desired: Digests,
     decision: Decision,
-    cluster: ClusterAccess | None,
+    guard: _Guard,
     policy: DeployPolicy,
 ) -> DeployOutcome:
+    cluster = guard.cluster
     timeout = int(policy.timeout.total_seconds())
     labels = {CHART_DIGEST_LABEL: desired.chart, VALUES_DIGEST_LABEL: desired.values}
     release: Release | None
+    if decision.action in WRITES:
+        guard.check()
     try:
         if decision.action is Action.INSTALL:
             release = engine.install(ref, chart, values, timeout, labels)
@@ -213,9 +238,9 @@ def _act(
     except ChartError:
         raise  # refused before anything was applied
     except HelmEngineError as error:
-        _settle(engine, ref, cluster, None, error)
+        _settle(engine, ref, guard, None, error)
         components = _health(cluster, ref)  # before a rollback hides the cause
-        remediation = _remediate(engine, ref, desired, policy, cluster)
+        remediation = _remediate(engine, ref, desired, policy, guard)
         return DeployOutcome(
             decision,
             engine.status(ref),
@@ -223,11 +248,13 @@ def _act(
             remediation=remediation,
             components=components,
         )
-    if decision.action in (Action.INSTALL, Action.UPGRADE, Action.RETRY_UPGRADE, Action.ROLLBACK):
-        _settle(engine, ref, cluster, release, None)
+    if decision.action in WRITES:
+        _settle(engine, ref, guard, release, None)
         release = engine.status(ref)
     drift: list[DriftedObject] = []
     if decision.action is Action.NOTHING and cluster is not None and release is not None:
+        if policy.correct_drift:
+            guard.check()
         drift = _drift(cluster, release, policy.correct_drift)
         if drift:
             decision = Decision(
@@ -245,39 +272,45 @@ def _remediate(
     ref: ReleaseRef,
     desired: Digests,
     policy: DeployPolicy,
-    cluster: ClusterAccess | None,
+    guard: _Guard,
 ) -> Decision | None:
     """After a failed action, what the policy says now: only a rollback is done in this run
     (a retry waits for the next run, so a failing upgrade is not hammered)."""
-    decision = _decide(engine, ref, desired, policy, lock_held=cluster is not None)
+    decision = _decide(engine, ref, desired, policy, lock_held=guard.cluster is not None)
     if decision.action is not Action.ROLLBACK or decision.target_revision is None:
         return decision
+    guard.check()
     try:
-        engine.rollback(ref, decision.target_revision, int(policy.timeout.total_seconds()))
+        rolled_back = engine.rollback(
+            ref, decision.target_revision, int(policy.timeout.total_seconds())
+        )
     except HelmEngineError as error:
+        _settle(engine, ref, guard, None, error)
         return replace(decision, reason=f"{decision.reason}; the rollback failed too: {error}")
+    _settle(engine, ref, guard, rolled_back, None)
     return decision
 
 
 def _settle(
     engine: HelmEngine,
     ref: ReleaseRef,
-    cluster: ClusterAccess | None,
+    guard: _Guard,
     reported: Release | None,
     error: HelmEngineError | None,
 ) -> None:
     """Make Helm's record say what happened. Helm logs, rather than returns, a failure to write
     its release record after applying (a 503 or a dropped connection on that last update):
     the operation "succeeds" and its revision stays pending, or an older revision stays
-    deployed beside the new one. We hold the release lock, so no live operation owns a pending
-    revision here: it gets the status Helm reported, or failed, with why."""
-    if cluster is None:
+    deployed beside the new one. We hold the release lock, so no floe-deploy operation owns a
+    pending revision of ours here: it gets the status Helm reported, or failed, with why. A
+    pending revision made outside floe-deploy (no digest labels) is left to its owner."""
+    if guard.cluster is None:
         return
     history = engine.history(ref)
     if not history:
         return
-    storage, latest = ReleaseStorage(cluster.core), history[-1]
-    if latest.status in PENDING_STATUSES:
+    storage, latest = ReleaseStorage(guard.cluster.core), history[-1]
+    if latest.status in PENDING_STATUSES and CHART_DIGEST_LABEL in latest.labels:
         recorded = reported is not None and reported.revision == latest.revision
         status = reported.status if reported is not None and recorded else "failed"
         why = (
@@ -286,11 +319,13 @@ def _settle(
             else f"floe-deploy: the {error.operation if error else 'operation'} ended before "
             f"Helm recorded its outcome: {error.detail if error else 'unknown'}"
         )
+        guard.check()
         storage.set_status(ref.namespace, ref.name, latest.revision, status, why)
         latest = replace(latest, status=status)
     if latest.status == "deployed":
         for older in history[:-1]:
             if older.status == "deployed":
+                guard.check()
                 storage.set_status(
                     ref.namespace,
                     ref.name,

@@ -4,7 +4,8 @@ Helm leaves a StatefulSet's PersistentVolumeClaims behind on purpose (Kubernetes
 unless told otherwise; ``persistentVolumeClaimRetentionPolicy`` only exists from 1.27). We keep
 them too unless asked: losing a database to a mistyped environment is worse than a leftover
 claim. With ``delete_data`` the release's claims are deleted and waited for, so nothing of the
-release is left; without it, the kept claims are named so the operator knows what remains.
+release is left; without it, the kept claims are named so the operator knows what remains. The
+model Jobs the runner made for the release go too, and the uninstall waits for every pod.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 from floe_deploy_assets.helm.engine import HelmEngine, ReleaseRef
 from floe_deploy_assets.kube.access import ClusterAccess
 from floe_deploy_assets.kube.health import RELEASE_LABEL
-from floe_deploy_assets.kube.lease import ReleaseLock, delete_lease
+from floe_deploy_assets.kube.lease import ReleaseLock
+from floe_deploy_assets.models.jobs import RUN_LABEL
 
 
 class ObjectsLeftBehindError(RuntimeError):
@@ -41,10 +43,19 @@ def uninstall(
     timeout: timedelta = timedelta(minutes=5),
     lock_wait: timedelta = timedelta(0),
 ) -> UninstallOutcome:
-    with ReleaseLock(cluster.coordination, ref.namespace, ref.name, wait=lock_wait):
+    lock = ReleaseLock(cluster.coordination, ref.namespace, ref.name, wait=lock_wait)
+    lock.acquire()
+    done = False
+    try:
         uninstalled = engine.status(ref) is not None
         if uninstalled:
             engine.uninstall(ref, int(timeout.total_seconds()))
+        # Model Jobs the runner made for this release would only fail without it.
+        cluster.batch.delete_collection_namespaced_job(
+            ref.namespace,
+            label_selector=f"{RELEASE_LABEL}={ref.name},{RUN_LABEL}",
+            propagation_policy="Background",
+        )
         deadline = time.monotonic() + timeout.total_seconds()
         # Helm returns once the objects it made are deleted; their pods go after, through the
         # garbage collector. "Uninstalled" means they are gone too, and a claim is only
@@ -54,6 +65,7 @@ def uninstall(
         )
         claims = _names(cluster.core.list_namespaced_persistent_volume_claim, ref)
         if delete_data:
+            lock.check()
             for name in claims:
                 cluster.core.delete_namespaced_persistent_volume_claim(name, ref.namespace)
             _wait_until_gone(
@@ -62,7 +74,11 @@ def uninstall(
                 lambda: _names(cluster.core.list_namespaced_persistent_volume_claim, ref),
                 deadline,
             )
-    delete_lease(cluster.coordination, ref.namespace, ref.name)
+        done = True
+    finally:
+        # The Lease goes with the release, deleted while still held so no other deploy can
+        # take it in between.
+        lock.release_lock(delete=done)
     if delete_data:
         return UninstallOutcome(uninstalled, kept_claims=[], deleted_claims=claims)
     return UninstallOutcome(uninstalled, kept_claims=claims, deleted_claims=[])

@@ -23,11 +23,10 @@ import yaml
 
 from floe_deploy_assets.helm.render import RenderError, build_dependencies
 from floe_deploy_assets.models.config import ConfigError
-from floe_deploy_assets.models.jobs import ConfigMapRef, DataProductJob, SecretRef
+from floe_deploy_assets.models.jobs import RUN_LABEL, ConfigMapRef, DataProductJob, SecretRef
 from floe_deploy_assets.models.resources import ResourceRequirements
 
 MAX_NAME = 63
-RUN_LABEL = "floe.dev/run-id"
 PRODUCT_LABEL = "floe.dev/product"
 MODEL_ANNOTATION = "floe.dev/dbt-model"
 # The chart's RunSettings.run_id: a label value, since the run id is recorded as a label.

@@ -27,5 +27,9 @@ class ClusterAccess:
         return client.CoreV1Api(self.api)
 
     @property
+    def batch(self) -> client.BatchV1Api:
+        return client.BatchV1Api(self.api)
+
+    @property
     def coordination(self) -> client.CoordinationV1Api:
         return client.CoordinationV1Api(self.api)

@@ -14,6 +14,7 @@ from kubernetes import client
 from floe_deploy_assets.health.rules import workload_health
 from floe_deploy_assets.kube.retry import call_with_retry
 from floe_deploy_assets.models.deployment import DeployedComponent, WorkloadType
+from floe_deploy_assets.models.jobs import RUN_LABEL
 
 RELEASE_LABEL = "app.kubernetes.io/instance"
 
@@ -49,7 +50,8 @@ def namespace_health(
     building the client's typed models and turning them back into dicts cost four times the
     API's own time (benchmarks/bench_release_engine.py)."""
     apps, batch = client.AppsV1Api(api), client.BatchV1Api(api)
-    selector = f"{RELEASE_LABEL} in ({','.join(sorted(releases))})"
+    # Model Jobs carry the floe-jobs release's labels but are the runner's, not the release's.
+    selector = f"{RELEASE_LABEL} in ({','.join(sorted(releases))}),!{RUN_LABEL}"
     listers: dict[str, Callable[..., Any]] = {
         "Pod": client.CoreV1Api(api).list_namespaced_pod,
         WorkloadType.DEPLOYMENT: apps.list_namespaced_deployment,

@@ -23,11 +23,16 @@ from kubernetes.client.exceptions import ApiException
 
 DEFAULT_LEASE_SECONDS = 30
 POLL_SECONDS = 1.0
-MERGE_PATCH = "application/merge-patch+json"
+REQUEST_TIMEOUT = (5, 15)  # connect, read: no Lease call may hang the deploy it guards
 
 
 class ReleaseBusyError(RuntimeError):
     """Another live deploy holds the release's Lease and did not let go within the wait."""
+
+
+class LockLostError(RuntimeError):
+    """The Lease lapsed (renewals failed for its whole duration) or was taken over: this deploy
+    may no longer write the release."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,11 @@ def _holder(lease: client.V1Lease) -> LeaseHolder | None:
 class ReleaseLock:
     """``with ReleaseLock(...)``: hold the release's Lease for the block. Waits up to ``wait``
     for a live holder to finish, then raises ``ReleaseBusyError`` naming it; takes over a Lease
-    whose holder stopped renewing (a crashed deploy). ``previous_holder_crashed`` says whether
-    the Lease was taken over from such a holder."""
+    whose holder stopped renewing (a crashed deploy). Renewal is a compare-and-swap on the
+    Lease's resourceVersion, only while we are its holder; when it cannot renew within the
+    Lease's duration, or finds another holder, the lock is lost and ``check`` raises, so the
+    deploy stops before its next write. Clocks are compared across machines (as Kubernetes' own
+    leader election does): keep them in sync."""
 
     def __init__(
         self,
@@ -81,8 +89,9 @@ class ReleaseLock:
         self.name = lease_name(release)
         self.wait, self.duration, self.clock = wait, duration, clock
         self.identity = identity or default_identity()
-        self.previous_holder_crashed = False
         self._stop = threading.Event()
+        self._lost = threading.Event()
+        self._lost_because = ""
         self._renewer: threading.Thread | None = None
 
     def __enter__(self) -> ReleaseLock:
@@ -95,7 +104,21 @@ class ReleaseLock:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self.release_lock()
+        try:
+            self.release_lock()
+        except Exception:
+            if error is None:
+                raise
+            # The block's own error is the one to report; an unreleased Lease expires anyway.
+
+    def check(self) -> None:
+        """Raise LockLostError when this deploy no longer holds the release."""
+        if self._lost.is_set():
+            raise LockLostError(
+                f"release {self.release} in namespace {self.namespace}: this deploy lost its "
+                f"Lease {self.name} ({self._lost_because}); it stopped before writing again. "
+                "Check the API server's health and run the deploy again"
+            )
 
     def acquire(self) -> None:
         deadline = time.monotonic() + self.wait.total_seconds()
@@ -130,13 +153,17 @@ class ReleaseLock:
     def _try_acquire(self) -> LeaseHolder | None:
         """None when we now hold the Lease; otherwise its live holder."""
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT
+            )
         except ApiException as error:
             if error.status != 404:
                 raise
             try:
                 self.api.create_namespaced_lease(
-                    self.namespace, {"metadata": {"name": self.name}, "spec": self._spec()}
+                    self.namespace,
+                    {"metadata": {"name": self.name}, "spec": self._spec()},
+                    _request_timeout=REQUEST_TIMEOUT,
                 )
                 return None
             except ApiException as conflict:
@@ -146,7 +173,6 @@ class ReleaseLock:
         holder = _holder(lease)
         if holder is not None and holder.identity != self.identity and holder.alive(self.clock()):
             return holder
-        self.previous_holder_crashed = holder is not None and holder.identity != self.identity
         try:
             self.api.replace_namespaced_lease(
                 self.name,
@@ -158,6 +184,7 @@ class ReleaseLock:
                     },
                     "spec": self._spec(),
                 },
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as conflict:
             if conflict.status != 409:
@@ -168,31 +195,61 @@ class ReleaseLock:
     def _renew_until_stopped(self) -> None:
         interval = self.duration.total_seconds() / 3
         acquired = self.clock()
+        renewed = time.monotonic()
         while not self._stop.wait(interval):
             try:
-                self.api.patch_namespaced_lease(
-                    self.name,
-                    self.namespace,
-                    {"spec": self._spec(acquired)},
-                    _content_type=MERGE_PATCH,
+                lease = self.api.read_namespaced_lease(
+                    self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT
                 )
-            except ApiException:
-                # A missed renewal is retried next interval; the Lease only lapses after
-                # three in a row, and then the deploy it guards is in trouble anyway.
-                continue
+                holder = _holder(lease)
+                if holder is None or holder.identity != self.identity:
+                    self._lose(f"now held by {holder.identity if holder else 'nobody'}")
+                    return
+                lease.spec.renew_time = self.clock()
+                lease.spec.acquire_time = acquired
+                self.api.replace_namespaced_lease(
+                    self.name, self.namespace, lease, _request_timeout=REQUEST_TIMEOUT
+                )
+                renewed = time.monotonic()
+            except Exception as error:  # any failure: retried next interval, until it lapses
+                if time.monotonic() - renewed >= self.duration.total_seconds():
+                    self._lose(f"not renewed for {self.duration.total_seconds():.0f} s: {error}")
+                    return
 
-    def release_lock(self) -> None:
+    def _lose(self, because: str) -> None:
+        self._lost_because = because
+        self._lost.set()
+
+    def release_lock(self, delete: bool = False) -> None:
+        """Let go of the Lease (``delete``: remove it, as an uninstall does), if it is still
+        ours: a lapsed Lease another deploy has taken is not ours to clear."""
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT
+            )
             holder = _holder(lease)
             if holder is None or holder.identity != self.identity:
-                return  # our Lease lapsed and another deploy holds it now: not ours to clear
+                return
+            if delete:
+                self.api.delete_namespaced_lease(
+                    self.name,
+                    self.namespace,
+                    body=client.V1DeleteOptions(
+                        preconditions=client.V1Preconditions(
+                            resource_version=lease.metadata.resource_version
+                        )
+                    ),
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+                return
             lease.spec.holder_identity = None
             lease.spec.renew_time = None
-            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+            self.api.replace_namespaced_lease(
+                self.name, self.namespace, lease, _request_timeout=REQUEST_TIMEOUT
+            )
         except ApiException as error:
             if error.status not in (404, 409):  # gone, or taken over meanwhile: nothing to free
                 raise
@@ -214,12 +271,3 @@ def current_holder(
         raise
     holder = _holder(lease)
     return holder if holder and holder.alive(datetime.now(UTC)) else None
-
-
-def delete_lease(coordination: client.CoordinationV1Api, namespace: str, release: str) -> None:
-    """Remove a release's Lease (after uninstalling it: nothing of the release is left)."""
-    try:
-        coordination.delete_namespaced_lease(lease_name(release), namespace)
-    except ApiException as error:
-        if error.status != 404:
-            raise

@@ -11,6 +11,9 @@ from floe_deploy_assets.models.base import FloeModel
 from floe_deploy_assets.models.resources import ResourceRequirements
 from floe_deploy_assets.models.transitions import check_transition
 
+# On every model Job and its pod: the run it belongs to. Such Jobs are made by the runner, not
+# by Helm, so they are not part of the floe-jobs release even though they carry its labels.
+RUN_LABEL = "floe.dev/run-id"
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 

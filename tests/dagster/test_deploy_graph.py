@@ -179,6 +179,13 @@ def test_a_failing_model_leads_the_sensor_to_request_exactly_one_rerun(
     )
     assert deployed.success
 
+    sensor = next(
+        s for s in defs.get_repository_def().sensor_defs if s.name == "failed_model_reruns"
+    )
+    resources = {"data_products": faults}
+    started = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    assert started.run_requests == []  # the sensor starts from now: earlier failures are history
+
     run = defs.resolve_job_def("run_data_products").execute_in_process(
         partition_key="dev", instance=instance, raise_on_error=False
     )
@@ -202,13 +209,16 @@ def test_a_failing_model_leads_the_sensor_to_request_exactly_one_rerun(
     assert failed["stg_customers"]["retryable"] is False
     assert failed["customer_orders"]["phase"] == "Skipped"
 
-    sensor = next(
-        s for s in defs.get_repository_def().sensor_defs if s.name == "failed_model_reruns"
+    first = sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=started.cursor)
     )
-    resources = {"data_products": faults}
-    first = sensor(dg.build_sensor_context(instance=instance, resources=resources))
     (request,) = first.run_requests
-    assert request.asset_selection == [dg.AssetKey(["data_products", "customer-360", "stg_orders"])]
+    # The failed model and the models skipped below it; not the image-pull failure.
+    assert [key.path[-1] for key in request.asset_selection] == [
+        "stg_orders",
+        "customer_orders",
+        "customer_360",
+    ]
     assert (request.partition_key, request.tags["floe.dev/attempt"]) == ("dev", "2")
     again = sensor(
         dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
@@ -226,7 +236,11 @@ def test_a_failing_model_leads_the_sensor_to_request_exactly_one_rerun(
             tags=request.tags,
         )
     )
+    # All three run as attempt 2: customer_orders needs stg_customers too, which is taken as
+    # built when it is outside the selection (as `dbt run --select` does).
     assert rerun.success
-    (event,) = rerun.get_asset_materialization_events()
-    assert event.asset_key.path[-1] == "stg_orders"
-    assert event.materialization.metadata["attempt"].value == 2
+    rebuilt = {
+        e.asset_key.path[-1]: e.materialization.metadata["attempt"].value
+        for e in rerun.get_asset_materialization_events()
+    }
+    assert rebuilt == {"stg_orders": 2, "customer_orders": 2, "customer_360": 2}
