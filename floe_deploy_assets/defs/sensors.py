@@ -9,6 +9,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -22,10 +23,13 @@ from floe_deploy_assets.defs.resources import DeploymentConfigResource, Kubernet
 from floe_deploy_assets.helm.engine import ReleaseRef
 from floe_deploy_assets.kube.health import release_health
 from floe_deploy_assets.kube.lease import current_holder
+from floe_deploy_assets.kube.retry import describe
 from floe_deploy_assets.models.config import ChartKind
 from floe_deploy_assets.release.decide import PENDING_STATUSES, platform_status
 
 TICK_BUDGET_SECONDS = 40.0  # Dagster gives a sensor evaluation about 60 s
+NEXT = "_next"  # cursor key: the release the next tick starts with
+RETRY_SECONDS = 10.0  # how long one release's calls are retried before its cluster counts as down
 INTERVAL_SECONDS = 30
 
 AssetEvent = dg.AssetObservation | dg.AssetCheckEvaluation
@@ -44,32 +48,44 @@ def _releases(deployment: DeploymentConfigResource) -> Iterator[tuple[str, Chart
 def _on_change(
     context: dg.SensorEvaluationContext,
     deployment: DeploymentConfigResource,
-    observe: Callable[[str, ChartKind, ReleaseRef], tuple[object, list[AssetEvent]]],
+    observe: Callable[[str, ChartKind, ReleaseRef, float], tuple[object, list[AssetEvent]]],
 ) -> dg.SensorResult:
-    """Observe every release within the tick budget; keep the events of those whose
-    fingerprint changed."""
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    """Observe the releases within the tick budget; keep the events of those whose fingerprint
+    changed. A cluster that fails once is not asked again this tick (its other releases get
+    the same observation), and a tick that runs out of budget leaves a bookmark, so the next
+    tick starts where this one stopped and every release gets its turn."""
+    seen: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
+    releases = list(_releases(deployment))
+    start = int(seen.get(NEXT, 0)) % len(releases)
     events: list[AssetEvent] = []
+    unreachable: dict[str, str] = {}  # cluster -> why
     started = time.monotonic()
-    for environment, chart, ref in _releases(deployment):
-        if time.monotonic() - started > TICK_BUDGET_SECONDS:
+    for index, (environment, chart, ref) in enumerate(releases[start:] + releases[:start]):
+        left = TICK_BUDGET_SECONDS - (time.monotonic() - started)
+        if left <= 0:
             context.log.warning("tick budget spent; the other releases are observed next tick")
+            seen[NEXT] = (start + index) % len(releases)
             break
-        try:
-            state, found = observe(environment, chart, ref)
-        except Exception as error:  # an unreachable cluster is an observation, not a crash
-            state = {"error": f"{type(error).__name__}: {error}"}
-            found = [_observation(chart, environment, {"unreachable": state["error"]})]
+        if ref.cluster not in unreachable:
+            try:
+                state, found = observe(environment, chart, ref, left)
+            except Exception as error:  # an unreachable cluster is an observation, not a crash
+                unreachable[ref.cluster] = f"{type(error).__name__}: {describe(error)}"
+        if ref.cluster in unreachable:
+            # The error class, not its text: a retry count in the text must not count as news.
+            state = {"unreachable": unreachable[ref.cluster].split(":")[0]}
+            found = [_observation(chart, environment, {"unreachable": unreachable[ref.cluster]})]
         key = f"{environment}/{chart}"
         fingerprint = _fingerprint(state)
         if seen.get(key) != fingerprint:
             seen[key] = fingerprint
             events.extend(found)
+    else:
+        seen[NEXT] = start
+    cursor = json.dumps(seen, sort_keys=True)
     if not events:
-        return dg.SensorResult(
-            skip_reason="nothing changed", cursor=json.dumps(seen, sort_keys=True)
-        )
-    return dg.SensorResult(asset_events=events, cursor=json.dumps(seen, sort_keys=True))
+        return dg.SensorResult(skip_reason="nothing changed", cursor=cursor)
+    return dg.SensorResult(asset_events=events, cursor=cursor)
 
 
 @dg.sensor(
@@ -85,7 +101,7 @@ def release_status_sensor(
     kubernetes: KubernetesResource,
 ) -> dg.SensorResult:
     def observe(
-        environment: str, chart: ChartKind, ref: ReleaseRef
+        environment: str, chart: ChartKind, ref: ReleaseRef, left: float
     ) -> tuple[object, list[AssetEvent]]:
         release = kubernetes.helm(ref.cluster).status(ref)
         holder = current_holder(
@@ -129,9 +145,14 @@ def workload_health_sensor(
     kubernetes: KubernetesResource,
 ) -> dg.SensorResult:
     def observe(
-        environment: str, chart: ChartKind, ref: ReleaseRef
+        environment: str, chart: ChartKind, ref: ReleaseRef, left: float
     ) -> tuple[object, list[AssetEvent]]:
-        components = release_health(kubernetes.cluster(ref.cluster).api, ref.namespace, ref.name)
+        components = release_health(
+            kubernetes.cluster(ref.cluster).api,
+            ref.namespace,
+            ref.name,
+            deadline=min(left, RETRY_SECONDS),
+        )
         state = [
             (c.name, c.health, c.reason, c.replicas.ready, c.replicas.desired) for c in components
         ]
