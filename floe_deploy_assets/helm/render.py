@@ -7,6 +7,7 @@ library as it is in the working tree.
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +51,18 @@ def build_dependencies(chart_dir: Path) -> None:
     library dependency must be inside it before the umbrella packages it."""
     for dependency in local_dependencies(chart_dir):
         build_dependencies(dependency)
-    if (chart_dir / "Chart.lock").exists():
-        try:
-            helm_python.dependency_build(str(chart_dir), skip_refresh=True)
-        except helm_python.HelmError as exc:
-            raise RenderError(f"{chart_dir}: building chart dependencies failed: {exc}") from None
+    lock_file = chart_dir / "Chart.lock"
+    if lock_file.exists():
+        # Two processes (two Dagster runs, say) building the same chart's `charts/` at once
+        # would read each other's half-written packages: one builds at a time.
+        with lock_file.open() as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            try:
+                helm_python.dependency_build(str(chart_dir), skip_refresh=True)
+            except helm_python.HelmError as exc:
+                raise RenderError(
+                    f"{chart_dir}: building chart dependencies failed: {exc}"
+                ) from None
 
 
 def render_chart(

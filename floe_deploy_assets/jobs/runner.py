@@ -15,6 +15,7 @@ through the same queue as the watch events.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from floe_deploy_assets.jobs import pods
 from floe_deploy_assets.jobs.plan import Outcome, RunPlan
-from floe_deploy_assets.jobs.spec import JobTemplate, ModelJob, job_name
+from floe_deploy_assets.jobs.spec import RUN_LABEL, JobTemplate, ModelJob, job_name
 from floe_deploy_assets.jobs.watch import CountingApiClient, Observed, RunWatch
 from floe_deploy_assets.kube.retry import call_with_retry, describe
 from floe_deploy_assets.models.jobs import DataProductJob, JobPhase
@@ -157,6 +158,8 @@ class JobRunner:
         finally:
             watch.stop()
             pool.shutdown(wait=True, cancel_futures=True)
+            if not state.plan.finished:
+                self._abandon(run_id)
         return RunReport(
             run_id,
             self.namespace,
@@ -164,6 +167,20 @@ class JobRunner:
             dict(self.api.calls),
             time.monotonic() - started,
         )
+
+    def _abandon(self, run_id: str) -> None:
+        """The run stopped early (a watch died, the API failed, the process is being stopped):
+        its Jobs go too, or they would run on unobserved and run again on the rerun."""
+        # Best effort: the error that stopped the run is the one to report.
+        with contextlib.suppress(Exception):
+            call_with_retry(
+                self._batch.delete_collection_namespaced_job,
+                self.namespace,
+                label_selector=f"{RUN_LABEL}={run_id}",
+                propagation_policy="Background",
+                what=f"deleting the Jobs of run {run_id} in namespace {self.namespace}",
+                deadline=10,
+            )
 
     # --- starting -------------------------------------------------------------------------
     def _start_ready(self, state: _RunState, pool: ThreadPoolExecutor) -> None:
