@@ -25,6 +25,7 @@ from floe_deploy_assets.jobs.spec import JobTemplate
 from floe_deploy_assets.models.artifacts import CompiledArtifacts, TransformModel
 
 GROUP = "data_products"
+RUNNER_DEFAULTS = RunnerSettings()
 RUN_DATA_PRODUCTS = "run_data_products"
 ATTEMPT_TAG = "floe.dev/attempt"
 # Failures that another attempt cannot fix: the image, or the Job's own spec, is wrong.
@@ -35,9 +36,9 @@ class DataProductsResource(dg.ConfigurableResource):
     """How model Jobs run: concurrency, the deadlines that keep a run from hanging, reruns, and
     extra annotations for a model's pod (a sidecar injector's, or the simulated kubelet's)."""
 
-    concurrency: int = 4
-    schedule_deadline_seconds: int = 120
-    start_deadline_seconds: int = 300
+    concurrency: int = RUNNER_DEFAULTS.concurrency
+    schedule_deadline_seconds: int = int(RUNNER_DEFAULTS.schedule_deadline)
+    start_deadline_seconds: int = int(RUNNER_DEFAULTS.start_deadline)
     max_attempts: int = 3  # a failed model is rerun until it has run this many times
     retry_backoff_seconds: int = 30  # doubled after each attempt
     pod_annotations: dict[str, dict[str, str]] = Field(default_factory=dict)

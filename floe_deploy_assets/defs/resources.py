@@ -16,6 +16,8 @@ from floe_deploy_assets.models.artifacts import CompiledArtifacts, load_compiled
 from floe_deploy_assets.models.config import ChartKind, DeploymentConfig, load_deployment_config
 from floe_deploy_assets.release.decide import Remediation
 
+DEPLOY_DEFAULTS = DeployPolicy()
+
 
 @cache
 def _config(path: str) -> DeploymentConfig:
@@ -26,9 +28,11 @@ class DeploymentConfigResource(dg.ConfigurableResource):
     """The deployment configuration file (floe-deploy.yaml) and the CompiledArtifacts it names."""
 
     path: str = "floe-deploy.yaml"
-    timeout_seconds: int = 300  # each install, upgrade or rollback
-    remediation: str = Remediation.ROLLBACK.value  # rollback, retry or hold a failed release
-    lock_wait_seconds: int = 60  # how long to wait while another deploy holds a release
+    timeout_seconds: int = int(DEPLOY_DEFAULTS.timeout.total_seconds())  # each Helm action
+    remediation: str = DEPLOY_DEFAULTS.remediation.value  # rollback, retry or hold a failure
+    # How long to wait while another deploy holds a release: a scheduled or sensor-started run
+    # waits a minute where the command line fails at once.
+    lock_wait_seconds: int = 60
 
     def policy(self) -> DeployPolicy:
         return DeployPolicy(
