@@ -6,7 +6,12 @@ the runner puts them on a model's pod template (``JobTemplate(pod_annotations=..
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import helm_python
@@ -176,3 +181,44 @@ def test_each_fault_mode_fails_with_its_reason_within_its_deadline(
             reason=f"the pod of the deleted Job {name} to be gone",
         )
     assert not report.succeeded and all(r.outcome is Outcome.FAILED for r in report.results)
+
+
+INTERRUPTIBLE_RUN = """
+import sys
+from pathlib import Path
+from kubernetes import config
+from floe_deploy_assets.jobs.runner import JobRunner
+from floe_deploy_assets.jobs.spec import JobTemplate
+from tests.support.charts import CONFIG, generated_values
+kubeconfig, namespace = sys.argv[1:3]
+slow = {"slow_model": {"sim.kubelet.floe.dev/run-seconds": "120"}}
+with JobTemplate(CONFIG.chart_path("jobs"), generated_values("jobs"), release_name="floe-jobs",
+                 namespace=namespace, pod_annotations=slow) as template:
+    JobRunner(config.new_client_from_config(kubeconfig), template).run({"slow_model": ()}, "cut1")
+"""
+
+
+def test_a_run_stopped_early_deletes_its_jobs(kube_cluster: KubeCluster, release: str):
+    root = Path(__file__).parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTIBLE_RUN, str(kube_cluster.kubeconfig), release],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(
+            lambda: _jobs(kube_cluster, release, f"{RUN_LABEL}=cut1"),
+            timeout=30,
+            reason="the run to create its Job",
+        )
+        process.send_signal(signal.SIGINT)  # Ctrl-C: the runner stops early
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    wait_for(
+        lambda: not _jobs(kube_cluster, release, f"{RUN_LABEL}=cut1"),
+        timeout=15,
+        reason="the stopped run's Job to be deleted",
+    )
