@@ -37,6 +37,7 @@ T = TypeVar("T")
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 GONE = 410
 DEFAULT_DEADLINE = 30.0
+REQUEST_TIMEOUT = (5.0, 60.0)  # connect, read: a list of 1,000 pods reads in well under a second
 
 
 @dataclass(frozen=True)
@@ -141,12 +142,18 @@ def call_with_retry(
     what: str,
     deadline: float = DEFAULT_DEADLINE,
     policy: RetryPolicy = DEFAULT_POLICY,
+    request_timeout: tuple[float, float] | None = REQUEST_TIMEOUT,
     **kwargs: Any,
 ) -> T:
     """``fn(*args, **kwargs)``, retried while it fails retryably and ``deadline`` seconds (from
     now) allow another attempt. A non-retryable error is raised at once, as it came; when the
     deadline leaves no room for the next attempt, ``RetryDeadlineError`` names ``what``,
-    the attempts made and the last failure (chained as its cause)."""
+    the attempts made and the last failure (chained as its cause). Each attempt is a
+    kubernetes-client call given ``request_timeout`` (connect, read seconds) as its
+    ``_request_timeout``, so no single attempt can hang past the deadline: an answer that
+    never comes is a timeout, which is retried like a dropped connection."""
+    if request_timeout is not None:
+        kwargs.setdefault("_request_timeout", request_timeout)
     start = policy.clock()
     attempt = 0
     while True:

@@ -74,9 +74,9 @@ def test_a_list_call_survives_the_fault_with_call_with_retry(
     proxy.add_rule("GET", path, fault, times=times)
     attempts: list[int] = []
 
-    def listing(ns: str) -> Any:
+    def listing(ns: str, **options: Any) -> Any:
         attempts.append(1)
-        return core.list_namespaced_config_map(ns)
+        return core.list_namespaced_config_map(ns, **options)
 
     listed = call_with_retry(listing, namespace, what="listing ConfigMaps", deadline=20)
 
@@ -96,9 +96,9 @@ def test_urllib3_retries_a_429_with_retry_after_on_its_own(proxy: FaultProxy, na
     proxy.add_rule("GET", path, Fault.too_many_requests(retry_after=1), times=1)
     attempts: list[int] = []
 
-    def listing(ns: str) -> Any:
+    def listing(ns: str, **options: Any) -> Any:
         attempts.append(1)
-        return core.list_namespaced_config_map(ns)
+        return core.list_namespaced_config_map(ns, **options)
 
     call_with_retry(listing, namespace, what="listing ConfigMaps", deadline=20)
 
