@@ -1,7 +1,7 @@
 """One health pass over a release: a fixed number of list calls per namespace (one per workload
 kind, one for pods), never one call per object; pods are matched to their workload by its
-selector. CronJobs are not listed: their runs are Jobs, judged on their own, and Kubernetes 1.20
-serves CronJobs only as batch/v1beta1, which the client no longer ships."""
+selector. A CronJob is judged by its schedule (suspended or not); its runs are Jobs, judged on
+their own."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from floe_deploy_assets.health.rules import workload_health
 from floe_deploy_assets.kube.retry import call_with_retry
@@ -58,6 +59,7 @@ def namespace_health(
         WorkloadType.STATEFUL_SET: apps.list_namespaced_stateful_set,
         WorkloadType.DAEMON_SET: apps.list_namespaced_daemon_set,
         WorkloadType.JOB: batch.list_namespaced_job,
+        WorkloadType.CRON_JOB: _cron_job_lister(api),
     }
     listed = {
         kind: json.loads(
@@ -83,3 +85,28 @@ def namespace_health(
         release: sorted(components, key=lambda c: (c.type, c.name))
         for release, components in health.items()
     }
+
+
+def _cron_job_lister(api: client.ApiClient) -> Callable[..., Any]:
+    """CronJobs from batch/v1 (Kubernetes 1.21+), else batch/v1beta1: Kubernetes 1.20 serves
+    only that, and the client no longer ships it, so it is read through the REST path."""
+    batch = client.BatchV1Api(api)
+
+    def list_cron_jobs(namespace: str, **options: Any) -> Any:
+        try:
+            return batch.list_namespaced_cron_job(namespace, **options)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        return api.call_api(
+            f"/apis/batch/v1beta1/namespaces/{namespace}/cronjobs",
+            "GET",
+            query_params=[("labelSelector", options["label_selector"])],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _preload_content=False,
+            _request_timeout=options.get("_request_timeout"),
+        )
+
+    return list_cron_jobs

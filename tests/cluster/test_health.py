@@ -7,8 +7,11 @@ import pytest
 from kubernetes import client
 
 from floe_deploy_assets.health.rules import workload_health
+from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
+from floe_deploy_assets.kube.health import release_health
 from floe_deploy_assets.models.deployment import Health, WorkloadType
 from tests.conftest import KubeCluster
+from tests.support.charts import CONFIG, generated_values
 from tests.support.objects import deployment, job, sim
 from tests.support.waits import wait_for
 
@@ -91,3 +94,26 @@ def test_jobs_are_strict(kube_cluster: KubeCluster, namespace: str):
     assert _settles(kube_cluster, namespace, WorkloadType.JOB, "done", Health.HEALTHY)
     failed = _settles(kube_cluster, namespace, WorkloadType.JOB, "broken", Health.UNHEALTHY)
     assert failed.reason == "container main exited with code 3 (Error)"
+
+
+def test_a_release_health_pass_covers_its_cron_jobs_but_not_model_runs(
+    kube_cluster: KubeCluster, namespace: str, engine: SdkHelmEngine
+):
+    """floe-jobs renders a CronJob for a model with a schedule (served as batch/v1beta1 on
+    Kubernetes 1.20); a model Job the runner made carries the release's labels but is a run,
+    not part of the release."""
+    values = generated_values("jobs")
+    values["models"][0]["schedule"] = "0 * * * *"
+    ref = ReleaseRef("floe-jobs", namespace, "test")
+    engine.install(ref, CONFIG.chart_path("jobs"), values, 60)
+    model_run = job("model-run-1", {})
+    model_run["metadata"]["labels"] = {
+        "app.kubernetes.io/instance": "floe-jobs",
+        "floe.dev/run-id": "r1",
+    }
+    client.BatchV1Api(kube_cluster.api).create_namespaced_job(namespace, model_run)
+
+    components = release_health(kube_cluster.api, namespace, "floe-jobs")
+
+    assert [(c.type, c.health) for c in components] == [(WorkloadType.CRON_JOB, Health.HEALTHY)]
+    assert components[0].name.startswith("floe-jobs-")
