@@ -355,7 +355,7 @@ def _health(cluster: ClusterAccess | None, ref: ReleaseRef) -> list[DeployedComp
 
 def _drift(cluster: ClusterAccess, release: Release, correct: bool) -> list[DriftedObject]:
     manifest = [obj for obj in yaml.safe_load_all(release.manifest) if obj]
-    live = read_live(cluster.api, manifest, release.namespace)
+    live = read_live(cluster.api, manifest, release.namespace, release.name)
     found = drifted(manifest, live)
     if correct:
         by_name = {(o["kind"], o["metadata"]["name"]): o for o in manifest}

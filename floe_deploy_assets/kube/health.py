@@ -13,11 +13,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from floe_deploy_assets.health.rules import workload_health
+from floe_deploy_assets.kube.objects import RELEASE_LABEL
 from floe_deploy_assets.kube.retry import call_with_retry
 from floe_deploy_assets.models.deployment import DeployedComponent, WorkloadType
 from floe_deploy_assets.models.jobs import RUN_LABEL
-
-RELEASE_LABEL = "app.kubernetes.io/instance"
 
 
 def _selector(obj: Mapping[str, Any], kind: WorkloadType) -> dict[str, str]:

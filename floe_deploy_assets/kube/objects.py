@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -14,6 +15,7 @@ CLUSTER_SCOPED = frozenset(
     {"Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "PersistentVolume"}
 )
 MERGE_PATCH = "application/merge-patch+json"
+RELEASE_LABEL = "app.kubernetes.io/instance"
 
 
 def _plural(kind: str) -> str:
@@ -52,17 +54,36 @@ def _call(api: client.ApiClient, path: str, method: str, body: object = None) ->
 
 
 def read_live(
-    api: client.ApiClient, objects: list[Mapping[str, Any]], namespace: str
+    api: client.ApiClient, objects: list[Mapping[str, Any]], namespace: str, release: str
 ) -> list[dict[str, Any] | None]:
-    """Each object as the API server has it now; None where it does not exist."""
+    """Each object as the API server has it now; None where it does not exist. One list call
+    per kind (by the release's label), then a GET only for an object that list did not show
+    (deleted, or stripped of its labels)."""
+    by_kind: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for obj in objects:
+        kind = (obj["apiVersion"], obj["kind"])
+        if kind not in by_kind:
+            listed = _call(
+                api,
+                object_path(obj, namespace, collection=True)
+                + f"?labelSelector={quote(RELEASE_LABEL)}%3D{quote(release)}",
+                "GET",
+            )
+            # Items of a list carry no apiVersion and kind of their own: the list has them.
+            by_kind[kind] = {
+                item["metadata"]["name"]: {"apiVersion": kind[0], "kind": kind[1], **item}
+                for item in listed["items"]
+            }
     live: list[dict[str, Any] | None] = []
     for obj in objects:
-        try:
-            live.append(_call(api, object_path(obj, namespace), "GET"))
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            live.append(None)
+        found = by_kind[(obj["apiVersion"], obj["kind"])].get(obj["metadata"]["name"])
+        if found is None:
+            try:
+                found = _call(api, object_path(obj, namespace), "GET")
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+        live.append(found)
     return live
 
 
