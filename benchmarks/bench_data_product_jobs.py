@@ -39,13 +39,12 @@ import helm_python
 from kubernetes import client, watch
 from kubernetes import config as kube_config
 
+from floe_deploy_assets.helm.inputs import values_generator
 from floe_deploy_assets.helm.render import build_dependencies, render_chart
 from floe_deploy_assets.jobs.runner import JobRunner, RunnerSettings, RunReport
 from floe_deploy_assets.jobs.spec import JobTemplate, with_job_settings
 from floe_deploy_assets.models.artifacts import load_compiled_artifacts
 from floe_deploy_assets.models.config import load_deployment_config
-from floe_deploy_assets.values.charts import ChartFiles
-from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_deployment_config(ROOT / "floe-deploy.yaml")
@@ -55,17 +54,10 @@ SETTINGS = RunnerSettings(concurrency=50, schedule_deadline=120, start_deadline=
 
 
 def jobs_values() -> dict:
-    files = ChartFiles.for_chart(CONFIG, "jobs")
-    generator = HelmValuesGenerator(
-        load_compiled_artifacts(CONFIG.artifacts_path),
-        "dev",
-        files.defaults(),
-        config=CONFIG,
-        chart="jobs",
-        schema=files.schema(),
-    )
+    artifacts = load_compiled_artifacts(CONFIG.artifacts_path)
+    values = values_generator(CONFIG, artifacts, "dev", "jobs").helm_values()
     # Finished Jobs go after a minute, so the cluster does not carry 400 of them.
-    return with_job_settings(generator.helm_values(), ttlSecondsAfterFinished=60)
+    return with_job_settings(values, ttlSecondsAfterFinished=60)
 
 
 def independent(count: int) -> dict[str, tuple[str, ...]]:

@@ -49,6 +49,7 @@ from kubernetes import config as kube_config
 from floe_deploy_assets.health.rules import workload_health
 from floe_deploy_assets.helm.deploy import deploy
 from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
+from floe_deploy_assets.helm.inputs import values_generator
 from floe_deploy_assets.helm.render import build_dependencies
 from floe_deploy_assets.kube.health import RELEASE_LABEL, _matches, _selector, release_health
 from floe_deploy_assets.models.artifacts import load_compiled_artifacts
@@ -56,7 +57,6 @@ from floe_deploy_assets.models.config import load_deployment_config
 from floe_deploy_assets.models.deployment import WorkloadType
 from floe_deploy_assets.release.decide import Action
 from floe_deploy_assets.release.digests import chart_digest, values_digest
-from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,32 +128,20 @@ def api_client(kubeconfig: Path) -> CountingApiClient:
     return CountingApiClient(configuration)
 
 
+def _generator(chart: str) -> HelmValuesGenerator:
+    artifacts = load_compiled_artifacts(CONFIG.artifacts_path)
+    return values_generator(CONFIG, artifacts, "dev", chart)  # type: ignore[arg-type]
+
+
 def chart_values(chart: str) -> dict[str, Any]:
-    files = ChartFiles.for_chart(CONFIG, chart)  # type: ignore[arg-type]
-    generator = HelmValuesGenerator(
-        load_compiled_artifacts(CONFIG.artifacts_path),
-        "dev",
-        files.defaults(),
-        config=CONFIG,
-        chart=chart,  # type: ignore[arg-type]
-        schema=files.schema(),
-    )
+    generator = _generator(chart)
     problems = generator.validate()
     assert not problems, problems
     return generator.helm_values()
 
 
 def required_secrets(chart: str) -> list[tuple[str, tuple[str, ...]]]:
-    files = ChartFiles.for_chart(CONFIG, chart)  # type: ignore[arg-type]
-    generator = HelmValuesGenerator(
-        load_compiled_artifacts(CONFIG.artifacts_path),
-        "dev",
-        files.defaults(),
-        config=CONFIG,
-        chart=chart,  # type: ignore[arg-type]
-        schema=files.schema(),
-    )
-    return [(secret.name, tuple(secret.keys)) for secret in generator.required_secrets]
+    return [(secret.name, tuple(secret.keys)) for secret in _generator(chart).required_secrets]
 
 
 def changed(chart: str, values: dict[str, Any]) -> dict[str, Any]:
