@@ -16,6 +16,8 @@ from typing import Any
 import helm_python
 import yaml
 
+from floe_deploy_assets.release.digests import DEPENDENCIES_STAMP, chart_digest
+
 
 class RenderError(RuntimeError):
     """A chart failed to load or render; the message names the chart and the template."""
@@ -48,21 +50,29 @@ def local_dependencies(chart_dir: Path) -> list[Path]:
 
 def build_dependencies(chart_dir: Path) -> None:
     """Package local dependencies into ``charts/``, innermost first: a component subchart's own
-    library dependency must be inside it before the umbrella packages it."""
-    for dependency in local_dependencies(chart_dir):
+    library dependency must be inside it before the umbrella packages it. Skipped when the
+    packages were built from the sources as they are now (a stamp holds their digest): a
+    rebuild rewrites the packages, so it happens only when a source changed, and one process
+    at a time (two Dagster runs rendering the same chart would otherwise read each other's
+    half-written packages)."""
+    dependencies = local_dependencies(chart_dir)
+    for dependency in dependencies:
         build_dependencies(dependency)
     lock_file = chart_dir / "Chart.lock"
-    if lock_file.exists():
-        # Two processes (two Dagster runs, say) building the same chart's `charts/` at once
-        # would read each other's half-written packages: one builds at a time.
-        with lock_file.open() as held:
-            fcntl.flock(held, fcntl.LOCK_EX)
-            try:
-                helm_python.dependency_build(str(chart_dir), skip_refresh=True)
-            except helm_python.HelmError as exc:
-                raise RenderError(
-                    f"{chart_dir}: building chart dependencies failed: {exc}"
-                ) from None
+    if not lock_file.exists():
+        return
+    stamp = chart_dir / "charts" / DEPENDENCIES_STAMP
+    with lock_file.open() as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        wanted = chart_digest(chart_dir)
+        packaged = list((chart_dir / "charts").glob("*.tgz"))
+        if stamp.is_file() and stamp.read_text() == wanted and len(packaged) >= len(dependencies):
+            return
+        try:
+            helm_python.dependency_build(str(chart_dir), skip_refresh=True)
+        except helm_python.HelmError as exc:
+            raise RenderError(f"{chart_dir}: building chart dependencies failed: {exc}") from None
+        stamp.write_text(wanted)
 
 
 def render_chart(

@@ -16,6 +16,8 @@ import yaml
 LABEL_DIGEST_LENGTH = 40
 CHART_DIGEST_LABEL = "floe.dev/chart-digest"
 VALUES_DIGEST_LABEL = "floe.dev/values-digest"
+# In a chart's charts/: the digest its packaged dependencies were built from (build output too).
+DEPENDENCIES_STAMP = ".floe-dependencies"
 
 
 def values_digest(values: Mapping[str, Any]) -> str:
@@ -30,7 +32,9 @@ def chart_digest(chart_dir: Path) -> str:
     for root in _chart_dirs(chart_dir.resolve()):
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             relative = path.relative_to(root)
-            if relative.parts[0] == "charts" and path.suffix == ".tgz":
+            if relative.parts[0] == "charts" and (
+                path.suffix == ".tgz" or path.name == DEPENDENCIES_STAMP
+            ):
                 continue
             digest.update(f"{root.name}/{relative}\0".encode())
             digest.update(path.read_bytes())
