@@ -74,8 +74,18 @@ def components_table(components: Sequence[DeployedComponent]) -> str:
     return "\n".join([header, *rows]) if rows else "(no workloads)"
 
 
-def healthy(components: Sequence[DeployedComponent]) -> bool:
-    return all(c.health is Health.HEALTHY for c in components)
+def unhealthy(components: Sequence[DeployedComponent]) -> list[str]:
+    """The components that are not healthy (none: the release is healthy, even with no
+    workloads, as floe-jobs has while no model runs)."""
+    return [c.name for c in components if c.health is not Health.HEALTHY]
+
+
+def release_healthy_metadata(components: Sequence[DeployedComponent]) -> dict[str, Any]:
+    """The metadata of a ``release_healthy`` check, from the deploy or the health sensor."""
+    return {
+        "unhealthy": dg.MetadataValue.json(unhealthy(components)),
+        "components": dg.MetadataValue.md(components_table(components)),
+    }
 
 
 def _compiled_artifacts_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -307,7 +317,7 @@ def _release_asset(
         if outcome.release is not None:
             record = outcome.platform_deployment(
                 environment,
-                deployment.artifacts().version,
+                generator.artifacts.version,  # the document these values came from
                 deployed_by=f"dagster run {context.run.run_id}",
             ).model_dump(mode="json", by_alias=True)
         metadata = release_metadata(outcome, before.manifest if before else "", record)
@@ -318,17 +328,13 @@ def _release_asset(
                 f"{metadata.get('error') or outcome.decision.reason}",
                 metadata=metadata,
             )
-        unhealthy = [str(c.name) for c in outcome.components if c.health is not Health.HEALTHY]
         return dg.MaterializeResult(
             metadata=metadata,
             check_results=[
                 dg.AssetCheckResult(
                     check_name="release_healthy",
-                    passed=healthy(outcome.components),
-                    metadata={
-                        "unhealthy": dg.MetadataValue.json(unhealthy),
-                        "components": dg.MetadataValue.md(components_table(outcome.components)),
-                    },
+                    passed=not unhealthy(outcome.components),
+                    metadata=release_healthy_metadata(outcome.components),
                 )
             ],
         )

@@ -5,6 +5,7 @@ environment and release in a JSON cursor), so an idle platform adds nothing to t
 Each tick is bounded: after ``TICK_BUDGET_SECONDS`` the remaining releases wait for the next tick.
 """
 
+import functools
 import hashlib
 import json
 import time
@@ -16,8 +17,9 @@ import dagster as dg
 from floe_deploy_assets.defs.deploy_assets import (
     CHARTS,
     components_table,
-    healthy,
+    release_healthy_metadata,
     release_key,
+    unhealthy,
 )
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.helm.engine import ReleaseRef
@@ -88,91 +90,93 @@ def _on_change(
     return dg.SensorResult(asset_events=events, cursor=cursor)
 
 
-@dg.sensor(
-    name="release_status",
-    minimum_interval_seconds=INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Helm status of every release, as an observation on its release asset; "
-    "a release stuck pending with no deploy holding its lock is surfaced.",
-)
-def release_status_sensor(
-    context: dg.SensorEvaluationContext,
-    deployment: DeploymentConfigResource,
-    kubernetes: KubernetesResource,
-) -> dg.SensorResult:
-    def observe(
-        environment: str, chart: ChartKind, ref: ReleaseRef, left: float
-    ) -> tuple[object, list[AssetEvent]]:
-        release = kubernetes.helm(ref.cluster).status(ref)
-        holder = current_holder(
-            kubernetes.cluster(ref.cluster).coordination, ref.namespace, ref.name
+Observe = Callable[
+    [KubernetesResource, str, ChartKind, ReleaseRef, float], tuple[object, list[AssetEvent]]
+]
+
+
+def _release_sensor(name: str, description: str, observe: Observe) -> dg.SensorDefinition:
+    """A sensor that observes every release with ``observe`` and emits on change only."""
+
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=description,
+    )
+    def release_sensor(
+        context: dg.SensorEvaluationContext,
+        deployment: DeploymentConfigResource,
+        kubernetes: KubernetesResource,
+    ) -> dg.SensorResult:
+        return _on_change(context, deployment, functools.partial(observe, kubernetes))
+
+    return release_sensor
+
+
+def _release_status(
+    kubernetes: KubernetesResource, environment: str, chart: ChartKind, ref: ReleaseRef, left: float
+) -> tuple[object, list[AssetEvent]]:
+    release = kubernetes.helm(ref.cluster).status(ref)
+    holder = current_holder(kubernetes.cluster(ref.cluster).coordination, ref.namespace, ref.name)
+    helm_status = release.status if release else "absent"
+    stuck = helm_status in PENDING_STATUSES and holder is None
+    state = {
+        "status": helm_status,
+        "revision": release.revision if release else 0,
+        "holder": holder.identity if holder else None,
+        "stuck": stuck,
+    }
+    metadata: dict[str, object] = {
+        "helm_status": helm_status,
+        "revision": state["revision"],
+        "platform_status": str(platform_status(helm_status)) if release else "absent",
+        "chart_version": release.chart_version if release else "",
+        "deploying": holder.identity if holder else "",
+    }
+    if stuck:
+        metadata["stuck"] = (
+            f"revision {state['revision']} is {helm_status} and no deploy holds the "
+            "release lock: the next deploy unlocks it (marks it failed) and converges"
         )
-        helm_status = release.status if release else "absent"
-        stuck = helm_status in PENDING_STATUSES and holder is None
-        state = {
-            "status": helm_status,
-            "revision": release.revision if release else 0,
-            "holder": holder.identity if holder else None,
-            "stuck": stuck,
-        }
-        metadata: dict[str, object] = {
-            "helm_status": helm_status,
-            "revision": state["revision"],
-            "platform_status": str(platform_status(helm_status)) if release else "absent",
-            "chart_version": release.chart_version if release else "",
-            "deploying": holder.identity if holder else "",
-        }
-        if stuck:
-            metadata["stuck"] = (
-                f"revision {state['revision']} is {helm_status} and no deploy holds the "
-                "release lock: the next deploy unlocks it (marks it failed) and converges"
-            )
-        return state, [_observation(chart, environment, metadata)]
-
-    return _on_change(context, deployment, observe)
+    return state, [_observation(chart, environment, metadata)]
 
 
-@dg.sensor(
-    name="workload_health",
-    minimum_interval_seconds=INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Health of every release's workloads: an observation with the component "
-    "table and a release_healthy check evaluation, when the health changed.",
+def _workload_health(
+    kubernetes: KubernetesResource, environment: str, chart: ChartKind, ref: ReleaseRef, left: float
+) -> tuple[object, list[AssetEvent]]:
+    components = release_health(
+        kubernetes.cluster(ref.cluster).api,
+        ref.namespace,
+        ref.name,
+        deadline=min(left, RETRY_SECONDS),
+    )
+    state = [(c.name, c.health, c.reason, c.replicas.ready, c.replicas.desired) for c in components]
+    table = components_table(components)
+    return state, [
+        _observation(chart, environment, {"components": dg.MetadataValue.md(table)}),
+        dg.AssetCheckEvaluation(
+            asset_key=release_key(chart),
+            check_name="release_healthy",
+            passed=not unhealthy(components),
+            partition=environment,
+            metadata=release_healthy_metadata(components),
+        ),
+    ]
+
+
+release_status_sensor = _release_sensor(
+    "release_status",
+    "Helm status of every release, as an observation on its release asset; a release stuck "
+    "pending with no deploy holding its lock is surfaced.",
+    _release_status,
 )
-def workload_health_sensor(
-    context: dg.SensorEvaluationContext,
-    deployment: DeploymentConfigResource,
-    kubernetes: KubernetesResource,
-) -> dg.SensorResult:
-    def observe(
-        environment: str, chart: ChartKind, ref: ReleaseRef, left: float
-    ) -> tuple[object, list[AssetEvent]]:
-        components = release_health(
-            kubernetes.cluster(ref.cluster).api,
-            ref.namespace,
-            ref.name,
-            deadline=min(left, RETRY_SECONDS),
-        )
-        state = [
-            (c.name, c.health, c.reason, c.replicas.ready, c.replicas.desired) for c in components
-        ]
-        table = components_table(components)
-        unhealthy = [c.name for c in components if not healthy([c])]
-        return state, [
-            _observation(chart, environment, {"components": dg.MetadataValue.md(table)}),
-            dg.AssetCheckEvaluation(
-                asset_key=release_key(chart),
-                check_name="release_healthy",
-                passed=healthy(components),  # no workloads (floe-jobs at rest) is healthy
-                partition=environment,
-                metadata={
-                    "unhealthy": dg.MetadataValue.json(unhealthy),
-                    "components": dg.MetadataValue.md(table),
-                },
-            ),
-        ]
-
-    return _on_change(context, deployment, observe)
+workload_health_sensor = _release_sensor(
+    "workload_health",
+    "Health of every release's workloads: an observation with the component table and a "
+    "release_healthy check evaluation, when the health changed.",
+    _workload_health,
+)
 
 
 def _observation(chart: ChartKind, environment: str, metadata: dict[str, object]) -> AssetEvent:

@@ -248,9 +248,8 @@ def _act(
             remediation=remediation,
             components=components,
         )
-    if decision.action in WRITES:
-        _settle(engine, ref, guard, release, None)
-        release = engine.status(ref)
+    if decision.action in WRITES and _settle(engine, ref, guard, release, None):
+        release = engine.status(ref)  # the record as settled
     drift: list[DriftedObject] = []
     if decision.action is Action.NOTHING and cluster is not None and release is not None:
         if policy.correct_drift:
@@ -297,18 +296,20 @@ def _settle(
     guard: _Guard,
     reported: Release | None,
     error: HelmEngineError | None,
-) -> None:
-    """Make Helm's record say what happened. Helm logs, rather than returns, a failure to write
-    its release record after applying (a 503 or a dropped connection on that last update):
-    the operation "succeeds" and its revision stays pending, or an older revision stays
-    deployed beside the new one. We hold the release lock, so no floe-deploy operation owns a
-    pending revision of ours here: it gets the status Helm reported, or failed, with why. A
-    pending revision made outside floe-deploy (no digest labels) is left to its owner."""
+) -> bool:
+    """Make Helm's record say what happened; True when it had to be rewritten. Helm logs,
+    rather than returns, a failure to write its release record after applying (a 503 or a
+    dropped connection on that last update): the operation "succeeds" and its revision stays
+    pending, or an older revision stays deployed beside the new one. We hold the release
+    lock, so no floe-deploy operation owns a pending revision of ours here: it gets the status
+    Helm reported, or failed, with why. A pending revision made outside floe-deploy (no digest
+    labels) is left to its owner."""
     if guard.cluster is None:
-        return
+        return False
     history = engine.history(ref)
     if not history:
-        return
+        return False
+    rewritten = False
     storage, latest = ReleaseStorage(guard.cluster.core), history[-1]
     if latest.status in PENDING_STATUSES and CHART_DIGEST_LABEL in latest.labels:
         recorded = reported is not None and reported.revision == latest.revision
@@ -321,7 +322,7 @@ def _settle(
         )
         guard.check()
         storage.set_status(ref.namespace, ref.name, latest.revision, status, why)
-        latest = replace(latest, status=status)
+        latest, rewritten = replace(latest, status=status), True
     if latest.status == "deployed":
         for older in history[:-1]:
             if older.status == "deployed":
@@ -333,6 +334,8 @@ def _settle(
                     "superseded",
                     "floe-deploy: superseded (Helm could not record it)",
                 )
+                rewritten = True
+    return rewritten
 
 
 def _decide(

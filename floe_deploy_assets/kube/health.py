@@ -6,6 +6,7 @@ their own."""
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -86,17 +87,22 @@ def namespace_health(
     }
 
 
+_V1BETA1_CRON_JOBS_ONLY: weakref.WeakSet[client.ApiClient] = weakref.WeakSet()
+
+
 def _cron_job_lister(api: client.ApiClient) -> Callable[..., Any]:
     """CronJobs from batch/v1 (Kubernetes 1.21+), else batch/v1beta1: Kubernetes 1.20 serves
     only that, and the client no longer ships it, so it is read through the REST path."""
     batch = client.BatchV1Api(api)
 
     def list_cron_jobs(namespace: str, **options: Any) -> Any:
-        try:
-            return batch.list_namespaced_cron_job(namespace, **options)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        if api not in _V1BETA1_CRON_JOBS_ONLY:
+            try:
+                return batch.list_namespaced_cron_job(namespace, **options)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                _V1BETA1_CRON_JOBS_ONLY.add(api)  # asked once per cluster, not every pass
         return api.call_api(
             f"/apis/batch/v1beta1/namespaces/{namespace}/cronjobs",
             "GET",

@@ -18,12 +18,11 @@ import helm_python
 import pytest
 from kubernetes import client
 
-from floe_deploy_assets.helm.render import build_dependencies
 from floe_deploy_assets.jobs.plan import Outcome
 from floe_deploy_assets.jobs.runner import JobRunner, RunnerSettings
 from floe_deploy_assets.jobs.spec import RUN_LABEL, JobTemplate, with_job_settings
 from tests.conftest import KubeCluster
-from tests.support.charts import CONFIG, generated_values
+from tests.support.charts import CONFIG, generated_values, install_jobs_release
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -40,15 +39,7 @@ FAST = RunnerSettings(
 @pytest.fixture
 def release(helm: helm_python.Config, namespace: str) -> str:
     """The floe-jobs release (ServiceAccount, artifacts and profiles ConfigMaps) the Jobs use."""
-    build_dependencies(CHART)
-    helm.install(
-        str(CHART),
-        RELEASE,
-        generated_values("jobs"),
-        namespace=namespace,
-        wait="watcher",
-        timeout=60,
-    )
+    install_jobs_release(helm, namespace)
     return namespace
 
 

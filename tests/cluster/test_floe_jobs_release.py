@@ -10,7 +10,7 @@ from kubernetes import client, config
 from floe_deploy_assets.helm.render import build_dependencies
 from localcluster.kubeconfig import mint_service_account_kubeconfig
 from tests.conftest import KubeCluster
-from tests.support.charts import CONFIG, generated_values, render
+from tests.support.charts import CONFIG, generated_values, install_jobs_release, render
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -23,23 +23,12 @@ def chart_dependencies() -> None:
     build_dependencies(CHART)
 
 
-def _install(helm: helm_python.Config, namespace: str) -> dict:
-    return helm.install(
-        str(CHART),
-        RELEASE,
-        generated_values("jobs"),
-        namespace=namespace,
-        wait="watcher",
-        timeout=60,
-    )
-
-
 def test_install_then_helm_test_then_uninstall_leaves_nothing(
     kube_cluster: KubeCluster, namespace: str, helm: helm_python.Config
 ):
     core = kube_cluster.core
 
-    release = _install(helm, namespace)
+    release = install_jobs_release(helm, namespace)
     assert (release["status"], release["revision"]) == ("deployed", 1)
     assert core.read_namespaced_config_map("floe-compiled-artifacts", namespace).data["models.json"]
     assert core.list_namespaced_pod(namespace).items == []  # installing starts no model
@@ -72,7 +61,7 @@ def test_install_then_helm_test_then_uninstall_leaves_nothing(
 def test_a_models_job_rendered_from_the_chart_runs_to_completion(
     kube_cluster: KubeCluster, namespace: str, helm: helm_python.Config
 ):
-    _install(helm, namespace)
+    install_jobs_release(helm, namespace)
     values = {
         **generated_values("jobs"),
         "run": {"model": "customer_orders", "jobName": "customer-orders-r1", "runId": "r1"},
@@ -98,7 +87,7 @@ def test_a_models_job_rendered_from_the_chart_runs_to_completion(
 def test_the_jobs_service_account_can_read_its_inputs_and_nothing_else(
     kube_cluster: KubeCluster, namespace: str, helm: helm_python.Config
 ):
-    _install(helm, namespace)
+    install_jobs_release(helm, namespace)
     core = kube_cluster.core
     core.create_namespaced_secret(
         namespace, {"metadata": {"name": "unrelated"}, "stringData": {"password": "not-for-dbt"}}

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from floe_deploy_assets.helm.render import RenderedChart, render_chart
+import helm_python
+
+from floe_deploy_assets.helm.render import RenderedChart, build_dependencies, render_chart
 from floe_deploy_assets.models.artifacts import load_compiled_artifacts
 from floe_deploy_assets.models.config import ChartKind, load_deployment_config
 from floe_deploy_assets.values.charts import ChartFiles
@@ -49,4 +51,18 @@ def render(
         values,
         release_name=release or CONFIG.release_name(chart, "dev"),
         namespace=namespace,
+    )
+
+
+def install_jobs_release(helm: helm_python.Config, namespace: str) -> dict[str, Any]:
+    """The floe-jobs release with generated dev values, installed straight through Helm."""
+    chart = CONFIG.chart_path("jobs")
+    build_dependencies(chart)
+    return helm.install(
+        str(chart),
+        CONFIG.release_name("jobs", "dev"),
+        generated_values("jobs"),
+        namespace=namespace,
+        wait="watcher",
+        timeout=60,
     )
