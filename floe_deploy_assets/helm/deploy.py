@@ -178,10 +178,10 @@ def deploy(
         decision = _decide(engine, ref, desired, policy, lock_held=cluster is not None)
         unlocked = None
         if decision.action is Action.UNLOCK and cluster is not None and lock is not None:
-            latest = max(engine.history(ref), key=lambda r: r.revision)
+            assert decision.target_revision is not None  # decide names the pending revision
             lock.check()
             ReleaseStorage(cluster.core).unlock(
-                ref.namespace, ref.name, latest.revision, decision.reason
+                ref.namespace, ref.name, decision.target_revision, decision.reason
             )
             unlocked = decision
             # The interrupted revision never had a fair attempt: retry it rather than

@@ -78,7 +78,8 @@ class Decision:
     state: ReleaseState
     action: Action
     reason: str
-    target_revision: int | None = None  # the revision a rollback returns to
+    # The revision a rollback returns to, or the pending revision an unlock marks failed.
+    target_revision: int | None = None
 
 
 def platform_status(helm_status: str) -> DeploymentStatus:
@@ -133,6 +134,7 @@ def decide(
             Action.UNLOCK,
             f"revision {latest.number} has been {latest.status} for "
             f"{age.total_seconds():.0f} s, {why}, and no live operation holds it: mark it failed",
+            target_revision=latest.number,
         )
     if latest.status == "deployed":
         if latest.digests == desired:
