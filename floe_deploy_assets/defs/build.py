@@ -1,6 +1,8 @@
 """The whole graph, built from the deployment configuration and the CompiledArtifacts when the
 code location loads: environments become partitions, dbt models become assets."""
 
+import warnings
+
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
@@ -11,7 +13,14 @@ from floe_deploy_assets.defs.data_products import (
     model_assets,
     rerun_sensor,
 )
-from floe_deploy_assets.defs.deploy_assets import GROUP, deploy_assets, environments
+from floe_deploy_assets.defs.deploy_assets import (
+    CHARTS,
+    GROUP,
+    RELEASE_HEALTH_JOB,
+    deploy_assets,
+    environments,
+    release_healthy_key,
+)
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.defs.sensors import release_status_sensor, workload_health_sensor
 
@@ -26,6 +35,12 @@ def build_definitions(
     deployment = DeploymentConfigResource(path=config_path)
     config = deployment.config
     artifacts = deployment.artifacts()  # a broken document fails loading, not the first run
+    release_health = dg.define_asset_job(
+        RELEASE_HEALTH_JOB,
+        selection=dg.AssetSelection.checks(*(release_healthy_key(chart) for chart in CHARTS)),
+        description="The release_healthy check of an environment's releases, on its own: what "
+        "the workload_health sensor runs when the health it sees changed.",
+    )
     deploy_platform = dg.define_asset_job(
         "deploy_platform",
         selection=dg.AssetSelection.groups(GROUP),
@@ -40,12 +55,17 @@ def build_definitions(
         redeploy_schedule(deploy_platform, environment, config.redeploy_cron(environment))
         for environment in config.environments
     ]
+    with warnings.catch_warnings():
+        # Partitioned checks are a preview in Dagster 1.13, and what keeps each environment's
+        # check results apart; the warning would greet every load of the code location.
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def")
+        deployment_defs = list(deploy_assets(config))
     return dg.Definitions(
         assets=[
-            *deploy_assets(config),
+            *deployment_defs,
             *model_assets(artifacts, environments(config)),
         ],
-        jobs=[deploy_platform, run_data_products],
+        jobs=[deploy_platform, run_data_products, release_health],
         schedules=schedules,
         sensors=[
             release_status_sensor,

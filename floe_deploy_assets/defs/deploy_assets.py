@@ -18,6 +18,7 @@ from floe_deploy_assets.defs.resources import DeploymentConfigResource, Kubernet
 from floe_deploy_assets.helm.deploy import DeployOutcome, deploy, digest_history
 from floe_deploy_assets.helm.inputs import values_generator
 from floe_deploy_assets.helm.render import render_chart
+from floe_deploy_assets.kube.health import release_health
 from floe_deploy_assets.kube.secrets import missing_secrets
 from floe_deploy_assets.models.config import ChartKind, DeploymentConfig
 from floe_deploy_assets.models.deployment import DeployedComponent, Health
@@ -34,6 +35,24 @@ CHARTS: tuple[ChartKind, ...] = ("platform", "jobs")
 KUBERNETES_VERSIONS = ("1.28", "1.33")  # the versions manifests must be valid for
 COMPILED_ARTIFACTS = dg.AssetKey("compiled_artifacts")
 GROUP = "deployment"
+RELEASE_HEALTH_JOB = "release_health"  # the release_healthy checks alone, for the health sensor
+OWNERS = ["team:platform"]
+RELEASE_HEALTHY = "release_healthy"
+# What each check means, shown beside its result in the UI.
+CHECK_DESCRIPTIONS = {
+    "values_match_schema": "The values validate against the chart's values.schema.json (generated "
+    "from the pydantic values models); findings name the JSON pointer.",
+    "no_plaintext_secrets": "No credential literal anywhere in the values, only references to "
+    "Secrets the operator provides; findings name the pointer, never the value.",
+    "manifests_valid": "Every rendered object validates strictly against the Kubernetes "
+    f"versions {', '.join(KUBERNETES_VERSIONS)}.",
+    "pod_security_restricted": "Every pod spec passes Pod Security 'restricted', has requests "
+    "and limits, probes on long-running containers, pinned images and a read-only root "
+    "filesystem (Kubernetes 1.20 has no Pod Security admission to enforce it).",
+    RELEASE_HEALTHY: "Every workload of the release is healthy (kstatus rules, strict on Jobs "
+    "and Pods), evaluated after each deploy and whenever the health sensor sees a change; "
+    "an environment with no release fails with a warning, never passes.",
+}
 
 
 def values_key(chart: ChartKind) -> dg.AssetKey:
@@ -46,6 +65,24 @@ def manifests_key(chart: ChartKind) -> dg.AssetKey:
 
 def release_key(chart: ChartKind) -> dg.AssetKey:
     return dg.AssetKey(f"{chart}_release")
+
+
+def release_healthy_key(chart: ChartKind) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(release_key(chart), RELEASE_HEALTHY)
+
+
+def check_spec(
+    name: str, asset: dg.AssetKey, partitions: dg.PartitionsDefinition
+) -> dg.AssetCheckSpec:
+    """A blocking check of one environment: its results carry the environment's partition, so
+    the UI shows each environment's state on its own."""
+    return dg.AssetCheckSpec(
+        name,
+        asset=asset,
+        blocking=True,
+        description=CHECK_DESCRIPTIONS[name],
+        partitions_def=partitions,
+    )
 
 
 def environments(config: DeploymentConfig) -> dg.StaticPartitionsDefinition:
@@ -74,18 +111,63 @@ def components_table(components: Sequence[DeployedComponent]) -> str:
     return "\n".join([header, *rows]) if rows else "(no workloads)"
 
 
-def unhealthy(components: Sequence[DeployedComponent]) -> list[str]:
-    """The components that are not healthy (none: the release is healthy, even with no
-    workloads, as floe-jobs has while no model runs)."""
-    return [c.name for c in components if c.health is not Health.HEALTHY]
+def release_healthy_result(
+    kubernetes: KubernetesResource,
+    deployment: DeploymentConfigResource,
+    chart: ChartKind,
+    environment: str,
+) -> dg.AssetCheckResult:
+    """The release's health as it is now. No release is a failure (a warning: nothing was
+    deployed there), never a pass: "(no workloads)" of a release that does not exist is not
+    health. A cluster that cannot be reached raises (the retries inside are spent): an error of
+    the check's execution, not a verdict on the release."""
+    ref = deployment.release(chart, environment)
+    release = kubernetes.helm(ref.cluster).status(ref)
+    if release is None:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"no release {ref.name} in namespace {ref.namespace}: not deployed",
+            metadata={"release": "absent", "namespace": ref.namespace},
+        )
+    components = release_health(kubernetes.cluster(ref.cluster).api, ref.namespace, ref.name)
+    unhealthy = [c for c in components if c.health is not Health.HEALTHY]
+    return dg.AssetCheckResult(
+        passed=not unhealthy,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            "; ".join(f"{c.type} {c.name}: {c.health} {c.reason or ''}".strip() for c in unhealthy)
+            if unhealthy
+            else f"{len(components)} workload(s) healthy"
+            if components
+            else "healthy: the release runs no workload (floe-jobs does while no model runs)"
+        ),
+        metadata={
+            "revision": release.revision,
+            "helm_status": release.status,
+            "unhealthy": dg.MetadataValue.json([c.name for c in unhealthy]),
+            "components": dg.MetadataValue.md(components_table(components)),
+        },
+    )
 
 
-def release_healthy_metadata(components: Sequence[DeployedComponent]) -> dict[str, Any]:
-    """The metadata of a ``release_healthy`` check, from the deploy or the health sensor."""
-    return {
-        "unhealthy": dg.MetadataValue.json(unhealthy(components)),
-        "components": dg.MetadataValue.md(components_table(components)),
-    }
+def _release_healthy_check(
+    chart: ChartKind, partitions: dg.PartitionsDefinition
+) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=release_key(chart),
+        name=RELEASE_HEALTHY,
+        partitions_def=partitions,
+        description=CHECK_DESCRIPTIONS[RELEASE_HEALTHY],
+    )
+    def release_healthy(
+        context: dg.AssetCheckExecutionContext,
+        deployment: DeploymentConfigResource,
+        kubernetes: KubernetesResource,
+    ) -> dg.AssetCheckResult:
+        return release_healthy_result(kubernetes, deployment, chart, context.partition_key)
+
+    return release_healthy
 
 
 def _compiled_artifacts_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -127,8 +209,8 @@ def _values_asset(chart: ChartKind, partitions: dg.PartitionsDefinition) -> dg.A
         kinds={"helm"},
         description=f"Helm values of the floe-{chart} chart for the environment.",
         check_specs=[
-            dg.AssetCheckSpec("values_match_schema", asset=values_key(chart), blocking=True),
-            dg.AssetCheckSpec("no_plaintext_secrets", asset=values_key(chart), blocking=True),
+            check_spec("values_match_schema", values_key(chart), partitions),
+            check_spec("no_plaintext_secrets", values_key(chart), partitions),
         ],
     )
     def values(
@@ -176,8 +258,8 @@ def _manifests_asset(chart: ChartKind, partitions: dg.PartitionsDefinition) -> d
         kinds={"helm", "kubernetes"},
         description=f"The Kubernetes objects the floe-{chart} chart renders for the environment.",
         check_specs=[
-            dg.AssetCheckSpec("manifests_valid", asset=key, blocking=True),
-            dg.AssetCheckSpec("pod_security_restricted", asset=key, blocking=True),
+            check_spec("manifests_valid", key, partitions),
+            check_spec("pod_security_restricted", key, partitions),
         ],
     )
     def manifests(
@@ -283,7 +365,6 @@ def _release_asset(
         & dg.AutomationCondition.all_deps_blocking_checks_passed(),
         description=f"The floe-{chart} Helm release of the environment: install, upgrade or "
         "nothing, decided from the chart and values digests, under the release lock.",
-        check_specs=[dg.AssetCheckSpec("release_healthy", asset=key)],
     )
     def release(
         context: dg.AssetExecutionContext,
@@ -328,26 +409,20 @@ def _release_asset(
                 f"{metadata.get('error') or outcome.decision.reason}",
                 metadata=metadata,
             )
-        return dg.MaterializeResult(
-            metadata=metadata,
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="release_healthy",
-                    passed=not unhealthy(outcome.components),
-                    metadata=release_healthy_metadata(outcome.components),
-                )
-            ],
-        )
+        return dg.MaterializeResult(metadata=metadata)
 
     return release
 
 
-def deploy_assets(config: DeploymentConfig) -> Iterator[dg.AssetsDefinition]:
+def deploy_assets(
+    config: DeploymentConfig,
+) -> Iterator[dg.AssetsDefinition | dg.AssetChecksDefinition]:
     partitions = environments(config)
     yield _compiled_artifacts_asset(partitions)
     for chart in CHARTS:
         yield _values_asset(chart, partitions)
         yield _manifests_asset(chart, partitions)
+        yield _release_healthy_check(chart, partitions)
     yield _release_asset("platform", partitions, upstream=[])
     # The jobs run against the platform's collector and storage: released after it.
     yield _release_asset("jobs", partitions, upstream=[release_key("platform")])

@@ -1,25 +1,35 @@
 """Sensors that watch the releases: their Helm status, and their workloads' health.
 
-Each emits events only when what it sees changed since its last tick (a fingerprint per
-environment and release in a JSON cursor), so an idle platform adds nothing to the event log.
-Each tick is bounded: after ``TICK_BUDGET_SECONDS`` the remaining releases wait for the next tick.
+Each records only what changed since its last tick (a fingerprint per environment and release
+in a JSON cursor), so an idle platform adds nothing to the event log, and each tick says in its
+log or skip reason what it recorded or why it recorded nothing. Each tick is bounded: after
+``TICK_BUDGET_SECONDS`` the remaining releases wait for the next tick.
+
+Health becomes a check result through a run, not a sensor event: on a change the health sensor
+requests a run of the partitioned ``release_healthy`` check for that environment. A check
+evaluation reported by a sensor has no run, and Dagster's storage keeps one such row per check
+and partition (``idx_asset_check_executions_unique`` on asset, check, run id and partition): the
+second one for an environment fails the whole tick, and its cursor is never saved. A run gives
+each evaluation its own row, carries the partition, and is what the UI links the result to.
 """
 
 import functools
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
 from floe_deploy_assets.defs.deploy_assets import (
     CHARTS,
+    RELEASE_HEALTH_JOB,
     components_table,
-    release_healthy_metadata,
+    release_healthy_key,
     release_key,
-    unhealthy,
 )
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.helm.engine import ReleaseRef
@@ -27,14 +37,36 @@ from floe_deploy_assets.kube.health import release_health
 from floe_deploy_assets.kube.lease import current_holder
 from floe_deploy_assets.kube.retry import describe
 from floe_deploy_assets.models.config import ChartKind
+from floe_deploy_assets.models.deployment import Health
 from floe_deploy_assets.release.decide import PENDING_STATUSES, platform_status
 
+PARTITION_TAG = "dagster/partition"
 TICK_BUDGET_SECONDS = 40.0  # Dagster gives a sensor evaluation about 60 s
 NEXT = "_next"  # cursor key: the release the next tick starts with
 RETRY_SECONDS = 10.0  # how long one release's calls are retried before its cluster counts as down
-INTERVAL_SECONDS = 30
+# How often the release sensors tick: 30 s, or FLOE_SENSOR_INTERVAL_SECONDS (the daemon tests
+# tick every few seconds).
+INTERVAL_SECONDS = int(os.environ.get("FLOE_SENSOR_INTERVAL_SECONDS", "30"))
 
-AssetEvent = dg.AssetObservation | dg.AssetCheckEvaluation
+
+@dataclass(frozen=True)
+class Observed:
+    """What a sensor saw of one release: ``state`` is what counts as news (its fingerprint is
+    kept in the cursor), ``summary`` one line for the tick's log, ``reachable`` False when the
+    cluster could not be asked (then no verdict is drawn from it)."""
+
+    state: object
+    summary: str
+    observation: dg.AssetObservation
+    reachable: bool = True
+
+
+@dataclass(frozen=True)
+class Change:
+    environment: str
+    chart: ChartKind
+    observed: Observed
+    sequence: int  # how many changes of this release the sensor has seen: keys its run requests
 
 
 def _fingerprint(value: object) -> str:
@@ -47,21 +79,24 @@ def _releases(deployment: DeploymentConfigResource) -> Iterator[tuple[str, Chart
             yield environment, chart, deployment.release(chart, environment)
 
 
-def _on_change(
-    context: dg.SensorEvaluationContext,
-    deployment: DeploymentConfigResource,
-    observe: Callable[[str, ChartKind, ReleaseRef, float], tuple[object, list[AssetEvent]]],
-) -> dg.SensorResult:
-    """Observe the releases within the tick budget; keep the events of those whose fingerprint
-    changed. A cluster that fails once is not asked again this tick (its other releases get
-    the same observation), and a tick that runs out of budget leaves a bookmark, so the next
-    tick starts where this one stopped and every release gets its turn."""
+Observe = Callable[[str, ChartKind, ReleaseRef, float], Observed]
+
+
+def _changes(
+    context: dg.SensorEvaluationContext, deployment: DeploymentConfigResource, observe: Observe
+) -> tuple[list[Change], str, int]:
+    """Observe the releases within the tick budget; return those whose fingerprint changed,
+    the new cursor and how many releases were observed. A cluster that fails once is not asked
+    again this tick (its other releases get the same observation), and a tick that runs out of
+    budget leaves a bookmark, so the next tick starts where this one stopped and every release
+    gets its turn."""
     seen: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
     releases = list(_releases(deployment))
     start = int(seen.get(NEXT, 0)) % len(releases)
-    events: list[AssetEvent] = []
+    changes: list[Change] = []
     unreachable: dict[str, str] = {}  # cluster -> why
     started = time.monotonic()
+    observed_count = 0
     for index, (environment, chart, ref) in enumerate(releases[start:] + releases[:start]):
         left = TICK_BUDGET_SECONDS - (time.monotonic() - started)
         if left <= 0:
@@ -70,53 +105,120 @@ def _on_change(
             break
         if ref.cluster not in unreachable:
             try:
-                state, found = observe(environment, chart, ref, left)
+                observed = observe(environment, chart, ref, left)
             except Exception as error:  # an unreachable cluster is an observation, not a crash
                 unreachable[ref.cluster] = f"{type(error).__name__}: {describe(error)}"
         if ref.cluster in unreachable:
-            # The error class, not its text: a retry count in the text must not count as news.
-            state = {"unreachable": unreachable[ref.cluster].split(":")[0]}
-            found = [_observation(chart, environment, {"unreachable": unreachable[ref.cluster]})]
+            observed = _unreachable(environment, chart, unreachable[ref.cluster])
+        observed_count += 1
         key = f"{environment}/{chart}"
-        fingerprint = _fingerprint(state)
-        if seen.get(key) != fingerprint:
-            seen[key] = fingerprint
-            events.extend(found)
+        # Earlier cursors kept the bare fingerprint; they count as a first sight.
+        previous: dict[str, Any] = seen[key] if isinstance(seen.get(key), dict) else {}
+        fingerprint = _fingerprint(observed.state)
+        if previous.get("fingerprint") != fingerprint:
+            sequence = int(previous.get("changes", 0)) + 1
+            seen[key] = {"fingerprint": fingerprint, "changes": sequence}
+            changes.append(Change(environment, chart, observed, sequence))
     else:
         seen[NEXT] = start
-    cursor = json.dumps(seen, sort_keys=True)
-    if not events:
-        return dg.SensorResult(skip_reason="nothing changed", cursor=cursor)
-    return dg.SensorResult(asset_events=events, cursor=cursor)
+    return changes, json.dumps(seen, sort_keys=True), observed_count
 
 
-Observe = Callable[
-    [KubernetesResource, str, ChartKind, ReleaseRef, float], tuple[object, list[AssetEvent]]
-]
-
-
-def _release_sensor(name: str, description: str, observe: Observe) -> dg.SensorDefinition:
-    """A sensor that observes every release with ``observe`` and emits on change only."""
-
-    @dg.sensor(
-        name=name,
-        minimum_interval_seconds=INTERVAL_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=description,
+def _recorded(changes: list[Change], observed: int) -> str:
+    if not changes:
+        return f"nothing changed in the {observed} release(s) observed"
+    return "recorded: " + "; ".join(
+        f"{c.environment}/{c.chart} {c.observed.summary}" for c in changes
     )
-    def release_sensor(
-        context: dg.SensorEvaluationContext,
-        deployment: DeploymentConfigResource,
-        kubernetes: KubernetesResource,
-    ) -> dg.SensorResult:
-        return _on_change(context, deployment, functools.partial(observe, kubernetes))
 
-    return release_sensor
+
+def _unreachable(environment: str, chart: ChartKind, why: str) -> Observed:
+    # The error class, not its text: a retry count in the text must not count as news.
+    return Observed(
+        state={"unreachable": why.split(":")[0]},
+        summary=f"cluster unreachable ({why.split(':')[0]})",
+        observation=_observation(chart, environment, {"unreachable": why}),
+        reachable=False,
+    )
+
+
+def _sensor_args(
+    name: str, description: str, **extra: Any
+) -> dict[str, Any]:  # what both release sensors share
+    return {
+        "name": name,
+        "minimum_interval_seconds": INTERVAL_SECONDS,
+        "default_status": dg.DefaultSensorStatus.RUNNING,
+        "description": description,
+        **extra,
+    }
+
+
+@dg.sensor(
+    **_sensor_args(
+        "release_status",
+        "Helm status of every release, as an observation on its release asset when it changed; "
+        "a release stuck pending with no deploy holding its lock is surfaced.",
+    )
+)
+def release_status_sensor(
+    context: dg.SensorEvaluationContext,
+    deployment: DeploymentConfigResource,
+    kubernetes: KubernetesResource,
+) -> dg.SensorResult:
+    changes, cursor, observed = _changes(
+        context, deployment, functools.partial(_release_status, kubernetes)
+    )
+    return dg.SensorResult(
+        asset_events=[c.observed.observation for c in changes],
+        skip_reason=_recorded(changes, observed),
+        cursor=cursor,
+    )
+
+
+@dg.sensor(
+    **_sensor_args(
+        "workload_health",
+        "Health of every release's workloads. When it changed: an observation with the "
+        "component table, and a run of the release's partitioned release_healthy check for "
+        "that environment (fails on a fault, passes again on recovery; an environment with no "
+        "release is reported missing, never healthy).",
+        job_name=RELEASE_HEALTH_JOB,
+    )
+)
+def workload_health_sensor(
+    context: dg.SensorEvaluationContext,
+    deployment: DeploymentConfigResource,
+    kubernetes: KubernetesResource,
+) -> dg.SensorResult:
+    changes, cursor, observed = _changes(
+        context, deployment, functools.partial(_workload_health, kubernetes)
+    )
+    requests = [
+        dg.RunRequest(
+            # One check run per change of a release, however often the tick is retried.
+            run_key=f"release_healthy-{c.environment}-{c.chart}-{c.sequence}",
+            job_name=RELEASE_HEALTH_JOB,
+            asset_check_keys=[release_healthy_key(c.chart)],
+            # The partition as a tag, not partition_key: Dagster 1.13 finds a job's partitions
+            # from its assets, and this job has only (partitioned) checks.
+            tags={PARTITION_TAG: c.environment, "floe.dev/observed": c.observed.summary[:200]},
+        )
+        for c in changes
+        if c.observed.reachable  # a cluster that did not answer is no verdict on the release
+    ]
+    events = [c.observed.observation for c in changes]
+    if requests:
+        context.log.info(_recorded(changes, observed) + f"; {len(requests)} check run(s)")
+        return dg.SensorResult(asset_events=events, run_requests=requests, cursor=cursor)
+    return dg.SensorResult(
+        asset_events=events, skip_reason=_recorded(changes, observed), cursor=cursor
+    )
 
 
 def _release_status(
     kubernetes: KubernetesResource, environment: str, chart: ChartKind, ref: ReleaseRef, left: float
-) -> tuple[object, list[AssetEvent]]:
+) -> Observed:
     release = kubernetes.helm(ref.cluster).status(ref)
     holder = current_holder(kubernetes.cluster(ref.cluster).coordination, ref.namespace, ref.name)
     helm_status = release.status if release else "absent"
@@ -134,17 +236,27 @@ def _release_status(
         "chart_version": release.chart_version if release else "",
         "deploying": holder.identity if holder else "",
     }
+    summary = f"{helm_status} revision {state['revision']}" if release else "no release"
     if stuck:
         metadata["stuck"] = (
             f"revision {state['revision']} is {helm_status} and no deploy holds the "
             "release lock: the next deploy unlocks it (marks it failed) and converges"
         )
-    return state, [_observation(chart, environment, metadata)]
+        summary += " (stuck)"
+    return Observed(state, summary, _observation(chart, environment, metadata))
 
 
 def _workload_health(
     kubernetes: KubernetesResource, environment: str, chart: ChartKind, ref: ReleaseRef, left: float
-) -> tuple[object, list[AssetEvent]]:
+) -> Observed:
+    if kubernetes.helm(ref.cluster).status(ref) is None:
+        return Observed(
+            state={"release": "absent"},
+            summary="no release",
+            observation=_observation(
+                chart, environment, {"components": f"no release {ref.name} in {ref.namespace}"}
+            ),
+        )
     components = release_health(
         kubernetes.cluster(ref.cluster).api,
         ref.namespace,
@@ -152,34 +264,22 @@ def _workload_health(
         deadline=min(left, RETRY_SECONDS),
     )
     state = [(c.name, c.health, c.reason, c.replicas.ready, c.replicas.desired) for c in components]
-    table = components_table(components)
-    return state, [
-        _observation(chart, environment, {"components": dg.MetadataValue.md(table)}),
-        dg.AssetCheckEvaluation(
-            asset_key=release_key(chart),
-            check_name="release_healthy",
-            passed=not unhealthy(components),
-            partition=environment,
-            metadata=release_healthy_metadata(components),
-        ),
+    unhealthy = [
+        f"{c.name} {c.reason or c.health}" for c in components if c.health != Health.HEALTHY
     ]
+    summary = ("unhealthy: " + ", ".join(unhealthy)) if unhealthy else "healthy"
+    return Observed(
+        state,
+        summary,
+        _observation(
+            chart, environment, {"components": dg.MetadataValue.md(components_table(components))}
+        ),
+    )
 
 
-release_status_sensor = _release_sensor(
-    "release_status",
-    "Helm status of every release, as an observation on its release asset; a release stuck "
-    "pending with no deploy holding its lock is surfaced.",
-    _release_status,
-)
-workload_health_sensor = _release_sensor(
-    "workload_health",
-    "Health of every release's workloads: an observation with the component table and a "
-    "release_healthy check evaluation, when the health changed.",
-    _workload_health,
-)
-
-
-def _observation(chart: ChartKind, environment: str, metadata: dict[str, object]) -> AssetEvent:
+def _observation(
+    chart: ChartKind, environment: str, metadata: dict[str, object]
+) -> dg.AssetObservation:
     return dg.AssetObservation(
         asset_key=release_key(chart),
         partition=environment,

@@ -110,11 +110,16 @@ def test_materializing_dev_deploys_both_releases_and_they_are_healthy(
             dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
         )
         assert second.asset_events == [] and second.cursor == first.cursor, sensor.name
+    # A change of health is a run of the partitioned release_healthy check, not a runless
+    # evaluation (the daemon tests run those; test_daemon.py).
     health = workload_health_sensor(dg.build_sensor_context(instance=instance, resources=resources))
-    evaluations = [e for e in health.asset_events if isinstance(e, dg.AssetCheckEvaluation)]
-    assert {(e.asset_key.to_user_string(), e.passed) for e in evaluations} == {
-        ("platform_release", True),
-        ("jobs_release", True),  # floe-jobs runs no workload until a model runs
+    assert {
+        (key.to_user_string(), request.tags["dagster/partition"], request.job_name)
+        for request in health.run_requests
+        for key in request.asset_check_keys or []
+    } == {
+        ("platform_release:release_healthy", "dev", "release_health"),
+        ("jobs_release:release_healthy", "dev", "release_health"),
     }
 
     # What a killed deploy leaves: the release pending with no deploy holding its lock.

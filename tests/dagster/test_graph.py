@@ -100,7 +100,7 @@ def test_sensors_schedules_and_jobs(defs: dg.Definitions):
         "redeploy_prod": "0 6 * * 1-5",
     }
     jobs = {job.name for job in repository.get_all_jobs() if not job.name.startswith("__")}
-    assert jobs == {"deploy_platform", "run_data_products"}
+    assert jobs == {"deploy_platform", "run_data_products", "release_health"}
 
 
 def test_a_broken_configuration_fails_loading_with_the_clis_message(tmp_path: Path):

@@ -3,6 +3,7 @@ provide there, for tests that deploy through the CLI or the Dagster graph."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ def write_config(
     overrides: dict[str, Any] | None = None,
     artifacts: Path = EXAMPLE,
     resources: str | dict[str, Any] = "small",
+    undeployed: Sequence[str] = (),
 ) -> Path:
     """floe-deploy.yaml with one environment, dev, deployed into ``namespace`` through the
-    kubeconfig's current context."""
+    kubeconfig's current context; the ``undeployed`` environments map to ``namespace-<env>``,
+    where no test deploys."""
     context = yaml.safe_load(kubeconfig.read_text())["current-context"]
     document: dict[str, Any] = {
         "apiVersion": "floe.dev/v1alpha1",
@@ -41,7 +44,20 @@ def write_config(
                 "environments": ["dev"],
                 "namespaceTemplate": namespace,
                 "resources": resources,
-            }
+            },
+            *(
+                [
+                    {
+                        "name": "undeployed",
+                        "cluster": context,
+                        "environments": list(undeployed),
+                        "namespaceTemplate": namespace + "-{{.environment}}",
+                        "resources": resources,
+                    }
+                ]
+                if undeployed
+                else []
+            ),
         ],
     }
     if overrides:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import yaml
 
-from floe_deploy_assets.release.diff import manifest_diff
+from floe_deploy_assets.release.diff import (
+    diff_summary,
+    manifest_diff,
+    manifest_summary,
+    release_change_markdown,
+)
 from floe_deploy_assets.release.drift import differences, drifted
 
 DEPLOYMENT = {
@@ -108,3 +113,105 @@ def test_manifest_diff_masks_secret_payloads():
     diff = manifest_diff([before], [after])
     assert "Secret/s changed" in diff
     assert "b2xk" not in diff and "bmV3LXNlY3JldA==" not in diff and "masked" in diff
+
+
+SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}
+WORKER = {**DEPLOYMENT, "metadata": {"name": "worker"}}
+SECRET = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "metadata": {"name": "creds"},
+    "data": {"password": "aHVudGVyMg=="},
+    "stringData": {"token": "plain-token-value"},
+}
+SECRET_VALUES = ("aHVudGVyMg==", "plain-token-value", "bmV3LXBhc3N3b3Jk")
+
+
+def test_manifest_summary_counts_and_names_each_kind():
+    summary = manifest_summary(yaml.safe_dump_all([WORKER, SERVICE, DEPLOYMENT, SECRET]))
+    assert summary.splitlines() == [
+        "| Kind | Count | Names |",
+        "| --- | --- | --- |",
+        "| Deployment | 2 | web, worker |",
+        "| Secret | 1 | creds |",
+        "| Service | 1 | web |",
+    ]
+
+
+def test_diff_summary_lists_exactly_the_changed_objects():
+    newer = yaml.safe_load(yaml.safe_dump(DEPLOYMENT))
+    newer["spec"]["replicas"] = 3
+    summary = diff_summary([DEPLOYMENT, WORKER, SERVICE], [newer, WORKER, SERVICE])
+    assert summary.splitlines() == [
+        "| Kind | Name | Change |",
+        "| --- | --- | --- |",
+        "| Deployment | web | changed |",
+    ]
+    added_and_removed = diff_summary([SERVICE], [DEPLOYMENT]).splitlines()[2:]
+    assert added_and_removed == ["| Deployment | web | added |", "| Service | web | removed |"]
+    assert diff_summary([DEPLOYMENT], yaml.safe_dump_all([DEPLOYMENT])) == "(no change)"
+
+
+def test_install_markdown_is_the_summary_then_the_whole_manifest():
+    markdown = release_change_markdown("", [WORKER, SERVICE, DEPLOYMENT])
+    assert markdown.startswith(
+        "**Install**: 3 objects\n\n" + manifest_summary([DEPLOYMENT, WORKER, SERVICE])
+    )
+    manifest = markdown.split("```yaml\n", 1)[1]
+    assert markdown.endswith("\n```") and "```diff" not in markdown
+    assert [
+        doc["metadata"]["name"] for doc in yaml.safe_load_all(manifest.removesuffix("```"))
+    ] == [
+        "web",
+        "worker",
+        "web",
+    ]
+
+
+def test_upgrade_markdown_is_the_summary_then_each_changed_objects_diff():
+    newer = yaml.safe_load(yaml.safe_dump(DEPLOYMENT))
+    newer["spec"]["replicas"] = 3
+    markdown = release_change_markdown([DEPLOYMENT, WORKER], [newer, WORKER, SERVICE])
+    summary, diffs = markdown.split("\n\n**Deployment/web** changed\n\n", 1)
+    assert summary.startswith("**Upgrade**: 2 of 3 objects differ\n\n")
+    assert summary.endswith(diff_summary([DEPLOYMENT, WORKER], [newer, WORKER, SERVICE]))
+    assert diffs.startswith("```diff\n@@") and "-  replicas: 2\n+  replicas: 3" in diffs
+    assert "**Service/web** added" in diffs and "worker" not in diffs
+    assert release_change_markdown([DEPLOYMENT], [DEPLOYMENT]) == "(no change)"
+    assert release_change_markdown("", "") == "(no change)"
+
+
+def test_a_fence_inside_a_manifest_does_not_end_its_block():
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "readme"},
+        "data": {"README.md": "```\ncode\n```\n"},
+    }
+    markdown = release_change_markdown([], [config])
+    assert "\n````yaml\n" in markdown and markdown.endswith("\n````")
+
+
+def test_no_output_shows_a_secret_value():
+    rotated = {**SECRET, "data": {"password": "bmV3LXBhc3N3b3Jk"}}
+    outputs = [
+        manifest_summary([SECRET]),
+        diff_summary([SECRET], [rotated]),
+        release_change_markdown("", yaml.safe_dump_all([SECRET])),
+        release_change_markdown([SECRET], [rotated]),
+        release_change_markdown([SECRET], []),
+    ]
+    assert "Secret | creds | changed" in outputs[1] and "masked" in outputs[2] + outputs[3]
+    assert not [value for value in SECRET_VALUES for output in outputs if value in output]
+
+
+def test_the_markdown_does_not_depend_on_object_order():
+    newer = yaml.safe_load(yaml.safe_dump(DEPLOYMENT))
+    newer["spec"]["replicas"] = 3
+    objects = [DEPLOYMENT, WORKER, SERVICE, SECRET]
+    for before, after in (([], objects), (objects, [SECRET, SERVICE, newer])):
+        once = release_change_markdown(before, after)
+        assert once == release_change_markdown(before[::-1], after[::-1])
+        assert once == release_change_markdown(
+            yaml.safe_dump_all(before), yaml.safe_dump_all(after)
+        )

@@ -1,0 +1,206 @@
+"""The sensors where users run them: dagster-daemon and dagster-webserver on workspace.yaml, a
+DAGSTER_HOME of the test's with real instance storage, the local control plane, and faults put
+on a workload through the simulated kubelet's annotations. Everything asserted is what the
+instance stored and what the webserver's GraphQL API answers, as the UI shows it."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from kubernetes import client
+
+from floe_deploy_assets.defs.build import build_definitions
+from tests.conftest import KubeCluster
+from tests.support.dagster_processes import daemon, graphql, webserver
+from tests.support.deployment import create_operator_secrets, write_config
+from tests.support.waits import wait_for
+
+pytestmark = pytest.mark.cluster
+
+SENSOR_INTERVAL = 5  # seconds between the release sensors' ticks in these tests
+CHECK_RUN_SLACK = 45  # a check run's queueing, process start and code loading, on 2 cores
+WEBSERVER = "floe-platform-dagster-webserver"
+FAULT = "sim.kubelet.floe.dev/fault"
+
+CHECK_EXECUTIONS = """
+query ($assetKey: AssetKeyInput!, $checkName: String!, $partition: String) {
+  assetCheckExecutions(assetKey: $assetKey, checkName: $checkName, partition: $partition,
+                       limit: 50) {
+    runId status partition
+    evaluation { severity description partition }
+  }
+}
+"""
+LOCATION = "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+SENSOR_TICKS = """
+query ($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor {
+      sensorState { status ticks(limit: 200) { status skipReason error { message } } }
+    }
+    ... on PythonError { message }
+    ... on SensorNotFoundError { message }
+  }
+}
+"""
+
+
+class Instance:
+    """The test's Dagster instance as the daemon and the webserver share it."""
+
+    def __init__(self, home: Path, graphql_url: str) -> None:
+        self.home = home
+        self.url = graphql_url
+
+    def check_executions(self, asset: str, check: str, partition: str) -> list[dict[str, Any]]:
+        """Newest first."""
+        variables = {"assetKey": {"path": [asset]}, "checkName": check, "partition": partition}
+        return graphql(self.url, CHECK_EXECUTIONS, variables)["assetCheckExecutions"]
+
+    def latest_check(self, asset: str, check: str, partition: str) -> dict[str, Any] | None:
+        finished = [
+            e
+            for e in self.check_executions(asset, check, partition)
+            if e["status"] in ("SUCCEEDED", "FAILED")
+        ]
+        return finished[0] if finished else None
+
+    def ticks(self, sensor: str) -> list[dict[str, Any]]:
+        (location,) = graphql(self.url, LOCATION)["workspaceOrError"]["locationEntries"]
+        selector = {
+            "repositoryLocationName": location["name"],
+            "repositoryName": "__repository__",
+            "sensorName": sensor,
+        }
+        found = graphql(self.url, SENSOR_TICKS, {"selector": selector})["sensorOrError"]
+        assert "sensorState" in found, found
+        return found["sensorState"]["ticks"]
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
+@pytest.fixture
+def deployed(
+    kube_cluster: KubeCluster, namespace: str, tmp_path: Path, dagster_home: Path
+) -> Iterator[dict[str, str]]:
+    """dev deployed through the graph, in a run stored in the test's instance; staging mapped
+    but never deployed. Yields the environment the daemon and webserver load the graph with."""
+    create_operator_secrets(kube_cluster.core, namespace)
+    config = write_config(tmp_path, kube_cluster.kubeconfig, namespace, undeployed=["staging"])
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        result = (
+            build_definitions(str(config), kubeconfig=str(kube_cluster.kubeconfig))
+            .resolve_job_def("deploy_platform")
+            .execute_in_process(partition_key="dev", instance=instance)
+        )
+        assert result.success
+    yield {
+        "FLOE_DEPLOY_CONFIG": str(config),
+        "FLOE_KUBECONFIG": str(kube_cluster.kubeconfig),
+        "FLOE_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL),
+    }
+
+
+def _set_fault(kube_cluster: KubeCluster, namespace: str, fault: str | None) -> float:
+    client.AppsV1Api(kube_cluster.api).patch_namespaced_deployment(
+        WEBSERVER,
+        namespace,
+        {"spec": {"template": {"metadata": {"annotations": {FAULT: fault}}}}},
+    )
+    return time.monotonic()
+
+
+def test_health_under_the_daemon_fails_on_a_fault_and_passes_on_recovery(
+    kube_cluster: KubeCluster, namespace: str, dagster_home: Path, deployed: dict[str, str]
+):
+    with webserver(dagster_home, deployed) as url, daemon(dagster_home, deployed):
+        instance = Instance(dagster_home, url)
+        # The first ticks see every release for the first time: a check run each.
+        healthy = wait_for(
+            lambda: _passed(instance.latest_check("platform_release", "release_healthy", "dev")),
+            timeout=SENSOR_INTERVAL * 2 + CHECK_RUN_SLACK + 30,
+            reason="the first release_healthy result of dev from a sensor-requested run",
+        )
+        assert healthy["evaluation"]["partition"] == "dev"
+        missing = wait_for(
+            lambda: instance.latest_check("platform_release", "release_healthy", "staging"),
+            timeout=CHECK_RUN_SLACK,
+            reason="release_healthy of staging, which has no release",
+        )
+        assert missing["status"] == "FAILED"  # no release is never a pass
+        assert missing["evaluation"]["severity"] == "WARN"
+        assert "no release floe-platform" in missing["evaluation"]["description"]
+
+        faulted = _set_fault(kube_cluster, namespace, "crash-loop")
+        failed = wait_for(
+            lambda: _failed(instance.latest_check("platform_release", "release_healthy", "dev")),
+            timeout=SENSOR_INTERVAL * 2 + CHECK_RUN_SLACK + 20,  # the crash loop shows first
+            reason="release_healthy of dev to fail on the crash-looping webserver",
+        )
+        fault_latency = time.monotonic() - faulted
+        assert "CrashLoopBackOff" in failed["evaluation"]["description"], failed
+        assert failed["evaluation"]["severity"] == "ERROR"
+        # Each environment keeps its own result: staging is still the missing release.
+        staging = instance.latest_check("platform_release", "release_healthy", "staging")
+        assert staging is not None and staging["runId"] == missing["runId"]
+
+        recovered_at = _set_fault(kube_cluster, namespace, None)
+        wait_for(
+            lambda: _passed(instance.latest_check("platform_release", "release_healthy", "dev")),
+            timeout=SENSOR_INTERVAL * 2 + CHECK_RUN_SLACK + 20,
+            reason="release_healthy of dev to pass again once the fault is gone",
+        )
+        recovery_latency = time.monotonic() - recovered_at
+        print(f"fault -> failed check {fault_latency:.1f} s; recovered {recovery_latency:.1f} s")
+
+        for sensor in ("workload_health", "release_status"):
+            ticks = instance.ticks(sensor)
+            assert not [t for t in ticks if t["status"] == "FAILURE"], (sensor, ticks)
+            # Every tick is saved, and one with no news says so.
+            assert any("nothing changed" in (t["skipReason"] or "") for t in ticks), ticks
+
+    # One observation per change, none repeated for a state that did not change.
+    with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
+        for kind in ("components", "helm_status"):
+            seen = _observations(stored, "dev", kind)
+            assert seen, kind
+            repeated = [a for a, b in itertools.pairwise(seen) if a == b]
+            assert not repeated, (kind, repeated)
+        assert len(_observations(stored, "staging", "helm_status")) == 1  # "absent", once
+
+
+def _observations(instance: dg.DagsterInstance, partition: str, kind: str) -> list[str]:
+    """The ``kind`` metadata of the release_status (helm_status) or workload_health
+    (components) observations of platform_release in ``partition``, oldest first."""
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("platform_release"), asset_partitions=[partition]
+        ),
+        limit=1000,
+        ascending=True,
+    ).records
+    return [
+        str(r.asset_observation.metadata[kind].value)
+        for r in records
+        if r.asset_observation is not None and kind in r.asset_observation.metadata
+    ]
+
+
+def _passed(execution: dict[str, Any] | None) -> dict[str, Any] | None:
+    return execution if execution and execution["status"] == "SUCCEEDED" else None
+
+
+def _failed(execution: dict[str, Any] | None) -> dict[str, Any] | None:
+    return execution if execution and execution["status"] == "FAILED" else None
