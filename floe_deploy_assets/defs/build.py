@@ -4,7 +4,6 @@ code location loads: environments become partitions, dbt models become assets.""
 import warnings
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from floe_deploy_assets.defs.data_products import GROUP as DATA_PRODUCTS
 from floe_deploy_assets.defs.data_products import (
@@ -22,6 +21,7 @@ from floe_deploy_assets.defs.deploy_assets import (
     release_healthy_key,
 )
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
+from floe_deploy_assets.defs.schedules import redeploy_schedule
 from floe_deploy_assets.defs.sensors import release_status_sensor, workload_health_sensor
 
 
@@ -86,22 +86,3 @@ def build_definitions(
             "data_products": data_products or DataProductsResource(),
         },
     )
-
-
-def redeploy_schedule(
-    job: UnresolvedAssetJobDefinition, environment: str, cron: str
-) -> dg.ScheduleDefinition:
-    @dg.schedule(
-        name=f"redeploy_{environment}",
-        job=job,
-        cron_schedule=cron,
-        description=f"Redeploy {environment}; an in-sync release is a no-op (no new revision).",
-    )
-    def redeploy(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        tick = context.scheduled_execution_time
-        return dg.RunRequest(
-            run_key=f"redeploy-{environment}-{tick.isoformat() if tick else 'manual'}",
-            partition_key=environment,
-        )
-
-    return redeploy

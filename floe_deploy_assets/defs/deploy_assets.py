@@ -23,10 +23,11 @@ from floe_deploy_assets.kube.secrets import missing_secrets
 from floe_deploy_assets.models.config import ChartKind, DeploymentConfig
 from floe_deploy_assets.models.deployment import DeployedComponent, Health
 from floe_deploy_assets.release.decide import history_table
-from floe_deploy_assets.release.diff import manifest_diff
+from floe_deploy_assets.release.diff import release_change_markdown
 from floe_deploy_assets.release.digests import (
     CHART_DIGEST_LABEL,
     VALUES_DIGEST_LABEL,
+    chart_digest,
     values_digest,
 )
 from floe_deploy_assets.values.generator import HelmValuesGenerator
@@ -83,6 +84,16 @@ def check_spec(
         description=CHECK_DESCRIPTIONS[name],
         partitions_def=partitions,
     )
+
+
+def _common(partitions: dg.PartitionsDefinition, *kinds: str) -> dict[str, Any]:
+    """What every deployment asset declares: the environment partitions, group, owners, kinds."""
+    return {
+        "partitions_def": partitions,
+        "group_name": GROUP,
+        "owners": OWNERS,
+        "kinds": set(kinds),
+    }
 
 
 def environments(config: DeploymentConfig) -> dg.StaticPartitionsDefinition:
@@ -173,9 +184,7 @@ def _release_healthy_check(
 def _compiled_artifacts_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         key=COMPILED_ARTIFACTS,
-        partitions_def=partitions,
-        group_name=GROUP,
-        kinds={"json"},
+        **_common(partitions, "json"),
         description="The validated CompiledArtifacts document; its data version is its digest.",
     )
     def compiled_artifacts(
@@ -200,13 +209,14 @@ def _compiled_artifacts_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsD
     return compiled_artifacts
 
 
-def _values_asset(chart: ChartKind, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _values_asset(
+    chart: ChartKind, partitions: dg.PartitionsDefinition, chart_version: str
+) -> dg.AssetsDefinition:
     @dg.asset(
         key=values_key(chart),
         deps=[COMPILED_ARTIFACTS],
-        partitions_def=partitions,
-        group_name=GROUP,
-        kinds={"helm"},
+        **_common(partitions, "helm"),
+        code_version=chart_version,
         description=f"Helm values of the floe-{chart} chart for the environment.",
         check_specs=[
             check_spec("values_match_schema", values_key(chart), partitions),
@@ -227,11 +237,14 @@ def _values_asset(chart: ChartKind, partitions: dg.PartitionsDefinition) -> dg.A
                 {s.name: list(s.keys) for s in generator.required_secrets}
             ),
         }
+        digest = None
         if not problems:  # values that fail a secret rule may hold one: never shown
-            metadata["values_digest"] = values_digest(generator.helm_values())
+            digest = values_digest(generator.helm_values())
+            metadata["values_digest"] = digest
             metadata["leaves"] = len(generator.layered.provenance)
         return dg.MaterializeResult(
             metadata=metadata,
+            data_version=dg.DataVersion(digest) if digest else None,
             check_results=[
                 dg.AssetCheckResult(
                     check_name=name,
@@ -247,15 +260,16 @@ def _values_asset(chart: ChartKind, partitions: dg.PartitionsDefinition) -> dg.A
     return values
 
 
-def _manifests_asset(chart: ChartKind, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _manifests_asset(
+    chart: ChartKind, partitions: dg.PartitionsDefinition, chart_version: str
+) -> dg.AssetsDefinition:
     key = manifests_key(chart)
 
     @dg.asset(
         key=key,
         deps=[values_key(chart)],
-        partitions_def=partitions,
-        group_name=GROUP,
-        kinds={"helm", "kubernetes"},
+        **_common(partitions, "helm", "kubernetes"),
+        code_version=chart_version,
         description=f"The Kubernetes objects the floe-{chart} chart renders for the environment.",
         check_specs=[
             check_spec("manifests_valid", key, partitions),
@@ -328,10 +342,10 @@ def release_metadata(
         "chart_digest": release.labels.get(CHART_DIGEST_LABEL, "") if release else "",
         "values_digest": release.labels.get(VALUES_DIGEST_LABEL, "") if release else "",
         "components": dg.MetadataValue.md(components_table(outcome.components)),
+        # An install: the objects it created by kind, then the manifest; an upgrade: the
+        # objects added, changed and removed, then each one's diff.
         "manifest_diff": dg.MetadataValue.md(
-            "```diff\n"
-            + (manifest_diff(before_manifest, release.manifest) or "(no change)")
-            + "\n```"
+            release_change_markdown(before_manifest, release.manifest)
             if release
             else "(no release)"
         ),
@@ -350,16 +364,18 @@ def release_metadata(
 
 
 def _release_asset(
-    chart: ChartKind, partitions: dg.PartitionsDefinition, upstream: Sequence[dg.AssetKey]
+    chart: ChartKind,
+    partitions: dg.PartitionsDefinition,
+    chart_version: str,
+    upstream: Sequence[dg.AssetKey],
 ) -> dg.AssetsDefinition:
     key = release_key(chart)
 
     @dg.asset(
         key=key,
         deps=[manifests_key(chart), *upstream],
-        partitions_def=partitions,
-        group_name=GROUP,
-        kinds={"helm", "kubernetes"},
+        **_common(partitions, "helm", "kubernetes"),
+        code_version=chart_version,
         pool=f"floe-release-{chart}",  # one run at a time per release (and the Lease besides)
         automation_condition=dg.AutomationCondition.eager()
         & dg.AutomationCondition.all_deps_blocking_checks_passed(),
@@ -418,11 +434,14 @@ def deploy_assets(
     config: DeploymentConfig,
 ) -> Iterator[dg.AssetsDefinition | dg.AssetChecksDefinition]:
     partitions = environments(config)
+    # A chart's digest is the code version of what is made from it: a changed chart shows as
+    # changed code in the UI (the values digest of each environment is its data version).
+    versions = {chart: chart_digest(config.chart_path(chart)) for chart in CHARTS}
     yield _compiled_artifacts_asset(partitions)
     for chart in CHARTS:
-        yield _values_asset(chart, partitions)
-        yield _manifests_asset(chart, partitions)
+        yield _values_asset(chart, partitions, versions[chart])
+        yield _manifests_asset(chart, partitions, versions[chart])
         yield _release_healthy_check(chart, partitions)
-    yield _release_asset("platform", partitions, upstream=[])
+    yield _release_asset("platform", partitions, versions["platform"], upstream=[])
     # The jobs run against the platform's collector and storage: released after it.
-    yield _release_asset("jobs", partitions, upstream=[release_key("platform")])
+    yield _release_asset("jobs", partitions, versions["jobs"], upstream=[release_key("platform")])

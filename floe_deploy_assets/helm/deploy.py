@@ -150,6 +150,41 @@ def plan(
     return _decide(engine, ref, desired_digests(chart, values), policy, lock_held=False)
 
 
+@dataclass(frozen=True)
+class SyncReport:
+    """What a deploy of one release would find now: its decision and, when it would change
+    nothing, the live objects that drifted from the release manifest."""
+
+    decision: Decision
+    drift: list[DriftedObject] = field(default_factory=list)
+
+    @property
+    def in_sync(self) -> bool:
+        return self.decision.action is Action.NOTHING and not self.drift
+
+    def __str__(self) -> str:
+        if self.drift:
+            return f"{len(self.drift)} live object(s) drifted: " + "; ".join(map(str, self.drift))
+        return self.decision.reason
+
+
+def sync_report(
+    engine: HelmEngine,
+    ref: ReleaseRef,
+    chart: Path,
+    values: dict[str, Any],
+    cluster: ClusterAccess,
+    policy: DeployPolicy = DeployPolicy(),
+) -> SyncReport:
+    """Whether a deploy would do anything, without the lock and without acting: the decision
+    ``deploy`` would take and, when that is nothing, the drift it would report."""
+    decision = plan(engine, ref, chart, values, policy)
+    if decision.action is not Action.NOTHING:
+        return SyncReport(decision)
+    release = engine.status(ref)
+    return SyncReport(decision, _drift(cluster, release, correct=False) if release else [])
+
+
 def deploy(
     engine: HelmEngine,
     ref: ReleaseRef,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from kubernetes import client
 
 from floe_deploy_assets.defs.build import build_definitions
 from tests.conftest import KubeCluster
+from tests.support.dagster_home import dagster_yaml
 from tests.support.dagster_processes import daemon, graphql, webserver
 from tests.support.deployment import create_operator_secrets, write_config
+from tests.support.postgres import create_database
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -83,11 +86,16 @@ class Instance:
         return found["sensorState"]["ticks"]
 
 
-@pytest.fixture
-def dagster_home(tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "postgres"])
+def dagster_home(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The test's instance: Dagster's default SQLite storage, or PostgreSQL as the platform's
+    Dagster uses (a fresh database on the session's server)."""
+    url = None
+    if request.param == "postgres":
+        url = create_database(request.getfixturevalue("postgres_url"), f"d{uuid.uuid4().hex[:12]}")
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(dagster_yaml(request.param, url))
     return home
 
 

@@ -74,7 +74,9 @@ def test_materializing_dev_deploys_both_releases_and_they_are_healthy(
     assert platform["platform_deployment"]["status"] == "deployed"
     assert platform["platform_deployment"]["environment"] == "dev"
     assert "floe-platform-dagster-webserver" in platform["components"]
-    assert "StatefulSet/floe-platform-postgresql added" in platform["manifest_diff"]
+    # An install's change starts with the objects it created, by kind.
+    assert platform["manifest_diff"].startswith("**Install**")
+    assert "| StatefulSet | 1 | floe-platform-postgresql |" in platform["manifest_diff"]
     assert _metadata(result, "jobs_release")["action"] == "install"
     artifacts = result.asset_materializations_for_node("compiled_artifacts")[0]
     assert (

@@ -1,0 +1,78 @@
+"""Scheduled redeploys, one schedule per environment on the cron of ``redeploySchedules``.
+
+A tick asks first whether a deploy would do anything: the desired chart and values digests
+against what Helm has deployed, and the live objects against the release manifest. When every
+release is in sync the tick is skipped with that reason, so a no-op redeploy writes no run, no
+materialization and no check result; otherwise it requests a ``deploy_platform`` run for the
+environment, saying what changed.
+"""
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+from floe_deploy_assets.defs.deploy_assets import CHARTS, generator_for
+from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
+from floe_deploy_assets.helm.deploy import SyncReport, sync_report
+from floe_deploy_assets.kube.retry import describe
+from floe_deploy_assets.models.config import ChartKind
+
+REASON_TAG = "floe.dev/redeploy-reason"
+
+
+def environment_sync(
+    deployment: DeploymentConfigResource, kubernetes: KubernetesResource, environment: str
+) -> dict[ChartKind, SyncReport]:
+    """Each release of the environment: would a deploy change it, and why."""
+    reports: dict[ChartKind, SyncReport] = {}
+    for chart in CHARTS:
+        ref = deployment.release(chart, environment)
+        reports[chart] = sync_report(
+            kubernetes.helm(ref.cluster),
+            ref,
+            deployment.config.chart_path(chart),
+            generator_for(deployment, environment, chart).helm_values(),
+            kubernetes.cluster(ref.cluster),
+            deployment.policy(),
+        )
+    return reports
+
+
+def redeploy_schedule(
+    job: UnresolvedAssetJobDefinition, environment: str, cron: str
+) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=f"redeploy_{environment}",
+        job=job,
+        cron_schedule=cron,
+        description=f"Redeploy {environment} when its chart or values changed or its live "
+        "objects drifted; a tick that finds every release in sync is skipped with that reason "
+        "and writes nothing.",
+    )
+    def redeploy(
+        context: dg.ScheduleEvaluationContext,
+        deployment: DeploymentConfigResource,
+        kubernetes: KubernetesResource,
+    ) -> dg.RunRequest | dg.SkipReason:
+        try:
+            reports = environment_sync(deployment, kubernetes, environment)
+        except Exception as error:  # the cluster did not answer: no verdict, no run
+            return dg.SkipReason(
+                f"could not tell whether {environment} is in sync "
+                f"({type(error).__name__}: {describe(error)}); the next tick asks again"
+            )
+        changed = {chart: report for chart, report in reports.items() if not report.in_sync}
+        if not changed:
+            return dg.SkipReason(
+                f"{environment} is in sync, nothing to deploy: "
+                + "; ".join(f"{chart}: {report}" for chart, report in reports.items())
+            )
+        reason = "; ".join(f"{chart}: {report}" for chart, report in changed.items())
+        context.log.info(f"redeploying {environment}: {reason}")
+        tick = context.scheduled_execution_time
+        return dg.RunRequest(
+            run_key=f"redeploy-{environment}-{tick.isoformat() if tick else 'manual'}",
+            partition_key=environment,
+            tags={REASON_TAG: reason[:1000]},
+        )
+
+    return redeploy
