@@ -5,11 +5,19 @@ reruns a model whose Job failed for a reason worth retrying.
 The models are one subsettable multi-asset, so that selecting several in one run runs them
 concurrently in dependency order through one runner (one watch per namespace), rather than one
 step and one watch each.
+
+A model that failed or was skipped is recorded as a failure, not as an observation: the step
+raises ``dg.Failure`` once every model has ended, with each such model's details in its metadata
+(keyed by asset key). Dagster OSS shows an asset partition as failed when the run that planned it
+failed without materializing it, so the model's partition shows failed, linked to that run.
+Dagster's own per-asset failure events (``AssetMaterializationFailure``) are not an option in
+1.13 OSS: user code cannot log them, and the OSS event storages neither store nor return them.
 """
 
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -28,6 +36,8 @@ GROUP = "data_products"
 RUNNER_DEFAULTS = RunnerSettings()
 RUN_DATA_PRODUCTS = "run_data_products"
 ATTEMPT_TAG = "floe.dev/attempt"
+MODELS_STEP = "dbt_models"  # the multi-asset's op, the step whose failure names the models
+PARTITION = "partition"  # in that failure's metadata, beside the models' asset keys
 # Failures that another attempt cannot fix: the image, or the Job's own spec, is wrong.
 NOT_RETRYABLE = IMAGE_PULL_REASONS | {"CreateContainerConfigError", "CreateFailed"}
 
@@ -81,7 +91,7 @@ def model_assets(
     ]
 
     @dg.multi_asset(
-        name="dbt_models",
+        name=MODELS_STEP,
         specs=specs,
         can_subset=True,
         partitions_def=partitions,
@@ -109,34 +119,44 @@ def model_assets(
             report = JobRunner(
                 kubernetes.cluster(ref.cluster).api, template, data_products.settings()
             ).run(select_models(models, selected), run_id)
+        unbuilt: dict[str, Any] = {}  # failed and skipped models, by asset key
         for result in report.results:
-            metadata = model_metadata(result, attempt)
+            metadata = model_metadata(result, ref.namespace, attempt)
             if result.outcome is Outcome.SUCCEEDED:
-                yield dg.MaterializeResult(asset_key=keys[result.model], metadata=metadata)
-            else:
-                # Recorded on the model's asset, for the rerun sensor and the UI.
-                context.log_event(
-                    dg.AssetObservation(
-                        asset_key=keys[result.model], partition=environment, metadata=metadata
-                    )
+                yield dg.MaterializeResult(
+                    asset_key=keys[result.model], metadata=for_materialization(metadata)
                 )
-        if report.failed:
+            else:
+                unbuilt[keys[result.model].to_user_string()] = for_failure(metadata)
+        if unbuilt:
+            # After the successes: they stay materialized; the others show failed (see above).
             raise dg.Failure(
-                f"{len(report.failed)} model(s) failed in {ref.namespace}: "
+                f"{len(report.failed)} model(s) failed in {ref.namespace}, "
+                f"{len(unbuilt) - len(report.failed)} skipped: "
                 + "; ".join(f"{r.model} ({r.reason}: {r.message})" for r in report.failed),
-                metadata={"api_calls": sum(report.api_calls.values())},
+                metadata={
+                    PARTITION: environment,
+                    "api_calls": sum(report.api_calls.values()),
+                    **unbuilt,
+                },
             )
 
     yield dbt_models
 
 
-def model_metadata(result: ModelResult, attempt: int) -> dict[str, Any]:
+def model_metadata(result: ModelResult, namespace: str, attempt: int) -> dict[str, Any]:
+    """What a run knows of one model, as plain values (times as datetimes); a success's
+    materialization metadata, or a failed or skipped model's entry in the run's failure."""
     status = result.job.status if result.job else None
     metadata: dict[str, Any] = {
-        "phase": result.phase,
+        "namespace": namespace,
         "job_name": result.job_name,
-        "attempt": attempt,
+        "pod_name": result.pod_name,
+        "start_time": status.start_time if status else None,
+        "end_time": status.completion_time if status else None,
         "duration_seconds": round(result.duration, 2) if result.duration is not None else None,
+        "phase": result.phase,
+        "attempt": attempt,
     }
     if result.outcome is not Outcome.SUCCEEDED:
         metadata["reason"] = result.reason or ""
@@ -147,8 +167,37 @@ def model_metadata(result: ModelResult, attempt: int) -> dict[str, Any]:
         if status is not None and status.exit_code is not None:
             metadata["exit_code"] = status.exit_code
         if status is not None and status.logs:
-            metadata["log_excerpt"] = dg.MetadataValue.md(f"```\n{status.logs}\n```")
+            metadata["log_excerpt"] = status.logs
     return {k: v for k, v in metadata.items() if v is not None}
+
+
+def for_materialization(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A success's metadata: times as timestamps, which the UI shows as dates."""
+    return {
+        k: dg.MetadataValue.timestamp(v) if isinstance(v, datetime) else v
+        for k, v in metadata.items()
+    }
+
+
+def for_failure(metadata: dict[str, Any]) -> dg.MetadataValue:
+    """A failed or skipped model's entry in the failure's metadata: one JSON value per model,
+    so that the failure of one step can hold several models (times as ISO 8601 strings)."""
+    return dg.MetadataValue.json(
+        {k: v.isoformat() if isinstance(v, datetime) else v for k, v in metadata.items()}
+    )
+
+
+def run_failure(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
+    """The metadata of the failure the models' step raised in ``run_id`` (the partition, and by
+    asset key each failed or skipped model's details); empty when it raised none (the run
+    failed elsewhere, or before any model ended)."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        # user_failure_data: the dg.Failure the step raised (None for any other exception).
+        failure = event.step_failure_data.user_failure_data if event else None
+        if entry.step_key == MODELS_STEP and failure is not None:
+            return {key: value.value for key, value in failure.metadata.items()}
+    return {}
 
 
 def rerun_sensor(
@@ -171,23 +220,23 @@ def rerun_sensor(
         context: dg.SensorEvaluationContext, data_products: DataProductsResource
     ) -> dg.SensorResult:
         instance = context.instance
-        if not context.cursor:
-            # Starting (or reset): failures from before are history, not work to redo.
-            start = {name: _latest_observation(instance, key) for name, key in keys.items()}
-            return dg.SensorResult(cursor=json.dumps({"after": start, "waiting": []}))
-        cursor = json.loads(context.cursor)
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        if "after_run_failure" not in cursor:
+            # Starting, reset, or a cursor from before failures were read from failed runs:
+            # failures from before are history, not work to redo.
+            start = _latest_run_failure(instance)
+            return dg.SensorResult(cursor=json.dumps({"after_run_failure": start, "waiting": []}))
         waiting: list[dict[str, Any]] = cursor["waiting"]
-        for name, key in keys.items():
-            found = instance.fetch_observations(
-                dg.AssetRecordsFilter(asset_key=key, after_storage_id=cursor["after"].get(name)),
-                limit=100,
-                ascending=True,
-            )
-            for record in found.records:
-                cursor["after"][name] = record.storage_id
-                failure = _failure(record, name)
-                if failure is not None:
-                    waiting.append(failure)
+        found = instance.fetch_run_status_changes(
+            dg.RunStatusChangeRecordsFilter(
+                dg.DagsterEventType.RUN_FAILURE, after_storage_id=cursor["after_run_failure"]
+            ),
+            limit=100,
+            ascending=True,
+        )
+        for record in found.records:
+            cursor["after_run_failure"] = record.storage_id
+            waiting.extend(_retryable_failures(instance, record, keys))
         requests, cursor["waiting"] = [], []
         for failure in waiting:
             if _rebuilt_since(instance, keys[failure["model"]], failure):
@@ -229,24 +278,31 @@ def _downstream(depends_on: dict[str, list[str]]) -> dict[str, list[str]]:
     return below
 
 
-def _latest_observation(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
-    records = instance.fetch_observations(key, limit=1).records
+def _latest_run_failure(instance: dg.DagsterInstance) -> int | None:
+    records = instance.fetch_run_status_changes(dg.DagsterEventType.RUN_FAILURE, limit=1).records
     return records[0].storage_id if records else None
 
 
-def _failure(record: Any, model: str) -> dict[str, Any] | None:
-    observation = record.asset_observation
-    metadata = {k: v.value for k, v in observation.metadata.items()}
-    if metadata.get("phase") != Outcome.FAILED or not metadata.get("retryable"):
-        return None
-    return {
-        "model": model,
-        "partition": observation.partition,
-        "run_id": record.run_id,
-        "storage_id": record.storage_id,
-        "attempt": int(metadata.get("attempt", 1)),
-        "failed_at": record.timestamp,
-    }
+def _retryable_failures(
+    instance: dg.DagsterInstance, record: dg.EventLogRecord, keys: dict[str, dg.AssetKey]
+) -> list[dict[str, Any]]:
+    """The models that failed for a retryable reason in the failed run of ``record``."""
+    failure = run_failure(instance, record.run_id)
+    found = []
+    for model, key in keys.items():
+        details = failure.get(key.to_user_string())
+        if details and details["phase"] == Outcome.FAILED and details["retryable"]:
+            found.append(
+                {
+                    "model": model,
+                    "partition": failure[PARTITION],
+                    "run_id": record.run_id,
+                    "storage_id": record.storage_id,  # the run's failure
+                    "attempt": int(details["attempt"]),
+                    "failed_at": record.timestamp,
+                }
+            )
+    return found
 
 
 def _rebuilt_since(instance: dg.DagsterInstance, key: dg.AssetKey, failure: dict[str, Any]) -> bool:

@@ -67,6 +67,7 @@ class ModelResult:
     adopted: bool = False  # the Job existed already in this run and was followed, not created
     seen_delay: float | None = None  # the Job's terminal condition to the runner seeing it
     created_at: float | None = None  # wall-clock time the create was sent
+    pod_name: str | None = None  # the Job's pod, when one was seen
 
     @property
     def phase(self) -> str:
@@ -381,6 +382,8 @@ class JobRunner:
 
     # --- endings --------------------------------------------------------------------------
     def _succeed(self, state: _RunState, active: _Active, job: V1Job, delay: float | None) -> None:
+        # Listed only when the pod watch has not shown the pod yet (it may lag the Job watch).
+        pod = active.pod or self._latest_pod(active)
         if active.phase is JobPhase.PENDING:
             # It ran, though its pod may have come and gone between two events.
             active.job = active.job.transition_to(
@@ -389,7 +392,7 @@ class JobRunner:
         active.job = active.job.transition_to(
             JobPhase.SUCCEEDED, completion_time=job.status.completion_time
         )
-        self._record(state, active, Outcome.SUCCEEDED, None, None, delay)
+        self._record(state, active, Outcome.SUCCEEDED, None, None, delay, pod)
 
     def _fail_from_job(
         self, state: _RunState, active: _Active, condition: V1JobCondition, delay: float | None
@@ -443,7 +446,7 @@ class JobRunner:
             exit_code=ended.exit_code if ended else None,
             logs=self._log_tail(pod) if pod is not None else None,
         )
-        self._record(state, active, Outcome.FAILED, reason, message, delay)
+        self._record(state, active, Outcome.FAILED, reason, message, delay, pod)
 
     def _record(
         self,
@@ -453,6 +456,7 @@ class JobRunner:
         reason: str | None,
         message: str | None,
         delay: float | None,
+        pod: V1Pod | None,
     ) -> None:
         del state.active[active.spec.name]
         model = active.spec.model
@@ -467,6 +471,7 @@ class JobRunner:
             active.adopted,
             None if active.adopted else delay,
             active.created_at,
+            pod.metadata.name if pod is not None else None,
         )
         for skipped, why in state.plan.record(model, outcome is Outcome.SUCCEEDED).items():
             state.results[skipped] = ModelResult(

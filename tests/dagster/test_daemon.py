@@ -41,6 +41,23 @@ query ($assetKey: AssetKeyInput!, $checkName: String!, $partition: String) {
 }
 """
 LOCATION = "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+RUNS = "{ runsOrError { ... on Runs { results { runId status jobName } } } }"
+START_SCHEDULE = """
+mutation ($selector: ScheduleSelector!) {
+  startSchedule(scheduleSelector: $selector) {
+    ... on ScheduleStateResult { scheduleState { status } }
+    ... on PythonError { message }
+  }
+}
+"""
+SCHEDULE_TICKS = """
+query ($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) {
+    ... on Schedule { scheduleState { ticks(limit: 20) { status skipReason runIds } } }
+    ... on PythonError { message }
+  }
+}
+"""
 SENSOR_TICKS = """
 query ($selector: SensorSelector!) {
   sensorOrError(sensorSelector: $selector) {
@@ -74,16 +91,33 @@ class Instance:
         ]
         return finished[0] if finished else None
 
-    def ticks(self, sensor: str) -> list[dict[str, Any]]:
+    def _selector(self, **name: str) -> dict[str, str]:
         (location,) = graphql(self.url, LOCATION)["workspaceOrError"]["locationEntries"]
-        selector = {
+        return {
             "repositoryLocationName": location["name"],
             "repositoryName": "__repository__",
-            "sensorName": sensor,
+            **name,
         }
+
+    def ticks(self, sensor: str) -> list[dict[str, Any]]:
+        selector = self._selector(sensorName=sensor)
         found = graphql(self.url, SENSOR_TICKS, {"selector": selector})["sensorOrError"]
         assert "sensorState" in found, found
         return found["sensorState"]["ticks"]
+
+    def start_schedule(self, schedule: str) -> None:
+        selector = self._selector(scheduleName=schedule)
+        started = graphql(self.url, START_SCHEDULE, {"selector": selector})["startSchedule"]
+        assert started.get("scheduleState", {}).get("status") == "RUNNING", started
+
+    def schedule_ticks(self, schedule: str) -> list[dict[str, Any]]:
+        selector = self._selector(scheduleName=schedule)
+        found = graphql(self.url, SCHEDULE_TICKS, {"selector": selector})["scheduleOrError"]
+        assert "scheduleState" in found, found
+        return found["scheduleState"]["ticks"]
+
+    def runs(self) -> list[dict[str, Any]]:
+        return graphql(self.url, RUNS)["runsOrError"]["results"]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -106,7 +140,13 @@ def deployed(
     """dev deployed through the graph, in a run stored in the test's instance; staging mapped
     but never deployed. Yields the environment the daemon and webserver load the graph with."""
     create_operator_secrets(kube_cluster.core, namespace)
-    config = write_config(tmp_path, kube_cluster.kubeconfig, namespace, undeployed=["staging"])
+    config = write_config(
+        tmp_path,
+        kube_cluster.kubeconfig,
+        namespace,
+        undeployed=["staging"],
+        redeploy_cron="* * * * *",  # the schedule test waits for one tick
+    )
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         result = (
             build_definitions(str(config), kubeconfig=str(kube_cluster.kubeconfig))
@@ -212,3 +252,38 @@ def _passed(execution: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _failed(execution: dict[str, Any] | None) -> dict[str, Any] | None:
     return execution if execution and execution["status"] == "FAILED" else None
+
+
+def test_a_scheduled_redeploy_of_an_in_sync_environment_is_skipped_and_writes_nothing(
+    dagster_home: Path, deployed: dict[str, str]
+):
+    with webserver(dagster_home, deployed) as url, daemon(dagster_home, deployed):
+        instance = Instance(dagster_home, url)
+        # The sensors' first ticks see each release once and run its check: let those settle.
+        wait_for(
+            lambda: (
+                len([r for r in instance.runs() if r["jobName"] == "release_health"]) >= 4
+                and all(r["status"] in ("SUCCESS", "FAILURE") for r in instance.runs())
+            ),
+            timeout=SENSOR_INTERVAL * 2 + CHECK_RUN_SLACK * 2,
+            reason="the sensors' first check runs to finish",
+        )
+        runs = instance.runs()
+        with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
+            last_event = stored.event_log_storage.get_maximum_record_id()
+        instance.start_schedule("redeploy_dev")
+
+        (tick,) = wait_for(
+            lambda: [
+                t for t in instance.schedule_ticks("redeploy_dev") if t["status"] != "STARTED"
+            ],
+            timeout=60 + 45,  # the next minute, and the scheduler's own pace
+            reason="the first tick of redeploy_dev",
+        )
+        assert tick["status"] == "SKIPPED", tick
+        assert tick["runIds"] == []
+        assert tick["skipReason"].startswith("dev is in sync, nothing to deploy"), tick
+        assert "platform: revision 1 already has chart" in tick["skipReason"]
+        assert instance.runs() == runs  # no run
+        with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
+            assert stored.event_log_storage.get_maximum_record_id() == last_event  # no event

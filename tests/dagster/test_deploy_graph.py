@@ -199,22 +199,39 @@ def test_a_failing_model_leads_the_sensor_to_request_exactly_one_rerun(
 
     assert not run.success
     assert run.get_asset_materialization_events() == []
+    product = ["data_products", "customer-360"]
+    partitions = defs.resolve_assets_def(dg.AssetKey([*product, "stg_orders"])).partitions_def
+    assert partitions is not None
+
+    def status(model: str) -> dg.AssetPartitionStatus | None:
+        found = instance.get_status_by_partition(
+            dg.AssetKey([*product, model]), ["dev"], partitions
+        )
+        return found["dev"] if found else None
+
+    # What the UI shows for the dev partition of each model: failed and skipped alike.
+    for model in ("stg_orders", "stg_customers", "customer_orders", "customer_360"):
+        assert status(model) is dg.AssetPartitionStatus.FAILED, model
+    # The failure of the models' step (what the UI shows for the failed run, which the models'
+    # failed partitions link to): each failed or skipped model by asset key.
+    (step_failure,) = run.get_step_failure_events()
+    failure = step_failure.step_failure_data.user_failure_data
+    assert failure is not None and failure.metadata["partition"].value == "dev"
     failed = {
-        model: {
-            k: v.value
-            for k, v in instance.fetch_observations(
-                dg.AssetKey(["data_products", "customer-360", model]), limit=1
-            )
-            .records[0]
-            .asset_observation.metadata.items()  # type: ignore[union-attr]
-        }
-        for model in ("stg_orders", "stg_customers", "customer_orders")
+        model: failure.metadata[f"data_products/customer-360/{model}"].value
+        for model in ("stg_orders", "stg_customers", "customer_orders", "customer_360")
     }
-    assert failed["stg_orders"]["exit_code"] == 3 and failed["stg_orders"]["retryable"] is True
-    assert "Database Error" in failed["stg_orders"]["log_excerpt"]
+    assert (failed["stg_orders"]["reason"], failed["stg_orders"]["exit_code"]) == ("Error", 3)
+    assert failed["stg_orders"]["retryable"] is True
+    assert "compiling\nDatabase Error" in failed["stg_orders"]["log_excerpt"]
     assert failed["stg_customers"]["reason"] in ("ErrImagePull", "ImagePullBackOff")
     assert failed["stg_customers"]["retryable"] is False
-    assert failed["customer_orders"]["phase"] == "Skipped"
+    assert "exit_code" not in failed["stg_customers"]  # its container never ran
+    assert (failed["customer_orders"]["phase"], failed["customer_orders"]["reason"]) == (
+        "Skipped",
+        "Skipped",
+    )
+    assert failed["customer_360"]["message"].startswith("upstream model")
 
     first = sensor(
         dg.build_sensor_context(instance=instance, resources=resources, cursor=started.cursor)
@@ -251,3 +268,16 @@ def test_a_failing_model_leads_the_sensor_to_request_exactly_one_rerun(
         for e in rerun.get_asset_materialization_events()
     }
     assert rebuilt == {"stg_orders": 2, "customer_orders": 2, "customer_360": 2}
+    (built,) = [
+        e.materialization.metadata
+        for e in rerun.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "stg_orders"
+    ]
+    assert (built["namespace"].value, built["phase"].value) == (namespace, "Succeeded")
+    assert built["pod_name"].value.startswith(f"{built['job_name'].value}-")
+    assert isinstance(built["start_time"], dg.TimestampMetadataValue)
+    assert isinstance(built["end_time"], dg.TimestampMetadataValue)
+    assert built["start_time"].value <= built["end_time"].value
+    assert built["duration_seconds"].value > 0
+    assert status("stg_orders") is dg.AssetPartitionStatus.MATERIALIZED
+    assert status("stg_customers") is dg.AssetPartitionStatus.FAILED  # not rerun: image pull

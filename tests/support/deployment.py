@@ -21,6 +21,7 @@ def write_config(
     artifacts: Path = EXAMPLE,
     resources: str | dict[str, Any] = "small",
     undeployed: Sequence[str] = (),
+    redeploy_cron: str | None = None,
 ) -> Path:
     """floe-deploy.yaml with one environment, dev, deployed into ``namespace`` through the
     kubeconfig's current context; the ``undeployed`` environments map to ``namespace-<env>``,
@@ -62,6 +63,8 @@ def write_config(
     }
     if overrides:
         document["overrides"] = {"dev": overrides}
+    if redeploy_cron:
+        document["redeploySchedules"] = {"dev": redeploy_cron}
     path = tmp_path / "floe-deploy.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
