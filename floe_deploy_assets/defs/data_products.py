@@ -26,6 +26,7 @@ from pydantic import Field
 
 from floe_deploy_assets.defs.deploy_assets import generator_for, release_key
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
+from floe_deploy_assets.defs.sensors import INTERVAL_SECONDS
 from floe_deploy_assets.jobs.plan import Outcome, select_models
 from floe_deploy_assets.jobs.pods import IMAGE_PULL_REASONS
 from floe_deploy_assets.jobs.runner import JobRunner, ModelResult, RunnerSettings
@@ -210,7 +211,7 @@ def rerun_sensor(
     @dg.sensor(
         name="failed_model_reruns",
         job=job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Reruns a model whose Job failed for a retryable reason (with the models "
         "skipped below it), with bounded attempts and exponential backoff; image pull errors "

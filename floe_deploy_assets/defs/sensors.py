@@ -44,8 +44,8 @@ PARTITION_TAG = "dagster/partition"
 TICK_BUDGET_SECONDS = 40.0  # Dagster gives a sensor evaluation about 60 s
 NEXT = "_next"  # cursor key: the release the next tick starts with
 RETRY_SECONDS = 10.0  # how long one release's calls are retried before its cluster counts as down
-# How often the release sensors tick: 30 s, or FLOE_SENSOR_INTERVAL_SECONDS (the daemon tests
-# tick every few seconds).
+# How often the sensors tick: 30 s, or FLOE_SENSOR_INTERVAL_SECONDS (the daemon tests tick
+# every few seconds).
 INTERVAL_SECONDS = int(os.environ.get("FLOE_SENSOR_INTERVAL_SECONDS", "30"))
 
 

@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client
 
 from floe_deploy_assets.defs.build import build_definitions
+from floe_deploy_assets.defs.data_products import DataProductsResource
 from tests.conftest import KubeCluster
 from tests.support.dagster_home import dagster_yaml
 from tests.support.dagster_processes import daemon, graphql, webserver
@@ -287,3 +288,60 @@ def test_a_scheduled_redeploy_of_an_in_sync_environment_is_skipped_and_writes_no
         assert instance.runs() == runs  # no run
         with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
             assert stored.event_log_storage.get_maximum_record_id() == last_event  # no event
+
+
+RUNS_WITH_TAGS = """
+{ runsOrError { ... on Runs { results { runId status jobName tags { key value } } } } }
+"""
+SIM = "sim.kubelet.floe.dev/"
+
+
+def test_a_failed_model_is_rerun_by_the_sensor_under_the_daemon(
+    kube_cluster: KubeCluster, dagster_home: Path, deployed: dict[str, str]
+):
+    config = deployed["FLOE_DEPLOY_CONFIG"]
+    faulty = DataProductsResource(
+        pod_annotations={"stg_orders": {f"{SIM}exit-code": "3", f"{SIM}logs": "Database Error"}}
+    )
+    with webserver(dagster_home, deployed) as url, daemon(dagster_home, deployed):
+        instance = Instance(dagster_home, url)
+        # The rerun sensor starts from the moment it runs: its first tick only bookmarks.
+        wait_for(
+            lambda: instance.ticks("failed_model_reruns"),
+            timeout=SENSOR_INTERVAL * 2 + 30,
+            reason="the first tick of failed_model_reruns",
+        )
+        with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
+            failed = (
+                build_definitions(
+                    config, kubeconfig=deployed["FLOE_KUBECONFIG"], data_products=faulty
+                )
+                .resolve_job_def("run_data_products")
+                .execute_in_process(partition_key="dev", instance=stored, raise_on_error=False)
+            )
+        assert not failed.success
+
+        def rerun() -> dict[str, Any] | None:
+            for run in graphql(url, RUNS_WITH_TAGS)["runsOrError"]["results"]:
+                tags = {t["key"]: t["value"] for t in run["tags"]}
+                if tags.get("floe.dev/attempt") == "2" and run["status"] in ("SUCCESS", "FAILURE"):
+                    return {**run, "tags": tags}
+            return None
+
+        # Backoff 30 s after the first attempt, then the run's queueing and its three Jobs.
+        done = wait_for(
+            rerun, timeout=30 + SENSOR_INTERVAL * 2 + CHECK_RUN_SLACK + 60, reason="the rerun"
+        )
+        assert done["jobName"] == "run_data_products" and done["status"] == "SUCCESS", done
+        assert done["tags"]["dagster/partition"] == "dev"
+        assert not [t for t in instance.ticks("failed_model_reruns") if t["status"] == "FAILURE"]
+    with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
+        rebuilt = {
+            record.asset_key.path[-1]
+            for record in stored.get_records_for_run(
+                done["runId"], of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            ).records
+            if record.asset_key is not None
+        }
+    # The failed model and the models skipped below it; not the model that succeeded.
+    assert rebuilt == {"stg_orders", "customer_orders", "customer_360"}
