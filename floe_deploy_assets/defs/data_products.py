@@ -87,6 +87,10 @@ def model_assets(
             tags={"floe.dev/compute": m.compute, **dict.fromkeys(m.tags, "")},
             partitions_def=partitions,
             skippable=True,
+            # The product's team, and the hash of the product's source as compiled: a model's
+            # code changed when the product's source did.
+            owners=[f"team:{artifacts.metadata.product_name}"],
+            code_version=artifacts.metadata.source_hash,
         )
         for m in models
     ]
@@ -226,7 +230,10 @@ def rerun_sensor(
             # Starting, reset, or a cursor from before failures were read from failed runs:
             # failures from before are history, not work to redo.
             start = _latest_run_failure(instance)
-            return dg.SensorResult(cursor=json.dumps({"after_run_failure": start, "waiting": []}))
+            return dg.SensorResult(
+                skip_reason="started: failures from before now are not rerun",
+                cursor=json.dumps({"after_run_failure": start, "waiting": []}),
+            )
         waiting: list[dict[str, Any]] = cursor["waiting"]
         found = instance.fetch_run_status_changes(
             dg.RunStatusChangeRecordsFilter(
@@ -239,13 +246,19 @@ def rerun_sensor(
             cursor["after_run_failure"] = record.storage_id
             waiting.extend(_retryable_failures(instance, record, keys))
         requests, cursor["waiting"] = [], []
+        notes = []  # why a failure is not rerun now: the tick's skip reason
         for failure in waiting:
+            model = f"{failure['model']} ({failure['partition']})"
             if _rebuilt_since(instance, keys[failure["model"]], failure):
-                continue  # materialized since (a manual rerun): nothing to redo
+                notes.append(f"{model} was materialized since it failed")
+                continue  # a manual rerun: nothing to redo
             if failure["attempt"] >= data_products.max_attempts:
-                continue  # attempts exhausted: the failure stays for a person to look at
+                # The failure stays for a person to look at.
+                notes.append(f"{model} failed {failure['attempt']} times: no more attempts")
+                continue
             backoff = data_products.retry_backoff_seconds * 2 ** (failure["attempt"] - 1)
             if time.time() < failure["failed_at"] + backoff:
+                notes.append(f"{model} waits {backoff} s after attempt {failure['attempt']}")
                 cursor["waiting"].append(failure)
                 continue
             selection = [failure["model"], *downstream[failure["model"]]]
@@ -258,7 +271,20 @@ def rerun_sensor(
                     tags={ATTEMPT_TAG: str(failure["attempt"] + 1)},
                 )
             )
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+        cursor_text = json.dumps(cursor, sort_keys=True)
+        if requests:
+            context.log.info(
+                "rerunning: "
+                + "; ".join(
+                    ", ".join(key.to_user_string() for key in r.asset_selection or [])
+                    for r in requests
+                )
+            )
+            return dg.SensorResult(run_requests=requests, cursor=cursor_text)
+        return dg.SensorResult(
+            skip_reason="; ".join(notes) or "no model failed for a retryable reason since",
+            cursor=cursor_text,
+        )
 
     return failed_model_reruns
 

@@ -86,6 +86,27 @@ def test_checks_and_which_of_them_block(defs: dg.Definitions):
     }
 
 
+def test_every_check_is_per_environment_and_described(defs: dg.Definitions):
+    graph = defs.resolve_asset_graph()
+    for key in graph.asset_check_keys:
+        spec = graph.get_check_spec(key)
+        assert spec.partitions_def == graph.get(key.asset_key).partitions_def, key
+        assert spec.description and len(spec.description) > 40, key
+
+
+def test_every_asset_has_owners_kinds_and_a_code_version(defs: dg.Definitions):
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners and node.kinds and node.description, key
+        if key.to_user_string() != "compiled_artifacts":  # its data version is its digest
+            assert node.code_version, key
+    # A chart's digest versions what is made from it: values, manifests and the release.
+    assert graph.get(dg.AssetKey("platform_values")).code_version == (
+        graph.get(dg.AssetKey("platform_release")).code_version
+    )
+
+
 def test_sensors_schedules_and_jobs(defs: dg.Definitions):
     repository = defs.get_repository_def()
     assert sorted(s.name for s in repository.sensor_defs) == [
