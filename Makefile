@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCALCLUSTER := $(PY) -m localcluster
 
-.PHONY: setup test test-unit test-cluster lint format demo cluster-up cluster-down cluster-status cluster-binaries clean
+.PHONY: setup test test-unit test-cluster lint format demo ui cluster-up cluster-down cluster-status cluster-binaries clean
 
 setup: $(VENV)/.installed cluster-binaries
 
@@ -55,6 +55,13 @@ demo: cluster-up
 	DAGSTER_HOME=$(CURDIR)/.dagster_home FLOE_KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) \
 		$(PY) examples/demo.py --env dev
 	KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) $(VENV)/bin/floe-deploy status --env dev
+
+# The Dagster UI, daemon included, on the demo's runs. `env --default-signal=INT`: Dagster makes
+# SIGTERM do what SIGINT does, so a dagster dev started with SIGINT ignored (a script's `cmd &`)
+# would ignore SIGTERM too and never stop.
+ui: cluster-up
+	DAGSTER_HOME=$(CURDIR)/.dagster_home FLOE_KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) \
+		env --default-signal=INT $(VENV)/bin/dagster dev -w workspace.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

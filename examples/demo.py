@@ -88,12 +88,7 @@ def main() -> int:
     if not models.success:
         print(f"run_data_products failed (run {models.run_id}): see its logs in the UI")
         return 1
-    print(
-        "\nOpen the Dagster UI on these runs:\n"
-        f"  DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
-        f"FLOE_KUBECONFIG={os.environ.get('FLOE_KUBECONFIG', '')} "
-        ".venv/bin/dagster dev -w workspace.yaml"
-    )
+    print("\nOpen the Dagster UI (with the daemon: sensors and schedules) on these runs: make ui")
     return 0
 
 

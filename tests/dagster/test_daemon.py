@@ -14,14 +14,15 @@ from typing import Any
 
 import dagster as dg
 import pytest
-from kubernetes import client
 
 from floe_deploy_assets.defs.build import build_definitions
 from floe_deploy_assets.defs.data_products import DataProductsResource
 from tests.conftest import KubeCluster
 from tests.support.dagster_home import dagster_yaml
-from tests.support.dagster_processes import daemon, graphql, webserver
-from tests.support.deployment import create_operator_secrets, write_config
+from tests.support.dagster_processes import daemon, webserver
+from tests.support.dagster_ui import DagsterUI
+from tests.support.deployment import create_operator_secrets, deploy_through_graph, write_config
+from tests.support.objects import set_fault
 from tests.support.postgres import create_database
 from tests.support.waits import wait_for
 
@@ -30,95 +31,6 @@ pytestmark = pytest.mark.cluster
 SENSOR_INTERVAL = 5  # seconds between the release sensors' ticks in these tests
 CHECK_RUN_SLACK = 45  # a check run's queueing, process start and code loading, on 2 cores
 WEBSERVER = "floe-platform-dagster-webserver"
-FAULT = "sim.kubelet.floe.dev/fault"
-
-CHECK_EXECUTIONS = """
-query ($assetKey: AssetKeyInput!, $checkName: String!, $partition: String) {
-  assetCheckExecutions(assetKey: $assetKey, checkName: $checkName, partition: $partition,
-                       limit: 50) {
-    runId status partition
-    evaluation { severity description partition }
-  }
-}
-"""
-LOCATION = "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
-RUNS = "{ runsOrError { ... on Runs { results { runId status jobName } } } }"
-START_SCHEDULE = """
-mutation ($selector: ScheduleSelector!) {
-  startSchedule(scheduleSelector: $selector) {
-    ... on ScheduleStateResult { scheduleState { status } }
-    ... on PythonError { message }
-  }
-}
-"""
-SCHEDULE_TICKS = """
-query ($selector: ScheduleSelector!) {
-  scheduleOrError(scheduleSelector: $selector) {
-    ... on Schedule { scheduleState { ticks(limit: 20) { status skipReason runIds } } }
-    ... on PythonError { message }
-  }
-}
-"""
-SENSOR_TICKS = """
-query ($selector: SensorSelector!) {
-  sensorOrError(sensorSelector: $selector) {
-    ... on Sensor {
-      sensorState { status ticks(limit: 200) { status skipReason error { message } } }
-    }
-    ... on PythonError { message }
-    ... on SensorNotFoundError { message }
-  }
-}
-"""
-
-
-class Instance:
-    """The test's Dagster instance as the daemon and the webserver share it."""
-
-    def __init__(self, home: Path, graphql_url: str) -> None:
-        self.home = home
-        self.url = graphql_url
-
-    def check_executions(self, asset: str, check: str, partition: str) -> list[dict[str, Any]]:
-        """Newest first."""
-        variables = {"assetKey": {"path": [asset]}, "checkName": check, "partition": partition}
-        return graphql(self.url, CHECK_EXECUTIONS, variables)["assetCheckExecutions"]
-
-    def latest_check(self, asset: str, check: str, partition: str) -> dict[str, Any] | None:
-        finished = [
-            e
-            for e in self.check_executions(asset, check, partition)
-            if e["status"] in ("SUCCEEDED", "FAILED")
-        ]
-        return finished[0] if finished else None
-
-    def _selector(self, **name: str) -> dict[str, str]:
-        (location,) = graphql(self.url, LOCATION)["workspaceOrError"]["locationEntries"]
-        return {
-            "repositoryLocationName": location["name"],
-            "repositoryName": "__repository__",
-            **name,
-        }
-
-    def ticks(self, sensor: str) -> list[dict[str, Any]]:
-        selector = self._selector(sensorName=sensor)
-        found = graphql(self.url, SENSOR_TICKS, {"selector": selector})["sensorOrError"]
-        assert "sensorState" in found, found
-        return found["sensorState"]["ticks"]
-
-    def start_schedule(self, schedule: str) -> None:
-        selector = self._selector(scheduleName=schedule)
-        started = graphql(self.url, START_SCHEDULE, {"selector": selector})["startSchedule"]
-        assert started.get("scheduleState", {}).get("status") == "RUNNING", started
-
-    def schedule_ticks(self, schedule: str) -> list[dict[str, Any]]:
-        selector = self._selector(scheduleName=schedule)
-        found = graphql(self.url, SCHEDULE_TICKS, {"selector": selector})["scheduleOrError"]
-        assert "scheduleState" in found, found
-        return found["scheduleState"]["ticks"]
-
-    def runs(self) -> list[dict[str, Any]]:
-        return graphql(self.url, RUNS)["runsOrError"]["results"]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -148,13 +60,7 @@ def deployed(
         undeployed=["staging"],
         redeploy_cron="* * * * *",  # the schedule test waits for one tick
     )
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        result = (
-            build_definitions(str(config), kubeconfig=str(kube_cluster.kubeconfig))
-            .resolve_job_def("deploy_platform")
-            .execute_in_process(partition_key="dev", instance=instance)
-        )
-        assert result.success
+    deploy_through_graph(config, kube_cluster.kubeconfig, dagster_home)
     yield {
         "FLOE_DEPLOY_CONFIG": str(config),
         "FLOE_KUBECONFIG": str(kube_cluster.kubeconfig),
@@ -163,11 +69,7 @@ def deployed(
 
 
 def _set_fault(kube_cluster: KubeCluster, namespace: str, fault: str | None) -> float:
-    client.AppsV1Api(kube_cluster.api).patch_namespaced_deployment(
-        WEBSERVER,
-        namespace,
-        {"spec": {"template": {"metadata": {"annotations": {FAULT: fault}}}}},
-    )
+    set_fault(kube_cluster.api, namespace, WEBSERVER, fault)
     return time.monotonic()
 
 
@@ -175,7 +77,7 @@ def test_health_under_the_daemon_fails_on_a_fault_and_passes_on_recovery(
     kube_cluster: KubeCluster, namespace: str, dagster_home: Path, deployed: dict[str, str]
 ):
     with webserver(dagster_home, deployed) as url, daemon(dagster_home, deployed):
-        instance = Instance(dagster_home, url)
+        instance = DagsterUI(url)
         # The first ticks see every release for the first time: a check run each.
         healthy = wait_for(
             lambda: _passed(instance.latest_check("platform_release", "release_healthy", "dev")),
@@ -259,7 +161,7 @@ def test_a_scheduled_redeploy_of_an_in_sync_environment_is_skipped_and_writes_no
     dagster_home: Path, deployed: dict[str, str]
 ):
     with webserver(dagster_home, deployed) as url, daemon(dagster_home, deployed):
-        instance = Instance(dagster_home, url)
+        instance = DagsterUI(url)
         # The sensors' first ticks see each release once and run its check: let those settle.
         wait_for(
             lambda: (
@@ -290,9 +192,6 @@ def test_a_scheduled_redeploy_of_an_in_sync_environment_is_skipped_and_writes_no
             assert stored.event_log_storage.get_maximum_record_id() == last_event  # no event
 
 
-RUNS_WITH_TAGS = """
-{ runsOrError { ... on Runs { results { runId status jobName tags { key value } } } } }
-"""
 SIM = "sim.kubelet.floe.dev/"
 
 
@@ -304,7 +203,7 @@ def test_a_failed_model_is_rerun_by_the_sensor_under_the_daemon(
         pod_annotations={"stg_orders": {f"{SIM}exit-code": "3", f"{SIM}logs": "Database Error"}}
     )
     with webserver(dagster_home, deployed) as url, daemon(dagster_home, deployed):
-        instance = Instance(dagster_home, url)
+        instance = DagsterUI(url)
         # The rerun sensor starts from the moment it runs: its first tick only bookmarks.
         wait_for(
             lambda: instance.ticks("failed_model_reruns"),
@@ -322,10 +221,12 @@ def test_a_failed_model_is_rerun_by_the_sensor_under_the_daemon(
         assert not failed.success
 
         def rerun() -> dict[str, Any] | None:
-            for run in graphql(url, RUNS_WITH_TAGS)["runsOrError"]["results"]:
-                tags = {t["key"]: t["value"] for t in run["tags"]}
-                if tags.get("floe.dev/attempt") == "2" and run["status"] in ("SUCCESS", "FAILURE"):
-                    return {**run, "tags": tags}
+            for run in instance.runs():
+                if run["tags"].get("floe.dev/attempt") == "2" and run["status"] in (
+                    "SUCCESS",
+                    "FAILURE",
+                ):
+                    return run
             return None
 
         # Backoff 30 s after the first attempt, then the run's queueing and its three Jobs.

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,18 +26,13 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from tests.support.charts import ROOT
+from tests.support.dagster_processes import free_port
 from tests.support.waits import wait_for
 
 STOP_SECONDS = 20  # from the signal until no process of the group is left
 DAGSTER = Path(sys.executable).with_name("dagster")
 # What a non-interactive shell does to the command of `cmd &`.
 IGNORE_SIGINT = [signal.SIGINT, signal.SIGQUIT]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _members(group: int) -> list[str]:
@@ -76,7 +70,7 @@ def dagster_dev(
     with ``prefix`` and with the ``ignore``d signals set to SIG_IGN, as a launcher might leave
     them. Yields the process and the webserver's URL; kills whatever is left of the group at
     the end."""
-    port = _free_port()
+    port = free_port()
     log_path = home / "dagster-dev.log"
     log = log_path.open("wb")
 

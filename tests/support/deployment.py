@@ -81,3 +81,20 @@ def create_operator_secrets(core: client.CoreV1Api, namespace: str) -> None:
                     "stringData": dict.fromkeys(secret.keys, "test-only-value"),
                 },
             )
+
+
+def deploy_through_graph(config: Path, kubeconfig: Path, dagster_home: Path) -> None:
+    """Materialize dev's deployment group in-process, stored in the instance at
+    ``dagster_home``, as a UI launch of ``deploy_platform`` would."""
+    import dagster as dg
+
+    from floe_deploy_assets.defs.build import build_definitions
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        result = (
+            build_definitions(str(config), kubeconfig=str(kubeconfig))
+            .resolve_job_def("deploy_platform")
+            .execute_in_process(partition_key="dev", instance=instance, raise_on_error=False)
+        )
+    if not result.success:
+        raise AssertionError(f"deploying dev through the graph failed: run {result.run_id}")

@@ -83,3 +83,16 @@ def deployment(
             },
         },
     }
+
+
+def set_fault(api: Any, namespace: str, deployment_name: str, fault: str | None) -> None:
+    """Put a simulated-kubelet fault on a Deployment's pod template (a rollout of faulty pods),
+    or take it off again with ``None``."""
+    from kubernetes import client
+
+    annotations = {ANNOTATION_PREFIX + "fault": fault}
+    client.AppsV1Api(api).patch_namespaced_deployment(
+        deployment_name,
+        namespace,
+        {"spec": {"template": {"metadata": {"annotations": annotations}}}},
+    )
