@@ -20,13 +20,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from tests.support.charts import ROOT
-from tests.support.dagster_processes import free_port
+from tests.support.dagster_processes import free_port, wait_until_serving
 from tests.support.waits import wait_for
 
 STOP_SECONDS = 20  # from the signal until no process of the group is left
@@ -101,19 +100,7 @@ def dagster_dev(
 
 
 def _wait_until_serving(process: subprocess.Popen[bytes], url: str, home: Path) -> None:
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"dagster dev exited ({process.returncode}): "
-                f"{(home / 'dagster-dev.log').read_text(errors='replace')[-4000:]}"
-            )
-        try:
-            with urllib.request.urlopen(f"{url}/server_info", timeout=5):
-                return True
-        except OSError:
-            return False
-
-    wait_for(up, timeout=120, reason="dagster dev's webserver to answer /server_info")
+    wait_until_serving(process, url, home / "dagster-dev.log")
     # The daemon and the code server are up as well: a group with all four stops, not one that
     # is still starting.
     wait_for(

@@ -73,6 +73,23 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=10)
 
 
+def wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    """Until the webserver at ``url`` answers /server_info; fails at once, with the end of its
+    log, when the process exited."""
+
+    def up() -> bool:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-4000:]
+            raise AssertionError(f"{process.args} exited ({process.returncode}): {tail}")
+        try:
+            with urllib.request.urlopen(f"{url}/server_info", timeout=5):
+                return True
+        except OSError:
+            return False
+
+    wait_for(up, timeout=120, reason=f"the webserver at {url} to answer /server_info")
+
+
 @contextmanager
 def webserver(home: Path, env: Mapping[str, str] | None = None) -> Iterator[str]:
     """dagster-webserver on workspace.yaml; yields its GraphQL URL once /server_info answers."""
@@ -80,19 +97,7 @@ def webserver(home: Path, env: Mapping[str, str] | None = None) -> Iterator[str]
     command = [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1"]
     with dagster_process([*command, "-p", str(port)], home, env or {}, "webserver.log") as process:
         url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"dagster-webserver exited: {(home / 'webserver.log').read_text()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{url}/server_info", timeout=5):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(up, timeout=120, reason="dagster-webserver to answer /server_info")
+        wait_until_serving(process, url, home / "webserver.log")
         yield f"{url}/graphql"
 
 
