@@ -363,6 +363,19 @@ def release_metadata(
     return metadata
 
 
+def launched_by(run: dg.DagsterRun) -> str:
+    """What started the run, in words: a schedule, a sensor or automation, or a launch of a job
+    (the UI's asset pages launch Dagster's hidden asset job, whose runs show "Job: None")."""
+    tags = run.tags
+    if "dagster/schedule_name" in tags:
+        return f"schedule {tags['dagster/schedule_name']}"
+    if "dagster/sensor_name" in tags:
+        return f"sensor {tags['dagster/sensor_name']}"
+    if run.job_name.startswith("__ASSET_JOB"):
+        return "a launch from an asset page (Dagster's asset job)"
+    return f"job {run.job_name}"
+
+
 def _release_asset(
     chart: ChartKind,
     partitions: dg.PartitionsDefinition,
@@ -419,6 +432,7 @@ def _release_asset(
             ).model_dump(mode="json", by_alias=True)
         metadata = release_metadata(outcome, before.manifest if before else "", record)
         metadata["history"] = dg.MetadataValue.md(history_table(digest_history(engine, ref)))
+        metadata["launched_by"] = launched_by(context.run)
         if not outcome.succeeded:
             raise dg.Failure(
                 f"{ref}: {outcome.decision.action} did not reach the desired state: "

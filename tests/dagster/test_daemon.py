@@ -193,6 +193,7 @@ def test_a_scheduled_redeploy_of_an_in_sync_environment_is_skipped_and_writes_no
 
 
 SIM = "sim.kubelet.floe.dev/"
+PRODUCT = ["data_products", "customer-360"]
 
 
 def test_a_failed_model_is_rerun_by_the_sensor_under_the_daemon(
@@ -219,6 +220,14 @@ def test_a_failed_model_is_rerun_by_the_sensor_under_the_daemon(
                 .execute_in_process(partition_key="dev", instance=stored, raise_on_error=False)
             )
         assert not failed.success
+        # What the UI shows: the failed model, and the model skipped below it, failed in dev.
+        for model in ("stg_orders", "customer_orders"):
+            statuses = instance.partition_statuses([*PRODUCT, model])
+            assert statuses["failedPartitions"] == ["dev"], (model, statuses)
+        assert instance.partition_statuses([*PRODUCT, "stg_customers"]) == {
+            "materializedPartitions": ["dev"],
+            "failedPartitions": [],
+        }
 
         def rerun() -> dict[str, Any] | None:
             for run in instance.runs():
@@ -236,6 +245,7 @@ def test_a_failed_model_is_rerun_by_the_sensor_under_the_daemon(
         assert done["jobName"] == "run_data_products" and done["status"] == "SUCCESS", done
         assert done["tags"]["dagster/partition"] == "dev"
         assert not [t for t in instance.ticks("failed_model_reruns") if t["status"] == "FAILURE"]
+        assert instance.partition_statuses([*PRODUCT, "stg_orders"])["failedPartitions"] == []
     with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
         rebuilt = {
             record.asset_key.path[-1]

@@ -78,6 +78,7 @@ def test_materializing_dev_deploys_both_releases_and_they_are_healthy(
     assert platform["manifest_diff"].startswith("**Install**")
     assert "| StatefulSet | 1 | floe-platform-postgresql |" in platform["manifest_diff"]
     assert _metadata(result, "jobs_release")["action"] == "install"
+    assert platform["launched_by"] == "job deploy_platform"
     artifacts = result.asset_materializations_for_node("compiled_artifacts")[0]
     assert (
         artifacts.tags["dagster/data_version"] == _metadata(result, "compiled_artifacts")["digest"]

@@ -49,6 +49,19 @@ query ($selector: SensorSelector!) {
 """
 
 
+PARTITION_STATUSES = """
+query ($assetKey: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $assetKey) {
+    ... on AssetNode {
+      assetPartitionStatuses {
+        ... on DefaultPartitionStatuses { materializedPartitions failedPartitions }
+      }
+    }
+  }
+}
+"""
+
+
 class DagsterUI:
     """What the UI shows of an instance, through the webserver's GraphQL API."""
 
@@ -97,3 +110,9 @@ class DagsterUI:
         """Newest first, each with its tags as a dict."""
         runs = graphql(self.url, RUNS)["runsOrError"]["results"]
         return [{**run, "tags": {t["key"]: t["value"] for t in run["tags"]}} for run in runs]
+
+    def partition_statuses(self, asset_path: list[str]) -> dict[str, list[str]]:
+        """The asset's partitions by status, as the UI colours them: ``materializedPartitions``
+        and ``failedPartitions``."""
+        found = graphql(self.url, PARTITION_STATUSES, {"assetKey": {"path": asset_path}})
+        return found["assetNodeOrError"]["assetPartitionStatuses"]
