@@ -21,6 +21,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 from urllib3 import exceptions as urllib3_errors
 
+from floe_deploy_assets.helm.charts import check_chart_paths
 from floe_deploy_assets.helm.deploy import (
     DeployOutcome,
     DeployPolicy,
@@ -161,6 +162,7 @@ def _validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
     config = load_deployment_config(args.config)
     source = args.artifacts or config.artifacts_path
     try:
+        check_chart_paths(config)  # both charts and their file:// dependencies, before any use
         generator = values_generator(
             config, load_compiled_artifacts(source), args.env, args.chart, str(source)
         )

@@ -21,8 +21,9 @@ from floe_deploy_assets.defs.deploy_assets import (
     release_healthy_key,
 )
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
-from floe_deploy_assets.defs.schedules import redeploy_schedule
+from floe_deploy_assets.defs.schedules import redeploy_schedules
 from floe_deploy_assets.defs.sensors import release_status_sensor, workload_health_sensor
+from floe_deploy_assets.helm.charts import ChartPathError, check_chart_paths
 
 
 def build_definitions(
@@ -30,10 +31,14 @@ def build_definitions(
     kubeconfig: str | None = None,
     data_products: DataProductsResource | None = None,
 ) -> dg.Definitions:
-    """Raises the configuration's own error (ConfigError, ArtifactsError) when it is broken,
-    with the message `floe-deploy` prints for it."""
+    """Raises the configuration's own error (ConfigError, ArtifactsError; ChartPathError, a
+    ConfigError, for a chart path) when it is broken, with the message `floe-deploy` prints."""
     deployment = DeploymentConfigResource(path=config_path)
     config = deployment.config
+    try:
+        check_chart_paths(config)  # before anything reads the charts (their digests)
+    except ChartPathError as error:
+        raise ChartPathError(f"{config_path}: {error}") from None
     artifacts = deployment.artifacts()  # a broken document fails loading, not the first run
     release_health = dg.define_asset_job(
         RELEASE_HEALTH_JOB,
@@ -51,10 +56,8 @@ def build_definitions(
         selection=dg.AssetSelection.groups(DATA_PRODUCTS),
         description="The environment's dbt models, one Kubernetes Job each, in dependency order.",
     )
-    schedules = [
-        redeploy_schedule(deploy_platform, environment, config.redeploy_cron(environment))
-        for environment in config.environments
-    ]
+    # One environment's schedule failing to build never stops the others (nor the location).
+    schedules = redeploy_schedules(deploy_platform, config)
     with warnings.catch_warnings():
         # Partitioned checks are a preview in Dagster 1.13, and what keeps each environment's
         # check results apart; the warning would greet every load of the code location.

@@ -5,7 +5,13 @@ against what Helm has deployed, and the live objects against the release manifes
 release is in sync the tick is skipped with that reason, so a no-op redeploy writes no run, no
 materialization and no check result; otherwise it requests a ``deploy_platform`` run for the
 environment, saying what changed.
+
+Building them never stops the code location from loading: the configuration refuses a cron
+Dagster would refuse (models/rules.py), and should one still fail, that environment's schedule
+is left out with a logged warning and every other environment keeps its own.
 """
+
+import logging
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -14,9 +20,17 @@ from floe_deploy_assets.defs.deploy_assets import CHARTS, generator_for
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.helm.deploy import SyncReport, sync_report
 from floe_deploy_assets.kube.retry import describe
-from floe_deploy_assets.models.config import ChartKind
+from floe_deploy_assets.models.config import ChartKind, DeploymentConfig
+from floe_deploy_assets.models.rules import echo
 
 REASON_TAG = "floe.dev/redeploy-reason"
+log = logging.getLogger(__name__)
+
+
+def schedule_name(environment: str) -> str:
+    """``redeploy_<environment>``; Dagster names allow no '-', which environments may have (and
+    environments have no '_', so the names stay distinct)."""
+    return f"redeploy_{environment.replace('-', '_')}"
 
 
 def environment_sync(
@@ -41,7 +55,7 @@ def redeploy_schedule(
     job: UnresolvedAssetJobDefinition, environment: str, cron: str
 ) -> dg.ScheduleDefinition:
     @dg.schedule(
-        name=f"redeploy_{environment}",
+        name=schedule_name(environment),
         job=job,
         cron_schedule=cron,
         description=f"Redeploy {environment} when its chart or values changed or its live "
@@ -76,3 +90,25 @@ def redeploy_schedule(
         )
 
     return redeploy
+
+
+def redeploy_schedules(
+    job: UnresolvedAssetJobDefinition, config: DeploymentConfig
+) -> list[dg.ScheduleDefinition]:
+    """Each environment's redeploy schedule; one that cannot be built is left out, with a
+    warning naming the environment, and the others are kept."""
+    schedules = []
+    for environment in config.environments:
+        cron = config.redeploy_cron(environment)
+        try:
+            schedules.append(redeploy_schedule(job, environment, cron))
+        except Exception as error:
+            log.warning(
+                "no redeploy schedule for environment %s: its cron %s was refused (%s: %s); "
+                "the other environments' schedules are loaded",
+                environment,
+                echo(cron),
+                type(error).__name__,
+                str(error)[:300],
+            )
+    return schedules

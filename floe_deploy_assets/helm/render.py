@@ -16,6 +16,7 @@ from typing import Any
 import helm_python
 import yaml
 
+from floe_deploy_assets.helm.charts import local_dependency_dirs, read_chart_metadata
 from floe_deploy_assets.release.digests import DEPENDENCIES_STAMP, chart_digest
 
 
@@ -39,13 +40,9 @@ class RenderedChart:
 
 
 def local_dependencies(chart_dir: Path) -> list[Path]:
-    """The chart directories of ``file://`` dependencies in Chart.yaml."""
-    metadata = yaml.safe_load((chart_dir / "Chart.yaml").read_text()) or {}
-    return [
-        (chart_dir / dependency["repository"].removeprefix("file://")).resolve()
-        for dependency in metadata.get("dependencies") or []
-        if dependency.get("repository", "").startswith("file://")
-    ]
+    """The chart directories of ``file://`` dependencies in Chart.yaml (checked first: a
+    missing folder or a broken Chart.yaml is a ChartPathError naming the chart path)."""
+    return local_dependency_dirs(chart_dir, read_chart_metadata(chart_dir))
 
 
 def build_dependencies(chart_dir: Path) -> None:

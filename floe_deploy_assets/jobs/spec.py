@@ -30,9 +30,9 @@ MAX_NAME = 63
 PRODUCT_LABEL = "floe.dev/product"
 MODEL_ANNOTATION = "floe.dev/dbt-model"
 # The chart's RunSettings.run_id: a label value, since the run id is recorded as a label.
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", re.ASCII)
 # A run id short and plain enough to appear in Job names as it is; any other is hashed.
-NAME_SAFE_RUN_ID = re.compile(r"^[a-z0-9]{1,12}$")
+NAME_SAFE_RUN_ID = re.compile(r"^[a-z0-9]{1,12}$", re.ASCII)
 MODEL_HASH_LENGTH = 6
 RUN_HASH_LENGTH = 10
 JOB_TEMPLATE = "templates/job.yaml"
@@ -46,7 +46,7 @@ def new_run_id() -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    if len(run_id) > MAX_NAME or not RUN_ID_PATTERN.match(run_id):
+    if len(run_id) > MAX_NAME or not RUN_ID_PATTERN.fullmatch(run_id):
         raise ConfigError(
             f"run id {run_id!r} must be a Kubernetes label value: at most {MAX_NAME} letters, "
             "digits, '-', '_' or '.', starting and ending with a letter or digit"
@@ -60,7 +60,7 @@ def _digest(text: str, length: int) -> str:
 
 def run_token(run_id: str) -> str:
     """The run's part of a Job name: the run id itself when short and plain, else its hash."""
-    return run_id if NAME_SAFE_RUN_ID.match(run_id) else _digest(run_id, RUN_HASH_LENGTH)
+    return run_id if NAME_SAFE_RUN_ID.fullmatch(run_id) else _digest(run_id, RUN_HASH_LENGTH)
 
 
 def job_name(model: str, run_id: str) -> str:

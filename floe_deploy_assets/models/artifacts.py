@@ -37,11 +37,23 @@ from pydantic import (
 )
 
 from floe_deploy_assets.models.base import format_validation_error
+from floe_deploy_assets.models.inputs import (
+    ARTIFACTS_MAX_BYTES,
+    MAX_NESTING,
+    json_nesting_exceeds,
+    read_text,
+    refuse_duplicate_keys,
+)
+from floe_deploy_assets.models.rules import echo, summarize
 
 SUPPORTED_MAJOR = 0
 NEWEST_KNOWN_MINOR = 10
-SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-DBT_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Portable patterns (models/rules.py), matched whole: "0.5.0\n" and Arabic-Indic digits are no
+# versions, and a number has at most 9 digits, so it is always a small int.
+SEMVER = re.compile(r"^([0-9]{1,9})\.([0-9]{1,9})\.([0-9]{1,9})$", re.ASCII)
+DBT_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$", re.ASCII)
+# The longest cycle a message spells out.
+CYCLE_SHOWN = 6
 # JSON-Schema annotations that golden fixtures carry; they are not part of the contract.
 IGNORED_TOP_LEVEL_KEYS = frozenset({"$comment", "$schema"})
 # How upstream dumps a SecretStr: the credential itself lives elsewhere (a Kubernetes Secret).
@@ -80,9 +92,9 @@ class _PassThrough(BaseModel):
 
 def check_version(version: str) -> str:
     """Refuse anything but a semver string of a major version this tool reads."""
-    match = SEMVER.match(version)
+    match = SEMVER.fullmatch(version)
     if not match:
-        raise ValueError(f"{version!r} is not a semver X.Y.Z version")
+        raise ValueError(f"{echo(version)} is not a semver X.Y.Z version")
     if int(match.group(1)) != SUPPORTED_MAJOR:
         raise ValueError(
             f"unsupported CompiledArtifacts version {version} (this tool reads "
@@ -253,9 +265,9 @@ class TransformModel(_Strict):
     @field_validator("name")
     @classmethod
     def _dbt_identifier(cls, name: str) -> str:
-        if not DBT_IDENTIFIER.match(name):
+        if not DBT_IDENTIFIER.fullmatch(name):
             raise ValueError(
-                f"model name {name!r} is not a dbt identifier (letters, digits and '_', "
+                f"model name {echo(name)} is not a dbt identifier (letters, digits and '_', "
                 "not starting with a digit)"
             )
         return name
@@ -270,41 +282,61 @@ class Transforms(_Strict):
         counts = Counter(model.name for model in self.models)
         doubled = sorted(name for name, count in counts.items() if count > 1)
         if doubled:
-            raise ValueError(f"model name {', '.join(doubled)} is used by more than one model")
+            raise ValueError(f"model name {summarize(doubled)} is used by more than one model")
         for model in self.models:
             for dependency in model.depends_on:
                 if dependency not in counts:
                     raise ValueError(
-                        f"model {model.name!r} depends on {dependency!r}, which is not a "
+                        f"model {model.name!r} depends on {echo(dependency)}, which is not a "
                         "model in this document"
                     )
         self.models_in_dependency_order()  # raises on a cycle
         return self
 
     def models_in_dependency_order(self) -> list[TransformModel]:
-        """Every model after the models it depends on; otherwise in document order."""
-        remaining = {model.name: model for model in self.models}
-        done: set[str] = set()
+        """Every model after the models it depends on; otherwise in document order: in rounds,
+        each round the models whose dependencies all ran in earlier rounds, in document order.
+        Linear in models and dependencies (a hostile document can have many of both)."""
+        position = {model.name: index for index, model in enumerate(self.models)}
+        waiting = {model.name: len(set(model.depends_on)) for model in self.models}
+        dependents: dict[str, list[str]] = {}
+        for model in self.models:
+            for dependency in set(model.depends_on):
+                dependents.setdefault(dependency, []).append(model.name)
         order: list[TransformModel] = []
-        while remaining:
-            ready = [m for m in remaining.values() if done.issuperset(m.depends_on)]
-            if not ready:
-                raise ValueError(f"dependency cycle: {_a_cycle(remaining)} ('->': depends on)")
-            for model in ready:
-                order.append(model)
-                done.add(model.name)
-                del remaining[model.name]
+        ready = [model.name for model in self.models if waiting[model.name] == 0]
+        while ready:
+            following = []
+            for name in ready:
+                order.append(self.models[position[name]])
+                for dependent in dependents.get(name, []):
+                    waiting[dependent] -= 1
+                    if waiting[dependent] == 0:
+                        following.append(dependent)
+            ready = sorted(following, key=position.__getitem__)
+        if len(order) < len(self.models):
+            stuck = {m.name: m for m in self.models if waiting[m.name] > 0}
+            raise ValueError(f"dependency cycle: {_a_cycle(stuck)} ('->': depends on)")
         return order
 
 
 def _a_cycle(stuck: dict[str, TransformModel]) -> str:
-    """Each stuck model waits on another stuck model, so walking those waits must loop."""
+    """Each stuck model waits on another stuck model, so walking those waits must loop. A long
+    cycle is cut to its first models and its length."""
+    seen: dict[str, int] = {}
     path: list[str] = []
     name = next(iter(stuck))
-    while name not in path:
+    while name not in seen:
+        seen[name] = len(path)
         path.append(name)
         name = next(d for d in stuck[name].depends_on if d in stuck)
-    return " -> ".join([*path[path.index(name) :], name])
+    cycle = path[seen[name] :]
+    if len(cycle) > CYCLE_SHOWN:
+        return (
+            f"{' -> '.join(cycle[:CYCLE_SHOWN])} -> ... -> {name} "
+            f"({len(cycle)} models in the cycle, {len(cycle) - CYCLE_SHOWN} not shown)"
+        )
+    return " -> ".join([*cycle, name])
 
 
 # --- the document ----------------------------------------------------------------------------
@@ -382,8 +414,16 @@ def parse_compiled_artifacts(text: str, source: str = "<string>") -> CompiledArt
     """Parse and validate a CompiledArtifacts document; every problem is an ArtifactsError."""
     if not text.strip():
         raise ArtifactsError(f"{source}: the file is empty, not a CompiledArtifacts document")
+    # The parser recurses once per level, and so would validation and the digest after it.
+    if json_nesting_exceeds(text):
+        raise ArtifactsError(
+            f"{source}: objects and arrays nested more than {MAX_NESTING} levels deep; a "
+            "CompiledArtifacts document needs far fewer"
+        )
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
+        document = json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=refuse_duplicate_keys
+        )
     except json.JSONDecodeError as exc:
         # Cut-off text fails at its end, inside a literal (``tru``), or, for a string, at the
         # string's opening quote.
@@ -395,8 +435,10 @@ def parse_compiled_artifacts(text: str, source: str = "<string>") -> CompiledArt
             f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
             f"{exc.msg}{truncated}"
         ) from None
-    except ValueError as exc:
+    except ValueError as exc:  # NaN, a key twice in one object, a 5000-digit number
         raise ArtifactsError(f"{source}: not valid JSON: {exc}") from None
+    except RecursionError:  # not reached after the nesting check; kept as a guard
+        raise ArtifactsError(f"{source}: objects and arrays nested too deeply") from None
     if not isinstance(document, dict):
         raise ArtifactsError(
             f"{source}: the top level must be a JSON object (the CompiledArtifacts document), "
@@ -418,12 +460,10 @@ def parse_compiled_artifacts(text: str, source: str = "<string>") -> CompiledArt
 
 def load_compiled_artifacts(path: str | Path) -> CompiledArtifacts:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ArtifactsError(
-            f"{path}: cannot read the CompiledArtifacts document: {exc.strerror}"
-        ) from None
-    except UnicodeDecodeError:
-        raise ArtifactsError(f"{path}: not UTF-8 text, so not a JSON document") from None
+    text = read_text(
+        path,
+        what="the CompiledArtifacts document",
+        limit=ARTIFACTS_MAX_BYTES,
+        error=ArtifactsError,
+    )
     return parse_compiled_artifacts(text, str(path))

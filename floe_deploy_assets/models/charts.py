@@ -10,12 +10,13 @@ from pydantic import Field, field_validator
 from floe_deploy_assets.models.base import FloeModel
 
 CHART_NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
-SEMVER_PATTERN = r"^\d+\.\d+\.\d+(-[a-z0-9.]+)?$"
+# Portable patterns (models/rules.py): [0-9] and [ \t], never \d or \s (Unicode in Python/Rust).
+SEMVER_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+(-[a-z0-9.]+)?$"
 # An exact version or a range made of comparators, as Helm accepts in Chart.yaml dependencies.
 VERSION_CONSTRAINT_PATTERN = (
-    r"^(\^|~|>=|<=|>|<|=)?\s*v?\d+(\.(\d+|x|\*))?(\.(\d+|x|\*))?(-[0-9A-Za-z.-]+)?"
-    r"(\s*(,|\|\||\s)\s*(\^|~|>=|<=|>|<|=)?\s*v?\d+(\.(\d+|x|\*))?(\.(\d+|x|\*))?"
-    r"(-[0-9A-Za-z.-]+)?)*$"
+    r"^(\^|~|>=|<=|>|<|=)?[ \t]*v?[0-9]+(\.([0-9]+|x|\*))?(\.([0-9]+|x|\*))?(-[0-9A-Za-z.-]+)?"
+    r"([ \t]*(,|\|\||[ \t])[ \t]*(\^|~|>=|<=|>|<|=)?[ \t]*v?[0-9]+(\.([0-9]+|x|\*))?"
+    r"(\.([0-9]+|x|\*))?(-[0-9A-Za-z.-]+)?)*$"
 )
 
 
@@ -43,9 +44,9 @@ class FloeHelmChart(FloeModel):
     @classmethod
     def _matrix_is_semver_to_range(cls, matrix: dict[str, str]) -> dict[str, str]:
         for chart_version, core_range in matrix.items():
-            if not re.fullmatch(SEMVER_PATTERN, chart_version):
+            if not re.fullmatch(SEMVER_PATTERN, chart_version, re.ASCII):
                 raise ValueError(f"compatibilityMatrix key {chart_version!r} is not a semver")
-            if not re.fullmatch(VERSION_CONSTRAINT_PATTERN, core_range):
+            if not re.fullmatch(VERSION_CONSTRAINT_PATTERN, core_range, re.ASCII):
                 raise ValueError(
                     f"compatibilityMatrix[{chart_version}] {core_range!r} is not a version "
                     "constraint such as '>=0.5.0, <0.11.0'"

@@ -11,20 +11,41 @@ import re
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from floe_deploy_assets.models.base import FloeModel, format_validation_error
+from floe_deploy_assets.models.inputs import CONFIG_MAX_BYTES, load_yaml, read_text
 from floe_deploy_assets.models.resources import ResourcePreset
+from floe_deploy_assets.models.rules import cron_problem, echo, summarize
 
-ENVIRONMENT_PATTERN = r"^[a-z][a-z0-9-]*$"
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Patterns are portable (see models/rules.py) and matched whole (fullmatch, ASCII).
+# An environment is a label value (floe.dev/environment) and part of namespaces, release names
+# and Dagster names: a lowercase DNS-1123 label that starts with a letter.
+ENVIRONMENT_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+ENVIRONMENT_MAX = 63
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", re.ASCII)
 DNS1123_LABEL_MAX = 63
 # Go-template syntax, the only one accepted: {{.environment}} with optional inner spaces.
-ENVIRONMENT_PLACEHOLDER = re.compile(r"\{\{\s*\.environment\s*\}\}")
+ENVIRONMENT_PLACEHOLDER = re.compile(r"\{\{[ ]*\.environment[ ]*\}\}", re.ASCII)
 DEFAULT_NAMESPACE_TEMPLATE = "floe-{{.environment}}"
+# Namespaces Kubernetes itself uses: a target only with allowSystemNamespaces on the mapping.
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+# Helm refuses a release name longer than 53 characters. The floe-platform chart derives names
+# that Kubernetes limits further and that are not cut: the PostgreSQL StatefulSet
+# "<release>-postgresql", whose pods carry the label "controller-revision-hash:
+# <StatefulSet>-<hash of up to 10 characters>" (a label value has at most 63, so the
+# StatefulSet name at most 52), and its "<StatefulSet>-headless" Service (at most 63).
+HELM_RELEASE_NAME_MAX = 53
+RELEASE_NAME_MAX = {"platform": 52 - len("-postgresql"), "jobs": HELM_RELEASE_NAME_MAX}
 
 
 class ConfigError(ValueError):
@@ -42,18 +63,18 @@ def render_namespace(template: str, environment: str) -> str:
     rendered = ENVIRONMENT_PLACEHOLDER.sub(environment, template)
     if "{{" in rendered or "}}" in rendered or "${" in rendered:
         raise ValueError(
-            f"namespaceTemplate {template!r} uses unsupported template syntax; the only "
+            f"namespaceTemplate {echo(template)} uses unsupported template syntax; the only "
             "placeholder is {{.environment}}"
         )
     if len(rendered) > DNS1123_LABEL_MAX:
         raise ValueError(
-            f"namespaceTemplate {template!r} renders {rendered!r} for environment "
+            f"namespaceTemplate {echo(template)} renders {echo(rendered)} for environment "
             f"{environment!r}: {len(rendered)} characters, more than the {DNS1123_LABEL_MAX} "
             "a namespace may have"
         )
-    if not DNS1123_LABEL.match(rendered):
+    if not DNS1123_LABEL.fullmatch(rendered):
         raise ValueError(
-            f"namespaceTemplate {template!r} renders {rendered!r} for environment "
+            f"namespaceTemplate {echo(template)} renders {echo(rendered)} for environment "
             f"{environment!r}, which is not a valid namespace (DNS-1123 label: lowercase "
             "letters, digits and '-', starting and ending with a letter or digit)"
         )
@@ -66,25 +87,39 @@ class ClusterMapping(FloeModel):
     environments: list[str] = Field(min_length=1)
     namespace_template: str = DEFAULT_NAMESPACE_TEMPLATE
     isolation: Isolation = Isolation.NAMESPACE
+    # default, kube-system, kube-public and kube-node-lease are refused as targets unless this
+    # is true.
+    allow_system_namespaces: bool = False
     resources: ResourcePreset
 
     @field_validator("environments")
     @classmethod
     def _environment_names(cls, environments: list[str]) -> list[str]:
         for environment in environments:
-            if not re.fullmatch(ENVIRONMENT_PATTERN, environment):
+            if len(environment) > ENVIRONMENT_MAX or not re.fullmatch(
+                ENVIRONMENT_PATTERN, environment, re.ASCII
+            ):
                 raise ValueError(
-                    f"environment {environment!r} must match {ENVIRONMENT_PATTERN} (it is used "
-                    "in namespaces, labels and release names)"
+                    f"environment {echo(environment)} must match {ENVIRONMENT_PATTERN} and have "
+                    f"at most {ENVIRONMENT_MAX} characters (it is used in namespaces, labels and "
+                    "release names)"
                 )
         duplicates = sorted(e for e, n in Counter(environments).items() if n > 1)
         if duplicates:
-            raise ValueError(f"environment {', '.join(duplicates)} is listed twice")
+            raise ValueError(f"environment {summarize(duplicates)} is listed twice")
         return environments
 
     @model_validator(mode="after")
     def _namespaces_render(self) -> ClusterMapping:
         namespaces = {e: render_namespace(self.namespace_template, e) for e in self.environments}
+        system = {e: n for e, n in namespaces.items() if n in SYSTEM_NAMESPACES}
+        if system and not self.allow_system_namespaces:
+            raise ValueError(
+                "namespaceTemplate gives environment "
+                + summarize(f"{e} the system namespace {n}" for e, n in system.items())
+                + f" ({', '.join(sorted(SYSTEM_NAMESPACES))} are Kubernetes' own); set "
+                "allowSystemNamespaces: true on the mapping if that is really meant"
+            )
         if self.isolation is Isolation.NAMESPACE and len(set(namespaces.values())) < len(
             namespaces
         ):
@@ -130,6 +165,21 @@ class EnvironmentOverrides(FloeModel):
 DEFAULT_REDEPLOY_CRON = "0 * * * *"  # hourly
 
 
+def _release_name(base: str, mapping: ClusterMapping, environment: str) -> str:
+    return f"{base}-{environment}" if mapping.isolation is Isolation.LABEL else base
+
+
+def _valid_cron(cron: str) -> str:
+    problem = cron_problem(cron)
+    if problem:
+        raise ValueError(problem)
+    return cron
+
+
+# A cron expression Dagster and Kubernetes both accept (models/rules.py).
+CronSchedule = Annotated[str, AfterValidator(_valid_cron)]
+
+
 class DeploymentConfig(FloeModel):
     api_version: Literal["floe.dev/v1alpha1"] = "floe.dev/v1alpha1"
     kind: Literal["DeploymentConfig"] = "DeploymentConfig"
@@ -138,19 +188,26 @@ class DeploymentConfig(FloeModel):
     cluster_mappings: list[ClusterMapping] = Field(min_length=1)
     overrides: dict[str, EnvironmentOverrides] = Field(default_factory=dict)
     # Cron of each environment's scheduled redeploy (an in-sync release makes it a no-op).
-    redeploy_schedules: dict[str, str] = Field(default_factory=dict)
+    redeploy_schedules: dict[str, CronSchedule] = Field(default_factory=dict)
     # Relative paths in the file are relative to the file's folder.
     _base_dir: Path = PrivateAttr(default=Path("."))
 
     @model_validator(mode="after")
     def _each_environment_in_exactly_one_mapping(self) -> DeploymentConfig:
+        names = Counter(mapping.name for mapping in self.cluster_mappings)
+        doubled_names = sorted(name for name, count in names.items() if count > 1)
+        if doubled_names:
+            raise ValueError(
+                f"cluster mapping name {summarize(map(repr, doubled_names))} is used by more "
+                "than one mapping; each mapping needs its own name"
+            )
         owners: dict[str, list[str]] = {}
         for mapping in self.cluster_mappings:
             for environment in mapping.environments:
                 owners.setdefault(environment, []).append(mapping.name)
         doubled = {e: names for e, names in owners.items() if len(names) > 1}
         if doubled:
-            detail = "; ".join(f"{e} in {', '.join(names)}" for e, names in doubled.items())
+            detail = summarize((f"{e} in {', '.join(n)}" for e, n in doubled.items()), sep="; ")
             raise ValueError(f"each environment must be in exactly one cluster mapping: {detail}")
         for field, named in (
             ("overrides", self.overrides),
@@ -159,15 +216,23 @@ class DeploymentConfig(FloeModel):
             unmapped = sorted(set(named) - set(owners))
             if unmapped:
                 raise ValueError(
-                    f"{field} name environment {', '.join(unmapped)}, which no cluster mapping "
-                    f"lists (environments: {', '.join(self.environments)})"
+                    f"{field} name environment {summarize(unmapped)}, which no "
+                    f"cluster mapping lists (environments: {summarize(self.environments)})"
                 )
-        for environment, cron in self.redeploy_schedules.items():
-            if len(cron.split()) != 5:
-                raise ValueError(
-                    f"redeploySchedules.{environment}: {cron!r} is not a five-field cron "
-                    "expression (minute hour day-of-month month day-of-week)"
-                )
+        charts: tuple[ChartKind, ...] = ("platform", "jobs")
+        for mapping, environment in ((m, e) for m in self.cluster_mappings for e in m.environments):
+            for chart in charts:
+                name = _release_name(self._release_base(chart), mapping, environment)
+                limit = RELEASE_NAME_MAX[chart]
+                if len(name) > limit:
+                    why = f"Helm allows {HELM_RELEASE_NAME_MAX}"
+                    if chart == "platform":
+                        why += ", and the chart's PostgreSQL StatefulSet '<release>-postgresql' 52"
+                    raise ValueError(
+                        f"environment {environment}: the {chart} release name {name!r} has "
+                        f"{len(name)} characters, more than {limit} ({why}); shorten "
+                        f"charts.{chart}.releaseName or the environment's name"
+                    )
         return self
 
     def redeploy_cron(self, environment: str) -> str:
@@ -186,12 +251,12 @@ class DeploymentConfig(FloeModel):
             f"{', '.join(self.environments)}"
         )
 
+    def _release_base(self, chart: ChartKind) -> str:
+        return getattr(self.charts, chart).release_name
+
     def release_name(self, chart: ChartKind, environment: str) -> str:
         """Environments sharing a namespace (isolation 'label') need distinct release names."""
-        base = getattr(self.charts, chart).release_name
-        if self.mapping_for(environment).isolation is Isolation.LABEL:
-            return f"{base}-{environment}"
-        return base
+        return _release_name(self._release_base(chart), self.mapping_for(environment), environment)
 
     def overrides_for(self, chart: ChartKind, environment: str) -> dict[str, Any]:
         self.mapping_for(environment)
@@ -211,12 +276,8 @@ class DeploymentConfig(FloeModel):
 
 
 def parse_deployment_config(text: str, source: str, base_dir: Path = Path(".")) -> DeploymentConfig:
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{source}: not valid YAML{where}") from None
+    # Duplicate keys, alias bombs and deep nesting are refused here (models/inputs.py).
+    document = load_yaml(text, source, ConfigError)
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: the top level must be a mapping (apiVersion, kind, ...)")
     try:
@@ -229,10 +290,7 @@ def parse_deployment_config(text: str, source: str, base_dir: Path = Path(".")) 
 
 def load_deployment_config(path: str | Path) -> DeploymentConfig:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot read the deployment configuration: {exc.strerror}"
-        ) from None
+    text = read_text(
+        path, what="the deployment configuration", limit=CONFIG_MAX_BYTES, error=ConfigError
+    )
     return parse_deployment_config(text, str(path), path.parent)

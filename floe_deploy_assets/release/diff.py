@@ -1,12 +1,14 @@
 """A manifest diff between two releases' rendered objects, object by object, as helm-diff shows
 it: added, removed and changed objects, with a unified diff of each change. Secret payloads are
 masked before comparing (helm-diff's ``--suppress-secrets``): a changed Secret shows that it
-changed, never what it holds. ``release_change_markdown`` gives what a release shows: a table of
+changed, never what it holds; so is any string of any object that the secret rules flag (a
+ConfigMap entry, an annotation). ``release_change_markdown`` gives what a release shows: a table of
 the objects an install creates, then its manifest; or a table of the objects an upgrade
 changes, then their diffs."""
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import re
@@ -15,21 +17,42 @@ from typing import Any
 
 import yaml
 
+from floe_deploy_assets.checks.manifest_secrets import SECRET_PAYLOAD_FIELDS, scannable
+from floe_deploy_assets.values.secrets import find_plaintext_secrets
+
 Key = tuple[str, str]  # (kind, name)
 
 NO_CHANGE = "(no change)"
 
 
+def _mask(value: Any) -> str:
+    return f"(masked, sha256 {hashlib.sha256(str(value).encode()).hexdigest()[:8]})"
+
+
+def _index(parent: Any, token: str) -> Any:
+    """The list index or mapping key a pointer token names (a YAML key may be a number)."""
+    if isinstance(parent, list):
+        return int(token)
+    return token if token in parent else next(key for key in parent if str(key) == token)
+
+
 def _masked(obj: Mapping[str, Any]) -> dict[str, Any]:
-    if obj.get("kind") != "Secret":
-        return dict(obj)
-    masked = dict(obj)
-    for field in ("data", "stringData"):
-        if isinstance(obj.get(field), Mapping):
-            masked[field] = {
-                key: f"(masked, sha256 {hashlib.sha256(str(value).encode()).hexdigest()[:8]})"
-                for key, value in obj[field].items()
-            }
+    """``obj`` with its Secret payload masked, and every string the secret rules flag (a
+    ConfigMap entry, an annotation, an env value: any object) replaced by its mask."""
+    flagged = find_plaintext_secrets(scannable(obj))
+    masked = copy.deepcopy(dict(obj)) if flagged else dict(obj)
+    for finding in flagged:
+        *path, last = [
+            token.replace("~1", "/").replace("~0", "~") for token in finding.pointer.split("/")[1:]
+        ]
+        parent: Any = masked
+        for token in path:
+            parent = parent[_index(parent, token)]
+        parent[_index(parent, last)] = _mask(parent[_index(parent, last)])
+    if obj.get("kind") == "Secret":
+        for field in SECRET_PAYLOAD_FIELDS:
+            if isinstance(obj.get(field), Mapping):
+                masked[field] = {key: _mask(value) for key, value in obj[field].items()}
     return masked
 
 

@@ -14,17 +14,49 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from floe_deploy_assets.models.config import ENVIRONMENT_PATTERN
 from floe_deploy_assets.models.resources import (
+    CPU_FORMAT,
     CPU_PATTERN,
+    MEMORY_FORMAT,
     MEMORY_PATTERN,
     ResourcePreset,
     ResourceRequirements,
+    cpu_millicores,
+    cpu_problem,
+    memory_bytes,
+    memory_problem,
+)
+from floe_deploy_assets.models.rules import (
+    CRON_DESCRIPTORS,
+    LABEL_KEY_LENGTH_PATTERN,
+    LABEL_KEY_PATTERN,
+    LABEL_NAME_MAX,
+    LABEL_VALUE_PATTERN,
+    cron_problem,
+    label_key_problem,
+    label_value_problem,
 )
 
+# Every pattern is portable (models/rules.py): explicit ASCII classes, ^ and $ only, so Python,
+# pydantic (Rust) and Helm (Go) give the same answer; our values check reads $ as Go does.
+# Formats and the LIMITS_KEYWORD carry what a pattern cannot say (bounds, cron fields, limits
+# >= requests): our values check enforces them (values/validation.py); Helm, which asserts no
+# format and ignores unknown keywords, reads them as annotations.
+CRON_FORMAT = "cron"
+LIMITS_KEYWORD = "x-limits-cover-requests"
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
@@ -44,6 +76,47 @@ IMAGE_TAG_PATTERN = (
 )
 Namespace = Annotated[str, StringConstraints(max_length=63, pattern=DNS1123_LABEL)]
 DbtIdentifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+# The shape of a cron expression for Helm; the fields' ranges are the "cron" format's.
+CRON_PATTERN = f"^({'|'.join(CRON_DESCRIPTORS)}|[-*/,?0-9A-Za-z]+( +[-*/,?0-9A-Za-z]+){{4}})$"
+
+
+def _checked(problem: str | None, what: str) -> None:
+    if problem:
+        raise ValueError(f"{what} {problem}")
+
+
+def _label_map(values: dict[str, str], *, check_values: bool) -> dict[str, str]:
+    for key, value in values.items():
+        _checked(label_key_problem(key), f"key {key[:LABEL_NAME_MAX]!r}")
+        if check_values:
+            _checked(label_value_problem(value), f"value of {key!r}")
+    return values
+
+
+def _label_schema(values: dict[str, Any]) -> WithJsonSchema:
+    """Keys are Kubernetes qualified names: the shape, and (a pattern cannot count the prefix
+    alone) the lengths, as two patterns both must match."""
+    key_rules = [{"pattern": LABEL_KEY_PATTERN}, {"pattern": LABEL_KEY_LENGTH_PATTERN}]
+    return WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"allOf": key_rules},
+            "additionalProperties": {"type": "string", **values},
+        }
+    )
+
+
+# Kubernetes label maps (keys and values) and annotation maps (keys; any string value).
+Labels = Annotated[
+    dict[str, str],
+    AfterValidator(lambda labels: _label_map(labels, check_values=True)),
+    _label_schema({"maxLength": LABEL_NAME_MAX, "pattern": LABEL_VALUE_PATTERN}),
+]
+Annotations = Annotated[
+    dict[str, str],
+    AfterValidator(lambda annotations: _label_map(annotations, check_values=False)),
+    _label_schema({}),
+]
 
 DAGSTER_IMAGE = "docker.io/dagster/dagster-k8s"
 DAGSTER_VERSION = "1.13.27"  # the Dagster release this project is built and tested with
@@ -86,13 +159,51 @@ class ListItemModel(ValuesModel):
 
 # --- shared pieces ---------------------------------------------------------------------------
 class ResourceSpec(ValuesModel):
-    cpu: str = Field(pattern=CPU_PATTERN, description="CPU in cores (`2`) or millicores (`500m`)")
-    memory: str = Field(pattern=MEMORY_PATTERN, description="Memory in `Mi` or `Gi`")
+    cpu: str = Field(
+        pattern=CPU_PATTERN,
+        json_schema_extra={"format": CPU_FORMAT},
+        description="CPU, a Kubernetes quantity: cores (`2`, `0.5`) or millicores (`500m`); "
+        "more than 0, at most 1000 cores, whole millicores",
+    )
+    memory: str = Field(
+        pattern=MEMORY_PATTERN,
+        json_schema_extra={"format": MEMORY_FORMAT},
+        description="Memory, a Kubernetes quantity (`512Mi`, `2Gi`, `1G`); 1Mi to 64Ti",
+    )
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu_bounds(cls, cpu: str) -> str:
+        _checked(cpu_problem(cpu), "cpu")
+        return cpu
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_bounds(cls, memory: str) -> str:
+        _checked(memory_problem(memory), "memory")
+        return memory
+
+
+def limits_cover_requests(schema: dict[str, Any], model: type) -> None:
+    """Kubernetes refuses a limit below its request; the values check enforces the keyword."""
+    require_non_null_keys(schema, model)
+    schema[LIMITS_KEYWORD] = True
 
 
 class Resources(ValuesModel):
+    # Requests and limits; a limit is never below its request.
+    model_config = ConfigDict(json_schema_extra=limits_cover_requests)
+
     requests: ResourceSpec = Field(description="What the scheduler reserves for the container")
     limits: ResourceSpec = Field(description="The most the container may use")
+
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> Resources:
+        if cpu_millicores(self.limits.cpu) < cpu_millicores(self.requests.cpu):
+            raise ValueError("limits.cpu is below requests.cpu")
+        if memory_bytes(self.limits.memory) < memory_bytes(self.requests.memory):
+            raise ValueError("limits.memory is below requests.memory")
+        return self
 
 
 def small_preset(component: str) -> Resources:
@@ -150,8 +261,9 @@ class GlobalValues(ValuesModel):
         pattern=DNS1123_LABEL,
         description="Namespace of the environment's workloads",
     )
-    labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels added to every resource"
+    labels: Labels = Field(
+        default_factory=dict,
+        description="Labels added to every resource (Kubernetes label keys and values)",
     )
     isolation: Literal["namespace", "label"] = Field(
         default="namespace",
@@ -370,7 +482,12 @@ class MarquezValues(ValuesModel):
 
 
 class PostgresStorage(ValuesModel):
-    size: str = Field(default="8Gi", pattern=MEMORY_PATTERN, description="Volume size")
+    size: str = Field(
+        default="8Gi",
+        pattern=MEMORY_PATTERN,
+        json_schema_extra={"format": MEMORY_FORMAT},
+        description="Volume size, a Kubernetes quantity; 1Mi to 64Ti",
+    )
     storage_class: str | None = Field(
         default=None, min_length=1, description="StorageClass; null: the cluster's default"
     )
@@ -443,7 +560,9 @@ class IngressSettings(ValuesModel):
     tls_secret_name: str | None = Field(
         default=None, pattern=DNS1123_SUBDOMAIN, description="TLS certificate Secret; null: no TLS"
     )
-    annotations: dict[str, str] = Field(default_factory=dict, description="Ingress annotations")
+    annotations: Annotations = Field(
+        default_factory=dict, description="Ingress annotations (keys as Kubernetes label keys)"
+    )
 
 
 class PlatformValues(ValuesModel):
@@ -549,12 +668,21 @@ class DbtModel(ListItemModel):
     tags: list[str] = Field(default_factory=list, description="dbt tags")
     schedule: str | None = Field(
         default=None,
-        pattern=r"^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$",
-        description="Cron schedule (5 fields or a @macro); null: run with its dependencies",
+        pattern=CRON_PATTERN,
+        json_schema_extra={"format": CRON_FORMAT},
+        description="Cron schedule of the model's CronJob (5 fields or a @macro, as both "
+        "Kubernetes and Dagster read it); null: run with its dependencies",
     )
     resources: Resources | None = Field(
         default=None, description="Resources for this model's job; null: the chart's `resources`"
     )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str | None) -> str | None:
+        if schedule is not None:
+            _checked(cron_problem(schedule), "schedule")
+        return schedule
 
 
 class ServiceAccountSettings(ValuesModel):

@@ -13,9 +13,19 @@
 
 (*) ``observability.telemetry.backend`` in upstream documents, or ``plugins.telemetry_backend``.
 
-Credentials never become values. A credential in the artifacts (telemetry authentication, a
-password in ``dbt_profiles``) turns into a reference to a Secret the operator provides; the
-``REQUIRED_SECRETS`` of a layer say which.
+Credentials never become values. Per place, by the secret rules (``values/secrets.py``: secret
+keys, and credentials inside strings under any key: DSN ``password=``, URL userinfo and token
+parameters, ``Bearer``/``Basic``/``Authorization`` values, pgpass lines, embedded documents):
+
+- telemetry ``authentication``: a reference to ``floe-otel-exporter-auth``;
+- ``dbt_profiles``: any finding anywhere in them (or a number under a secret key) sends the
+  *whole* profiles to the operator's ``floe-dbt-profiles`` Secret; only a reference is a value;
+- the catalog plugin config, the telemetry endpoint and everything else that passes through:
+  kept as is, so the values validation refuses the finding with its JSON pointer (the catalog's
+  credential is ``floe-polaris-credentials``, the exporter's is its ``authentication``);
+  overrides and annotations are refused the same way (the rules run on the merged values).
+
+The ``required_secrets`` of a layer say which Secrets the operator provides.
 """
 
 from __future__ import annotations
@@ -64,7 +74,9 @@ def _plugin_type(artifacts: CompiledArtifacts, slot: str) -> str | None:
 
 
 def _scalar_config(config: dict[str, Any] | None) -> dict[str, Any]:
-    """Plugin config passes through when it is flat; nested config is the plugin's business."""
+    """Plugin config passes through when it is flat; nested config is the plugin's business.
+    A credential in it is not moved anywhere: the values validation refuses it by pointer
+    (``/polaris/config/<key>``), as the catalog's credential is the operator's Secret."""
     return {k: v for k, v in (config or {}).items() if isinstance(v, str | int | float | bool)}
 
 
@@ -142,7 +154,7 @@ def jobs_layer(artifacts: CompiledArtifacts) -> ArtifactsLayer:
     profiles = artifacts.dbt_profiles
     if profiles:
         values["dbt"] = {"target": _dbt_target(profiles)}
-        if find_plaintext_secrets(profiles):
+        if profiles_hold_credentials(profiles):
             # The profiles hold credentials: mount them from a Secret, never from values.
             values["dbt"]["profiles"] = {"source": "secret", "existingSecret": DBT_PROFILES_SECRET}
             secrets.append(
@@ -158,6 +170,17 @@ def jobs_layer(artifacts: CompiledArtifacts) -> ArtifactsLayer:
                 "inline": yaml.safe_dump(profiles, sort_keys=True),
             }
     return ArtifactsLayer(values, tuple(secrets))
+
+
+def profiles_hold_credentials(profiles: dict[str, Any]) -> bool:
+    """Whether dbt profiles hold any credential, anywhere (a ``password`` key, a DSN with
+    ``password=``, a ``pgpass`` line, an ``Authorization`` header in ``settings``, a token in a
+    URL...): then none of them is inlined, the whole profiles.yml is the operator's Secret.
+    Also when the inlined YAML itself would be flagged, so an inline ConfigMap never fails."""
+    if find_plaintext_secrets(profiles):
+        return True
+    inline = {"profiles": yaml.safe_dump(profiles, sort_keys=True)}
+    return bool(find_plaintext_secrets(inline))
 
 
 def _dbt_target(profiles: dict[str, Any]) -> str:

@@ -3,18 +3,47 @@
 jsonschema's own messages quote the offending instance ("'hunter2' is not of type 'integer'"),
 and a misplaced credential is exactly what would be quoted, so messages are rebuilt here from
 the failed keyword and the schema alone.
+
+Semantics: as Helm's, and stricter where Helm cannot see.
+
+- ``pattern`` is applied as Go's regexp (RE2, what Helm uses) applies it: ``$`` is the end of the
+  text, never "before a final newline" as in Python, and classes are ASCII. Our patterns are
+  written in the portable subset (models/rules.py), where replacing each ``$`` outside a class by
+  ``\\Z`` and compiling with ``re.ASCII`` gives exactly RE2's answer; so "0.5.0\\n" or
+  Arabic-Indic digits are refused by both.
+- ``format`` ``kubernetes-cpu``, ``kubernetes-memory`` and ``cron``, and the keyword
+  ``x-limits-cover-requests``, are enforced here (bounds, cron fields, limits >= requests); Helm
+  asserts no format and ignores unknown keywords, so for Helm they are annotations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError as SchemaError
 
+from floe_deploy_assets.models.resources import (
+    CPU_FORMAT,
+    MEMORY_FORMAT,
+    cpu_millicores,
+    cpu_problem,
+    memory_bytes,
+    memory_problem,
+)
+from floe_deploy_assets.models.rules import cron_problem, echo
+from floe_deploy_assets.values.chart_values import CRON_FORMAT, LIMITS_KEYWORD
 from floe_deploy_assets.values.layers import pointer_token
+
+FORMATS: dict[str, Callable[[str], str | None]] = {
+    CPU_FORMAT: cpu_problem,
+    MEMORY_FORMAT: memory_problem,
+    CRON_FORMAT: cron_problem,
+}
 
 
 @dataclass(frozen=True, order=True)
@@ -27,12 +56,88 @@ class ValuesProblem:
         return f"{self.pointer or '/'}: {self.message}"
 
 
+@functools.lru_cache(maxsize=512)
+def go_regex(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled to match as Go's RE2 matches it (for the portable subset)."""
+    translated: list[str] = []
+    escaped, class_start = False, -1  # class_start: where the open class's "[" is, or -1
+    for index, char in enumerate(pattern):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif class_start >= 0:
+            # "]" closes a class unless it is the class's first character ("[]a]", "[^]a]").
+            first = class_start + (2 if pattern[class_start + 1 : class_start + 2] == "^" else 1)
+            if char == "]" and index > first:
+                class_start = -1
+        elif char == "[":
+            class_start = index
+        elif char == "$":
+            char = "\\Z"
+        translated.append(char)
+    return re.compile("".join(translated), re.ASCII)
+
+
+def _go_pattern(
+    validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[SchemaError]:
+    if validator.is_type(instance, "string") and not go_regex(pattern).search(instance):
+        yield SchemaError(f"does not match the pattern {pattern}")
+
+
+def _format(
+    validator: Any, name: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[SchemaError]:
+    check = FORMATS.get(name)
+    if check is None or not validator.is_type(instance, "string"):
+        return
+    if "pattern" in schema and not go_regex(schema["pattern"]).search(instance):
+        return  # the pattern's finding says it
+    problem = check(instance)
+    if problem:
+        # The checks' messages never quote a quantity; a cron expression is no secret.
+        yield SchemaError(problem)
+
+
+def _limits_cover_requests(
+    validator: Any, enabled: bool, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[SchemaError]:
+    if not (enabled and validator.is_type(instance, "object")):
+        return
+    requests, limits = instance.get("requests"), instance.get("limits")
+    if not (isinstance(requests, Mapping) and isinstance(limits, Mapping)):
+        return  # "required" and "type" say what is missing
+    for resource, problem, amount in (
+        ("cpu", cpu_problem, cpu_millicores),
+        ("memory", memory_problem, memory_bytes),
+    ):
+        wanted, most = requests.get(resource), limits.get(resource)
+        if not (isinstance(wanted, str) and isinstance(most, str)):
+            continue
+        if problem(wanted) or problem(most):
+            continue  # reported at the quantity itself
+        if amount(most) < amount(wanted):
+            yield SchemaError(
+                f"limits.{resource} is below requests.{resource} (Kubernetes refuses a limit "
+                "below its request)"
+            )
+
+
+ValuesValidator = validators.extend(
+    Draft202012Validator,
+    {"pattern": _go_pattern, "format": _format, LIMITS_KEYWORD: _limits_cover_requests},
+)
+
+
 def _pointer(path: Iterable[Any]) -> str:
     return "".join(f"/{pointer_token(str(part))}" for part in path)
 
 
 def _describe(error: SchemaError) -> str:
     keyword, expected = error.validator, error.validator_value
+    if "propertyNames" in error.absolute_schema_path:  # the instance is a key, not a value
+        return f"key {echo(str(error.instance))} must match the pattern {expected}"
     if keyword == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = (
@@ -54,6 +159,8 @@ def _describe(error: SchemaError) -> str:
         return f"must be {expected!r}"
     if keyword == "pattern":
         return f"must match the pattern {expected}"
+    if keyword in ("format", LIMITS_KEYWORD):
+        return error.message  # built by the checks above, never quoting the value
     bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
     if keyword in bounds:
         return f"must be {bounds[keyword]} {expected}"
@@ -61,12 +168,13 @@ def _describe(error: SchemaError) -> str:
         return f"violates {keyword} {expected}"
     if keyword in ("anyOf", "oneOf"):
         return "matches none of the allowed shapes"
+
     return f"fails the schema's {keyword!r} rule"
 
 
 def schema_problems(values: Mapping[str, Any], schema: Mapping[str, Any]) -> list[ValuesProblem]:
     """Every place where ``values`` breaks ``schema`` (validated as Helm does: merged values)."""
-    validator = Draft202012Validator(schema)
+    validator = ValuesValidator(schema)
     problems = {
         ValuesProblem(_pointer(error.absolute_path), _describe(error))
         for error in validator.iter_errors(values)

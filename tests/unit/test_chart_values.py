@@ -231,7 +231,7 @@ def test_tag_pattern_refuses_exactly_latest(tag: str) -> None:
 
 @pytest.mark.parametrize(
     ("field", "quantity"),
-    [("cpu", "1.5"), ("cpu", "100 m"), ("cpu", "m"), ("memory", "1G"), ("memory", "512MB")],
+    [("cpu", "-1"), ("cpu", "100 m"), ("cpu", "m"), ("memory", "1gi"), ("memory", "512MB")],
 )
 def test_bad_quantities_are_rejected(field: str, quantity: str) -> None:
     values = with_value(defaults(JobsValues), f"resources.requests.{field}", quantity)

@@ -215,3 +215,63 @@ def test_the_markdown_does_not_depend_on_object_order():
         assert once == release_change_markdown(
             yaml.safe_dump_all(before), yaml.safe_dump_all(after)
         )
+
+
+# --- issue 12: strings the secret rules flag are masked in any object, not only in Secrets -------
+LEAKY_CONFIG = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {
+        "name": "floe-platform-polaris-catalog",
+        "annotations": {"example.com/auth": "Bearer Pl4ntedDiffToken1"},
+    },
+    "data": {
+        "catalog.json": '{"type": "polaris", "config": {"header.Authorization": '
+        '"Bearer Pl4ntedDiffToken2", "uri": "http://polaris:8181/api/catalog"}}',
+        "profiles.yml": "p:\n  outputs:\n    dev:\n      password: Pl4ntedDiffToken3\n",
+        "readme": "plain text, http://polaris:8181/api/catalog",
+    },
+}
+LEAKY_VALUES = ("Pl4ntedDiffToken1", "Pl4ntedDiffToken2", "Pl4ntedDiffToken3")
+
+
+def test_flagged_strings_of_any_object_are_masked_in_every_output():
+    rotated = yaml.safe_load(yaml.safe_dump(LEAKY_CONFIG))
+    rotated["data"]["profiles.yml"] = rotated["data"]["profiles.yml"].replace("3", "4")
+    rotated["data"]["readme"] = "changed text"
+    outputs = [
+        manifest_diff([], [LEAKY_CONFIG]),
+        manifest_diff([LEAKY_CONFIG], [rotated]),  # deploy --dry-run
+        release_change_markdown("", yaml.safe_dump_all([LEAKY_CONFIG])),  # an install
+        release_change_markdown([LEAKY_CONFIG], [rotated]),  # an upgrade
+        release_change_markdown([rotated], []),
+    ]
+    assert not [value for value in LEAKY_VALUES for output in outputs if value in output]
+    assert "Pl4ntedDiffToken4" not in "".join(outputs)
+    # What is not a credential still shows, and a rotated credential shows that it changed.
+    upgrade = outputs[3]
+    assert "+  readme: changed text" in upgrade and "-  readme: plain text" in upgrade
+    assert "-  profiles.yml: (masked, sha256 " in upgrade
+    assert "+  profiles.yml: (masked, sha256 " in upgrade
+    assert "catalog.json: (masked, sha256 " in outputs[2]
+    assert "example.com/auth: (masked, sha256 " in outputs[2]
+
+
+def test_masking_does_not_modify_the_objects_and_leaves_clean_ones_alone():
+    before = yaml.safe_dump(LEAKY_CONFIG)
+    release_change_markdown("", [LEAKY_CONFIG])
+    assert yaml.safe_dump(LEAKY_CONFIG) == before
+    clean = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c"},
+        "data": {"catalog.json": '{"config": {"uri": "http://polaris:8181/api/catalog"}}'},
+    }
+    assert "masked" not in release_change_markdown("", [clean, DEPLOYMENT])
+
+
+def test_a_secret_with_a_flagged_annotation_masks_both():
+    secret = {**SECRET, "metadata": {"name": "creds", "annotations": {"a": "Bearer Pl4ntedAnn5"}}}
+    markdown = release_change_markdown("", [secret])
+    assert "Pl4ntedAnn5" not in markdown
+    assert not [value for value in SECRET_VALUES if value in markdown]

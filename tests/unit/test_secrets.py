@@ -342,9 +342,11 @@ def test_allow_entries_match_pointers_exactly_not_prefixes():
         AllowEntry("/a/token", "")
 
 
-def test_only_non_empty_strings_can_be_findings():
-    values = {"password": 12345, "token": True, "secret": None, "apiKey": "", "pwd": "false"}
+def test_only_non_empty_strings_and_numbers_under_secret_keys_can_be_findings():
+    values = {"token": True, "secret": None, "apiKey": "", "pwd": "false", "port": 5432}
     assert rules(values) == {}
+    # A number under a secret key is a (numeric) password, not a switch.
+    assert rules({"password": 12345, "tokenTtlSeconds": 60}) == {"/password": "secret-key-literal"}
 
 
 def test_findings_are_sorted_by_pointer():
@@ -393,3 +395,466 @@ def test_pointers_round_trip_any_key(key: str):
     token = finding.pointer.removesuffix("/0/password").removeprefix("/")
     assert "/" not in token
     assert token.replace("~1", "/").replace("~0", "~") == key
+
+
+# --- issue 12: credentials inside strings, under any key, from every place ----------------------
+# Each planted credential is either referenced from a Secret the operator provides (dbt_profiles:
+# the whole profiles go to floe-dbt-profiles) or refused with its JSON pointer (everything else:
+# the catalog plugin config, other artifacts fields, overrides, annotations). Either way its
+# literal is in no finding, no values that are shown, no rendered object the tool would apply,
+# and no diff or release markdown.
+import base64  # noqa: E402
+import copy  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+from floe_deploy_assets.checks.manifest_secrets import (  # noqa: E402
+    ManifestSecretFinding,
+    find_manifest_secrets,
+)
+from floe_deploy_assets.models.artifacts import parse_compiled_artifacts  # noqa: E402
+from floe_deploy_assets.models.config import DeploymentConfig, load_deployment_config  # noqa: E402
+from floe_deploy_assets.release.diff import manifest_diff, release_change_markdown  # noqa: E402
+from floe_deploy_assets.values.charts import ChartFiles  # noqa: E402
+from floe_deploy_assets.values.generator import HelmValuesGenerator  # noqa: E402
+from floe_deploy_assets.values.mapping import DBT_PROFILES_SECRET  # noqa: E402
+from tests.support.charts import render  # noqa: E402
+
+CONFIG = load_deployment_config(ROOT / "floe-deploy.yaml")
+EXAMPLE = json.loads((ROOT / "examples" / "compiled-artifacts.json").read_text())
+REFERENCED = None  # a Plant's `refused_at` when it must become a Secret reference
+
+
+@dataclass(frozen=True)
+class Plant:
+    id: str
+    chart: str  # "platform" | "jobs"
+    literal: str  # what must never come out
+    refused_at: str | None  # the pointer of the refusal; None: referenced from a Secret
+    artifacts: Callable[[dict], None] | None = None  # plants into the CompiledArtifacts
+    overrides: dict | None = None  # plants into floe-deploy.yaml's dev overrides
+
+
+def dev_output(**fields: Any) -> Callable[[dict], None]:
+    def plant(doc: dict) -> None:
+        doc["dbt_profiles"]["customer_360"]["outputs"]["dev"].update(fields)
+
+    return plant
+
+
+def catalog(**fields: Any) -> Callable[[dict], None]:
+    def plant(doc: dict) -> None:
+        doc["plugins"]["catalog"]["config"].update(fields)
+
+    return plant
+
+
+def basic(user: str, password: str) -> str:
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANPl4ntedPemKey01\n-----END PRIVATE KEY-----"
+PLANTS = [
+    # dbt_profiles of the artifacts: any credential -> the whole profiles are the operator's Secret
+    Plant("profiles-dsn-password", "jobs", "Pl4ntedDsnPw01", REFERENCED, dev_output(
+        dsn="host=db port=5432 user=dbt password=Pl4ntedDsnPw01 dbname=floe")),
+    Plant("profiles-pgpass-key", "jobs", "Pl4ntedPgpass02", REFERENCED, dev_output(
+        pgpass="db.floe.svc:5432:floe:dbt:Pl4ntedPgpass02")),
+    Plant("profiles-settings-bearer", "jobs", "Pl4ntedBearer03", REFERENCED, dev_output(
+        settings={"Authorization": "Bearer Pl4ntedBearer03"})),
+    Plant("profiles-password-key", "jobs", "Pl4ntedPassword04", REFERENCED, dev_output(
+        password="Pl4ntedPassword04")),
+    Plant("profiles-numeric-password", "jobs", "918273645", REFERENCED, dev_output(
+        password=918273645)),
+    Plant("profiles-url-userinfo", "jobs", "Pl4ntedUserinfo05", REFERENCED, dev_output(
+        uri="postgresql://dbt:Pl4ntedUserinfo05@db:5432/floe")),
+    Plant("profiles-url-api-key", "jobs", "Pl4ntedApiKey06", REFERENCED, dev_output(
+        host="https://sql.example.com/api?api_key=Pl4ntedApiKey06")),
+    Plant("profiles-odbc-pwd", "jobs", "Pl4ntedOdbc07", REFERENCED, dev_output(
+        connection_string="Driver={ODBC Driver 18};Server=db;Uid=dbt;Pwd=Pl4ntedOdbc07;")),
+    Plant("profiles-basic-header", "jobs", basic("dbt", "Pl4ntedBasic08"), REFERENCED,
+          dev_output(settings={"h": "Authorization: Basic " + basic("dbt", "Pl4ntedBasic08")})),
+    Plant("profiles-token", "jobs", "dapiPl4ntedToken09", REFERENCED, dev_output(
+        token="dapiPl4ntedToken09")),
+    Plant("profiles-keyfile-json", "jobs", "Pl4ntedKeyId10", REFERENCED, dev_output(
+        keyfile_json={"type": "service_account", "private_key_id": "Pl4ntedKeyId10"})),
+    Plant("profiles-pem-key", "jobs", "Pl4ntedPemKey01", REFERENCED, dev_output(
+        private_key=PEM)),
+    # the catalog plugin config: refused; the catalog's credential is floe-polaris-credentials
+    Plant("catalog-header-authorization", "platform", "Pl4ntedCatBearer11",
+          "/polaris/config/header.Authorization",
+          catalog(**{"header.Authorization": "Bearer Pl4ntedCatBearer11"})),
+    Plant("catalog-uri-access-token", "platform", "Pl4ntedAccess12", "/polaris/config/uri",
+          catalog(uri="http://polaris:8181/api/catalog?access_token=Pl4ntedAccess12")),
+    Plant("catalog-credential", "platform", "Pl4ntedClient13", "/polaris/config/credential",
+          catalog(credential="floe-client:Pl4ntedClient13")),
+    Plant("catalog-token", "platform", "Pl4ntedCatToken14", "/polaris/config/token",
+          catalog(token="Pl4ntedCatToken14")),
+    Plant("catalog-uri-userinfo", "platform", "Pl4ntedRootPw15", "/polaris/config/uri",
+          catalog(uri="http://root:Pl4ntedRootPw15@polaris:8181/api/catalog")),
+    Plant("catalog-presigned-warehouse", "platform", "Pl4ntedSig16", "/polaris/config/warehouse",
+          catalog(warehouse="https://b.s3.amazonaws.com/w?X-Amz-Signature=Pl4ntedSig16")),
+    Plant("catalog-basic-authorization", "platform", basic("root", "Pl4ntedCatBasic17"),
+          "/polaris/config/header.Authorization",
+          catalog(**{"header.Authorization": "Basic " + basic("root", "Pl4ntedCatBasic17")})),
+    Plant("catalog-header-api-key", "platform", "Pl4ntedXApiKey18",
+          "/polaris/config/header.X-Api-Key",
+          catalog(**{"header.X-Api-Key": "Pl4ntedXApiKey18"})),
+    # other artifacts fields that pass through: refused
+    Plant("artifacts-otlp-endpoint-api-key", "platform", "Pl4ntedOtlpKey19",
+          "/otel/config/endpoint",
+          lambda doc: doc["observability"]["telemetry"].update(
+              otlp_endpoint="https://otlp.example.com:4318/v1?api_key=Pl4ntedOtlpKey19")),
+    Plant("artifacts-model-tag-dsn", "jobs", "Pl4ntedTagPw20", "/models/0/tags/0",
+          lambda doc: doc["transforms"]["models"][0].update(
+              tags=["host=db user=dbt password=Pl4ntedTagPw20"])),
+    # overrides in floe-deploy.yaml and annotations: refused
+    Plant("override-polaris-header-authorization", "platform", "Pl4ntedOvBearer21",
+          "/polaris/config/header.Authorization",
+          overrides={"polaris": {"config": {"header.Authorization": "Bearer Pl4ntedOvBearer21"}}}),
+    Plant("override-ingress-annotation-bearer", "platform", "Pl4ntedIngress22",
+          "/ingress/annotations/nginx.ingress.kubernetes.io~1configuration-snippet",
+          overrides={"ingress": {"enabled": True, "annotations": {
+              "nginx.ingress.kubernetes.io/configuration-snippet":
+                  'proxy_set_header Authorization "Bearer Pl4ntedIngress22";'}}}),
+    Plant("override-ingress-annotation-url-token", "platform", "Pl4ntedAuthUrl23",
+          "/ingress/annotations/nginx.ingress.kubernetes.io~1auth-url",
+          overrides={"ingress": {"enabled": True, "annotations": {
+              "nginx.ingress.kubernetes.io/auth-url": "https://auth.example.com/?token=Pl4ntedAuthUrl23"}}}),
+    Plant("override-otel-exporter-endpoint", "platform", "Pl4ntedExporter24",
+          "/otel/exporters/endpoint",
+          overrides={"otel": {"exporters": {"backend": "otlp",
+              "endpoint": "https://otlp.example.com/?apikey=Pl4ntedExporter24"}}}),
+    Plant("override-dbt-inline-password", "jobs", "Pl4ntedInline25", "/dbt/profiles/inline",
+          overrides={"dbt": {"profiles": {"source": "inline", "inline":
+              "p:\n  target: dev\n  outputs:\n    dev:\n      type: postgres\n"
+              "      password: Pl4ntedInline25\n"}}}),
+    Plant("override-dbt-inline-flow-json", "jobs", "Pl4ntedInline26", "/dbt/profiles/inline",
+          overrides={"dbt": {"profiles": {"source": "inline", "inline":
+              '{"p": {"outputs": {"dev": {"type": "databricks", "token": "Pl4ntedInline26"}}}}'}}}),
+    Plant("override-dbt-inline-ini", "jobs", "Pl4ntedInline27", "/dbt/profiles/inline",
+          overrides={"dbt": {"profiles": {"source": "inline", "inline":
+              "[dev]\nhost = db\npassword = Pl4ntedInline27\n"}}}),
+    Plant("override-floe-product-version-url", "jobs", "Pl4ntedVersion28",
+          "/floe/productVersion",
+          overrides={"floe": {"productVersion": "https://u:Pl4ntedVersion28@git.example.com/x"}}),
+]  # fmt: skip
+
+
+def _config(overrides: dict | None) -> DeploymentConfig:
+    if not overrides:
+        return CONFIG
+    document = CONFIG.to_document()
+    document["overrides"] = {"dev": {chart: overrides for chart in ("platform", "jobs")}}
+    config = DeploymentConfig.model_validate(document)
+    config._base_dir = ROOT
+    return config
+
+
+def _generator(plant: Plant | None, chart: str) -> HelmValuesGenerator:
+    document = copy.deepcopy(EXAMPLE)
+    if plant and plant.artifacts:
+        plant.artifacts(document)
+    config = _config(plant.overrides if plant else None)
+    files = ChartFiles.for_chart(config, chart)  # type: ignore[arg-type]
+    return HelmValuesGenerator(
+        parse_compiled_artifacts(json.dumps(document)),
+        "dev",
+        files.defaults(),
+        config=config,
+        chart=chart,  # type: ignore[arg-type]
+        schema=files.schema(),
+    )
+
+
+def _objects(generator: HelmValuesGenerator) -> list[dict]:
+    return render(generator.chart, generator.helm_values()).objects
+
+
+@functools.cache
+def _clean_objects(chart: str) -> list[dict]:
+    return _objects(_generator(None, chart))
+
+
+def _secret_literals(plant: Plant) -> list[str]:
+    """The planted literal, and the password inside a Basic credential."""
+    literals = [plant.literal]
+    if "Basic" in plant.id or "basic" in plant.id:
+        literals.append(base64.b64decode(plant.literal).decode().split(":", 1)[1])
+    return literals
+
+
+def test_there_are_at_least_25_planted_credentials_and_each_is_unique():
+    assert len(PLANTS) >= 25
+    assert len({p.id for p in PLANTS}) == len({p.literal for p in PLANTS}) == len(PLANTS)
+
+
+@pytest.mark.parametrize("plant", PLANTS, ids=lambda p: p.id)
+def test_a_planted_credential_is_referenced_or_refused_and_never_comes_out(plant: Plant):
+    generator = _generator(plant, plant.chart)
+    problems = generator.validate()
+    findings_text = "\n".join(f"{p} [{p.rule}]" for p in problems)
+    objects = _objects(generator)
+    clean_objects = _clean_objects(plant.chart)
+    outputs = [
+        findings_text,
+        release_change_markdown("", objects),  # an install's release metadata
+        release_change_markdown(clean_objects, objects),  # an upgrade's
+        manifest_diff(clean_objects, objects),  # deploy --dry-run
+        "\n".join(f.message for f in find_manifest_secrets(objects)),
+    ]
+    if plant.refused_at is None:
+        # Referenced: valid values that hold only a reference to the operator's Secret.
+        assert problems == []
+        profiles = generator.generate()["dbt"]["profiles"]
+        assert profiles["source"] == "secret" and "inline" not in profiles
+        assert profiles["existingSecret"] == DBT_PROFILES_SECRET
+        assert DBT_PROFILES_SECRET in {s.name for s in generator.required_secrets}
+        outputs += [yaml.safe_dump(generator.generate()), yaml.safe_dump_all(objects)]
+        assert find_manifest_secrets(objects) == []
+        assert ("ConfigMap", "floe-jobs-dbt-profiles") not in {
+            (o["kind"], o["metadata"]["name"]) for o in objects
+        }
+    else:
+        # Refused: the secret rules name the pointer (the schema is fine), so `values`, `render`
+        # and `deploy` exit 1 and the Dagster check no_plaintext_secrets fails.
+        assert [p for p in problems if p.rule == "schema"] == []
+        assert plant.refused_at in {p.pointer for p in problems}
+        # Rendered anyway (the tool never does): the manifest-level check flags every object
+        # that carries it.
+        carrying = {
+            f"{o['kind']}/{o['metadata']['name']}"
+            for o in objects
+            if any(literal in yaml.safe_dump(o) for literal in _secret_literals(plant))
+        }
+        assert carrying <= {f.object for f in find_manifest_secrets(objects)}
+    for literal in _secret_literals(plant):
+        assert not [output for output in outputs if literal in output], plant.id
+
+
+def test_a_refused_catalog_credential_names_the_operators_secret():
+    (plant,) = [p for p in PLANTS if p.id == "catalog-header-authorization"]
+    (problem,) = _generator(plant, "platform").validate()
+    assert problem.rule == "authorization-header"
+    assert "floe-polaris-credentials" in problem.message
+
+
+@pytest.mark.parametrize("chart", ["platform", "jobs"])
+@pytest.mark.parametrize("environment", ["dev", "staging", "prod"])
+def test_the_rendered_example_has_no_manifest_findings(chart: str, environment: str):
+    generator = _generator(None, chart)
+    assert generator.validate() == []
+    assert find_manifest_secrets(_objects(generator)) == []
+
+
+FALSE_POSITIVE_CATALOG = {
+    "warehouse": "floe",
+    "uri": "http://polaris:8181/api/catalog",
+    "header.X-Iceberg-Access-Delegation": "vended-credentials",
+    "oauth2-server-uri": "https://idp.example.com/realms/floe/protocol/openid-connect/token",
+    "token_endpoint": "https://idp.example.com/oauth2/token?audience=polaris&grant_type=x",
+    "password_secret_ref": "floe-polaris-credentials",
+    "scope": "PRINCIPAL_ROLE:ALL",
+    "token-refresh-enabled": True,
+    "header.Authorization": "${POLARIS_AUTHORIZATION}",
+}
+
+
+def test_plain_catalog_config_passes_and_shows_in_the_diff():
+    document = copy.deepcopy(EXAMPLE)
+    document["plugins"]["catalog"]["config"] = FALSE_POSITIVE_CATALOG
+    files = ChartFiles.for_chart(CONFIG, "platform")
+    generator = HelmValuesGenerator(
+        parse_compiled_artifacts(json.dumps(document)),
+        "dev",
+        files.defaults(),
+        config=CONFIG,
+        chart="platform",
+        schema=files.schema(),
+    )
+    assert generator.validate() == []
+    assert generator.generate()["polaris"]["config"] == FALSE_POSITIVE_CATALOG
+    objects = _objects(generator)
+    assert find_manifest_secrets(objects) == []
+    markdown = release_change_markdown("", objects)
+    assert "vended-credentials" in markdown and "http://polaris:8181/api/catalog" in markdown
+
+
+def test_dbt_profiles_without_credentials_stay_inline():
+    document = copy.deepcopy(EXAMPLE)
+    document["dbt_profiles"]["customer_360"]["outputs"]["dev"] = {
+        "type": "postgres",
+        "host": "db.floe-dev.svc",
+        "port": 5432,
+        "user": "dbt",
+        "password": "{{ env_var('DBT_PASSWORD') }}",
+        "password_secret_ref": "floe-postgresql",
+        "dbname": "floe",
+        "threads": 4,
+        "keepalives_idle": 0,
+        "settings": {"X-Request-Source": "floe", "Authorization": "{{ env_var('DBT_AUTH') }}"},
+    }
+    files = ChartFiles.for_chart(CONFIG, "jobs")
+    generator = HelmValuesGenerator(
+        parse_compiled_artifacts(json.dumps(document)),
+        "dev",
+        files.defaults(),
+        config=CONFIG,
+        chart="jobs",
+        schema=files.schema(),
+    )
+    assert generator.validate() == []
+    assert generator.generate()["dbt"]["profiles"]["source"] == "inline"
+    assert find_manifest_secrets(_objects(generator)) == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"uri": "http://polaris:8181/api/catalog"},
+        {"header.X-Iceberg-Access-Delegation": "vended-credentials"},
+        {"token_endpoint": "https://idp.example.com/oauth2/token"},
+        {"tokenUrl": "https://idp.example.com/token?audience=floe&token_type=bearer"},
+        {"password_secret_ref": "floe-db/password"},
+        {
+            "env": [
+                {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}
+            ]
+        },
+        {"credentials": {"name": "floe-polaris-credentials", "key": "client-secret"}},
+        {"dsn": "host=db user=dbt password=${PGPASSWORD} dbname=floe"},
+        {"dsn": "host=db user=dbt password={{ env_var('PW') }}"},
+        {"dsn": "host=db user=dbt sslmode=require passfile=/etc/pgpass"},
+        {"args": ["--password-file=/var/run/secrets/db/password", "--token-ttl=3600"]},
+        {"note": "clients send a bearer token from the IdP; Basic auth is off"},
+        {"authorization": "oauth2", "proxy-authorization": "none"},
+        {"otel": "headers:\n  authorization: ${env:OTEL_EXPORTER_AUTHORIZATION}\n"},
+        {"mac": "00:11:22:33:44:55", "time": "12:30:45", "scope": "PRINCIPAL_ROLE:ALL"},
+        {"selector": "app=web,tier=db", "image": "registry:5000/floe/dbt:1.8"},
+        {"link": "https://x.example.com/api?page=2&sort=name#section-token"},
+        {"profiles": "p:\n  outputs:\n    dev: {type: duckdb, path: /tmp/p.duckdb}\n"},
+        {"ini": "[db]\nhost = db\npassword_file = /run/secrets/pw\n"},
+        {"pgpassFile": "/home/dbt/.pgpass", "pgpass_path": "/home/dbt/.pgpass"},
+    ],
+    ids=lambda v: next(iter(v)),
+)
+def test_look_alikes_of_credentials_inside_strings_pass(values: dict):
+    assert rules(values) == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ("host=db user=dbt password=Lit3ral-pw dbname=floe", "connection-string-credential"),
+        (
+            "Server=db;Database=floe;User Id=dbt;Password=Lit3ral-pw;",
+            "connection-string-credential",
+        ),
+        ("PGPASSWORD=Lit3ral-pw dbt run", "connection-string-credential"),
+        ("dbt run --token=Lit3ral-pw", "connection-string-credential"),
+        ("host=db password=****", "masked-secret"),
+        ("db:5432:floe:dbt:Lit3ral-pw", "pgpass-line"),
+        ("*:*:*:dbt:Lit3ral-pw\n", "pgpass-line"),
+        ("Bearer Lit3ral-token", "authorization-header"),
+        ("Authorization: token Lit3ral-token", "authorization-header"),
+        ("Basic " + basic("u", "Lit3ral-pw"), "authorization-header"),
+        ("https://h/x?access_token=Lit3ral-token", "url-token-parameter"),
+        ("https://h/x?apikey=Lit3ral-token", "url-token-parameter"),
+        ("https://h/x?key=Lit3ral-token", "url-token-parameter"),
+        ("https://h/x?sig=Lit3ral-token", "url-token-parameter"),
+        ("https://h/x?client_secret=Lit3ral-token", "url-token-parameter"),
+        ("https://h/cb#access_token=Lit3ral-token&token_type=bearer", "url-token-parameter"),
+        ("p:\n  outputs:\n    dev: {password: Lit3ral-pw}\n", "inline-credential"),
+        ('{"settings": {"Authorization": "Bearer Lit3ral-token"}}', "authorization-header"),
+        ('{"settings": {"Authorization": "token-Lit3ral-token"}}', "inline-credential"),
+        ("password: Lit3ral-pw\n  bad: [yaml\n", "inline-credential"),
+    ],
+)
+def test_credentials_inside_strings_are_flagged_under_any_key(value: str, rule: str):
+    findings = find_plaintext_secrets({"plugin": {"note": value}})
+    assert [(f.pointer, f.rule) for f in findings] == [("/plugin/note", rule)]
+    assert "Lit3ral" not in findings[0].message
+
+
+def test_an_embedded_finding_names_its_path_inside_the_document_not_the_value():
+    inline = "p:\n  outputs:\n    dev:\n      password: Lit3ral-pw\n"
+    (finding,) = find_plaintext_secrets({"dbt": {"profiles": {"inline": inline}}})
+    assert "at /p/outputs/dev/password (secret-key-literal)" in finding.message
+    assert "floe-dbt-profiles" in finding.message and "Lit3ral" not in finding.message
+    # A key that looks like a credential itself is not shown.
+    keyed_by_value = {"inline": "Lit3ralQx9Zk27Wm5Rb8Tn4Y:\n  password: Lit3ral-pw\n"}
+    (finding,) = find_plaintext_secrets(keyed_by_value)
+    assert "Lit3ral" not in finding.message and "at /?/password" in finding.message
+
+
+SHAPES = [
+    "host=db user=dbt password={} dbname=floe",
+    "db.floe:5432:floe:dbt:{}",
+    "Bearer {}",
+    "http://polaris:8181/api/catalog?access_token={}",
+    "https://u:{}@h/x",
+    "p:\n  outputs:\n    dev:\n      token: {}\n",
+    "[db]\npwd = {}\n",
+]
+
+
+@given(
+    shape=st.sampled_from(SHAPES),
+    secret=st.from_regex(r"[A-Za-z][A-Za-z0-9]{11,30}", fullmatch=True),
+    key=st.sampled_from(["uri", "header.Authorization", "dsn", "note", "nginx.io/snippet"]),
+)
+def test_a_credential_in_any_shape_under_any_key_is_flagged_and_never_echoed(
+    shape: str, secret: str, key: str
+):
+    findings = find_plaintext_secrets({"p": {key: shape.format(secret)}})
+    assert len(findings) == 1
+    assert secret not in findings[0].message and secret not in findings[0].pointer
+
+
+def test_the_manifest_check_scans_every_object_but_secret_payloads():
+    objects = [
+        {
+            "kind": "Deployment",
+            "metadata": {"name": "web", "annotations": {"a.io/x": "Bearer Lit3ral-token"}},
+            "spec": {"template": {"spec": {"containers": [{
+                "name": "c",
+                "args": ["--dsn=host=db password=Lit3ral-pw"],
+                "env": [{"name": "DB_PASSWORD", "value": "Lit3ral-pw"},
+                        {"name": "PGPASSWORD",
+                         "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}],
+            }]}}},
+        },
+        {"kind": "ConfigMap", "metadata": {"name": "c"},
+         "data": {"catalog.json": '{"uri": "http://p?access_token=Lit3ral-token"}', "ok": "1"}},
+        {"kind": "Secret", "metadata": {"name": "s", "labels": {"x": "y"}},
+         "stringData": {"password": "Lit3ral-pw"}, "data": {"token": "TGl0M3JhbA=="}},
+        {"kind": "ExternalSecret", "metadata": {"name": "e"},
+         "spec": {"data": [{"secretKey": "password", "remoteRef": {"key": "floe/db"}}]}},
+    ]  # fmt: skip
+    findings = find_manifest_secrets(objects)
+    assert [str(f) for f in findings] == [
+        "ConfigMap/c /data/catalog.json [url-token-parameter]",
+        "Deployment/web /metadata/annotations/a.io~1x [authorization-header]",
+        "Deployment/web /spec/template/spec/containers/0/args/0 [connection-string-credential]",
+        "Deployment/web /spec/template/spec/containers/0/env/0/value [secret-key-literal]",
+    ]
+    assert all(isinstance(f, ManifestSecretFinding) for f in findings)
+    assert not [f for f in findings if "Lit3ral" in f.message]
+    secret_metadata = {
+        "kind": "Secret",
+        "metadata": {"name": "s", "annotations": {"n": "Bearer Lit3ral-token"}},
+    }
+    assert [f.object for f in find_manifest_secrets([secret_metadata])] == ["Secret/s"]
+
+
+def test_long_strings_are_scanned_in_linear_time():
+    # Scheme and JWT patterns once tried every position of a long word: minutes for 400 kB.
+    import time
+
+    values = {"a": "password" * 50_000, "b": "eyJ" * 50_000, "c": "a" * 200_000}
+    started = time.monotonic()
+    assert find_plaintext_secrets(values) == []
+    assert time.monotonic() - started < 5
