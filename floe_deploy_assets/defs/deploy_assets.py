@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from floe_deploy_assets.checks.manifest_secrets import find_manifest_secrets
 from floe_deploy_assets.checks.manifests import validate_manifests
 from floe_deploy_assets.checks.pod_policy import check_pod_policy
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
@@ -50,6 +51,9 @@ CHECK_DESCRIPTIONS = {
     "pod_security_restricted": "Every pod spec passes Pod Security 'restricted', has requests "
     "and limits, probes on long-running containers, pinned images and a read-only root "
     "filesystem (Kubernetes 1.20 has no Pod Security admission to enforce it).",
+    "manifests_hold_no_credentials": "No rendered object but a Secret's payload carries a "
+    "credential (the secret rules over every string: ConfigMaps, annotations, labels, env "
+    "values, arguments); findings name the object and pointer, never the value.",
     RELEASE_HEALTHY: "Every workload of the release is healthy (kstatus rules, strict on Jobs "
     "and Pods), evaluated after each deploy and whenever the health sensor sees a change; "
     "an environment with no release fails with a warning, never passes.",
@@ -274,6 +278,7 @@ def _manifests_asset(
         check_specs=[
             check_spec("manifests_valid", key, partitions),
             check_spec("pod_security_restricted", key, partitions),
+            check_spec("manifests_hold_no_credentials", key, partitions),
         ],
     )
     def manifests(
@@ -290,6 +295,7 @@ def _manifests_asset(
         ).objects
         invalid = validate_manifests(objects, KUBERNETES_VERSIONS)
         violations = check_pod_policy(objects)
+        credentials = find_manifest_secrets(objects)
         kinds: dict[str, int] = {}
         for obj in objects:
             kinds[obj["kind"]] = kinds.get(obj["kind"], 0) + 1
@@ -322,6 +328,13 @@ def _manifests_asset(
                             ]
                         )
                     },
+                ),
+                dg.AssetCheckResult(
+                    check_name="manifests_hold_no_credentials",
+                    passed=not credentials,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    # Object, pointer and rule only, never the value.
+                    metadata={"findings": dg.MetadataValue.json([str(f) for f in credentials])},
                 ),
             ],
         )

@@ -64,7 +64,7 @@ def test_materializing_dev_deploys_both_releases_and_they_are_healthy(
 
     assert result.success
     assert set(_checks(result).values()) == {True}
-    assert len(_checks(result)) == 10
+    assert len(_checks(result)) == 12
     platform = _metadata(result, "platform_release")
     assert (platform["action"], platform["revision"], platform["helm_status"]) == (
         "install",

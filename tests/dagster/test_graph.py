@@ -79,8 +79,10 @@ def test_checks_and_which_of_them_block(defs: dg.Definitions):
         "jobs_values:no_plaintext_secrets": True,
         "platform_manifests:manifests_valid": True,
         "platform_manifests:pod_security_restricted": True,
+        "platform_manifests:manifests_hold_no_credentials": True,
         "jobs_manifests:manifests_valid": True,
         "jobs_manifests:pod_security_restricted": True,
+        "jobs_manifests:manifests_hold_no_credentials": True,
         "platform_release:release_healthy": False,
         "jobs_release:release_healthy": False,
     }
