@@ -61,7 +61,7 @@ demo: cluster-up
 # would ignore SIGTERM too and never stop.
 ui: cluster-up
 	DAGSTER_HOME=$(CURDIR)/.dagster_home FLOE_KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) \
-		env --default-signal=INT $(VENV)/bin/dagster dev -w workspace.yaml
+		exec env --default-signal=INT $(VENV)/bin/dagster dev -w workspace.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
