@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from floe_deploy_assets.defs.deploy_assets import (
     CHARTS,
@@ -41,6 +43,10 @@ from floe_deploy_assets.models.deployment import Health
 from floe_deploy_assets.release.decide import PENDING_STATUSES, platform_status
 
 PARTITION_TAG = "dagster/partition"
+VERDICT = {  # of a release_healthy result that is stored
+    AssetCheckExecutionRecordStatus.SUCCEEDED: True,
+    AssetCheckExecutionRecordStatus.FAILED: False,
+}
 TICK_BUDGET_SECONDS = 40.0  # Dagster gives a sensor evaluation about 60 s
 NEXT = "_next"  # cursor key: the release the next tick starts with
 RETRY_SECONDS = 10.0  # how long one release's calls are retried before its cluster counts as down
@@ -59,14 +65,16 @@ class Observed:
     summary: str
     observation: dg.AssetObservation
     reachable: bool = True
+    healthy: bool | None = None  # the health sensor's verdict, which release_healthy must show
 
 
 @dataclass(frozen=True)
-class Change:
+class Sighting:
     environment: str
     chart: ChartKind
     observed: Observed
     sequence: int  # how many changes of this release the sensor has seen: keys its run requests
+    changed: bool  # since the last tick
 
 
 def _fingerprint(value: object) -> str:
@@ -82,21 +90,20 @@ def _releases(deployment: DeploymentConfigResource) -> Iterator[tuple[str, Chart
 Observe = Callable[[str, ChartKind, ReleaseRef, float], Observed]
 
 
-def _changes(
+def _observe(
     context: dg.SensorEvaluationContext, deployment: DeploymentConfigResource, observe: Observe
-) -> tuple[list[Change], str, int]:
-    """Observe the releases within the tick budget; return those whose fingerprint changed,
-    the new cursor and how many releases were observed. A cluster that fails once is not asked
+) -> tuple[list[Sighting], str]:
+    """Observe the releases within the tick budget; return what was seen of each (marking
+    those whose fingerprint changed) and the new cursor. A cluster that fails once is not asked
     again this tick (its other releases get the same observation), and a tick that runs out of
     budget leaves a bookmark, so the next tick starts where this one stopped and every release
     gets its turn."""
     seen: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
     releases = list(_releases(deployment))
     start = int(seen.get(NEXT, 0)) % len(releases)
-    changes: list[Change] = []
+    sightings: list[Sighting] = []
     unreachable: dict[str, str] = {}  # cluster -> why
     started = time.monotonic()
-    observed_count = 0
     for index, (environment, chart, ref) in enumerate(releases[start:] + releases[:start]):
         left = TICK_BUDGET_SECONDS - (time.monotonic() - started)
         if left <= 0:
@@ -110,23 +117,25 @@ def _changes(
                 unreachable[ref.cluster] = f"{type(error).__name__}: {describe(error)}"
         if ref.cluster in unreachable:
             observed = _unreachable(environment, chart, unreachable[ref.cluster])
-        observed_count += 1
         key = f"{environment}/{chart}"
         # Earlier cursors kept the bare fingerprint; they count as a first sight.
         previous: dict[str, Any] = seen[key] if isinstance(seen.get(key), dict) else {}
         fingerprint = _fingerprint(observed.state)
-        if previous.get("fingerprint") != fingerprint:
-            sequence = int(previous.get("changes", 0)) + 1
+        sequence = int(previous.get("changes", 0))
+        changed = previous.get("fingerprint") != fingerprint
+        if changed:
+            sequence += 1
             seen[key] = {"fingerprint": fingerprint, "changes": sequence}
-            changes.append(Change(environment, chart, observed, sequence))
+        sightings.append(Sighting(environment, chart, observed, sequence, changed))
     else:
         seen[NEXT] = start
-    return changes, json.dumps(seen, sort_keys=True), observed_count
+    return sightings, json.dumps(seen, sort_keys=True)
 
 
-def _recorded(changes: list[Change], observed: int) -> str:
+def _recorded(sightings: list[Sighting]) -> str:
+    changes = [s for s in sightings if s.changed]
     if not changes:
-        return f"nothing changed in the {observed} release(s) observed"
+        return f"nothing changed in the {len(sightings)} release(s) observed"
     return "recorded: " + "; ".join(
         f"{c.environment}/{c.chart} {c.observed.summary}" for c in changes
     )
@@ -166,12 +175,12 @@ def release_status_sensor(
     deployment: DeploymentConfigResource,
     kubernetes: KubernetesResource,
 ) -> dg.SensorResult:
-    changes, cursor, observed = _changes(
+    sightings, cursor = _observe(
         context, deployment, functools.partial(_release_status, kubernetes)
     )
     return dg.SensorResult(
-        asset_events=[c.observed.observation for c in changes],
-        skip_reason=_recorded(changes, observed),
+        asset_events=[s.observed.observation for s in sightings if s.changed],
+        skip_reason=_recorded(sightings),
         cursor=cursor,
     )
 
@@ -191,29 +200,57 @@ def workload_health_sensor(
     deployment: DeploymentConfigResource,
     kubernetes: KubernetesResource,
 ) -> dg.SensorResult:
-    changes, cursor, observed = _changes(
+    sightings, cursor = _observe(
         context, deployment, functools.partial(_workload_health, kubernetes)
     )
-    requests = [
-        dg.RunRequest(
-            # One check run per change of a release, however often the tick is retried.
-            run_key=f"release_healthy-{c.environment}-{c.chart}-{c.sequence}",
-            job_name=RELEASE_HEALTH_JOB,
-            asset_check_keys=[release_healthy_key(c.chart)],
-            # The partition as a tag, not partition_key: Dagster 1.13 finds a job's partitions
-            # from its assets, and this job has only (partitioned) checks.
-            tags={PARTITION_TAG: c.environment, "floe.dev/observed": c.observed.summary[:200]},
-        )
-        for c in changes
-        if c.observed.reachable  # a cluster that did not answer is no verdict on the release
-    ]
-    events = [c.observed.observation for c in changes]
+    requests = []
+    for sighting in sightings:
+        run_key = _check_run_key(context.instance, sighting)
+        if run_key is not None:
+            requests.append(
+                dg.RunRequest(
+                    run_key=run_key,
+                    job_name=RELEASE_HEALTH_JOB,
+                    asset_check_keys=[release_healthy_key(sighting.chart)],
+                    # The partition as a tag, not partition_key: Dagster 1.13 finds a job's
+                    # partitions from its assets, and this job has only (partitioned) checks.
+                    tags={
+                        PARTITION_TAG: sighting.environment,
+                        "floe.dev/observed": sighting.observed.summary[:200],
+                    },
+                )
+            )
+    events = [s.observed.observation for s in sightings if s.changed]
     if requests:
-        context.log.info(_recorded(changes, observed) + f"; {len(requests)} check run(s)")
+        context.log.info(_recorded(sightings) + f"; {len(requests)} check run(s)")
         return dg.SensorResult(asset_events=events, run_requests=requests, cursor=cursor)
-    return dg.SensorResult(
-        asset_events=events, skip_reason=_recorded(changes, observed), cursor=cursor
-    )
+    return dg.SensorResult(asset_events=events, skip_reason=_recorded(sightings), cursor=cursor)
+
+
+def _check_run_key(instance: dg.DagsterInstance, sighting: Sighting) -> str | None:
+    """The run key of the release_healthy run this sighting calls for, or None.
+
+    A change of health calls for a run, one per change however often a tick is retried. So
+    does a stored result that disagrees with what the sensor sees: the run evaluates health
+    again when it starts, and can see a moment the sensor did not (a rollout's last old pod
+    still terminating), which would otherwise stand until the next change. Such a re-check is
+    keyed by the result it corrects, so a run already queued for it is not requested twice. A
+    cluster that did not answer is no verdict, and a result still being evaluated is waited
+    for."""
+    if not sighting.observed.reachable:
+        return None
+    key = f"release_healthy-{sighting.environment}-{sighting.chart}-{sighting.sequence}"
+    if sighting.changed:
+        return key
+    stored = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [release_healthy_key(sighting.chart)],
+        partition_filter=PartitionKeyFilter(key=sighting.environment),
+    ).get(release_healthy_key(sighting.chart))
+    if stored is None:
+        return key  # the change's own run has not started yet (or was lost): same key
+    if VERDICT.get(stored.status, sighting.observed.healthy) == sighting.observed.healthy:
+        return None  # it agrees, or is still being evaluated
+    return f"{key}-recheck-{stored.id}"
 
 
 def _release_status(
@@ -253,6 +290,7 @@ def _workload_health(
         return Observed(
             state={"release": "absent"},
             summary="no release",
+            healthy=False,
             observation=_observation(
                 chart, environment, {"components": f"no release {ref.name} in {ref.namespace}"}
             ),
@@ -271,7 +309,8 @@ def _workload_health(
     return Observed(
         state,
         summary,
-        _observation(
+        healthy=not unhealthy,
+        observation=_observation(
             chart, environment, {"components": dg.MetadataValue.md(components_table(components))}
         ),
     )

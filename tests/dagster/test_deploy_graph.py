@@ -17,8 +17,12 @@ from floe_deploy_assets.defs.resources import DeploymentConfigResource, Kubernet
 from floe_deploy_assets.defs.sensors import release_status_sensor, workload_health_sensor
 from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
 from floe_deploy_assets.helm.storage import ReleaseStorage
+from floe_deploy_assets.kube.health import release_health
+from floe_deploy_assets.models.deployment import Health
 from tests.conftest import KubeCluster
 from tests.support.deployment import create_operator_secrets, write_config
+from tests.support.objects import set_fault
+from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.cluster
 LEAKED = "hunter2-plaintext-token"
@@ -282,3 +286,51 @@ def test_a_failing_model_leads_the_sensor_to_request_exactly_one_rerun(
     assert built["duration_seconds"].value > 0
     assert status("stg_orders") is dg.AssetPartitionStatus.MATERIALIZED
     assert status("stg_customers") is dg.AssetPartitionStatus.FAILED  # not rerun: image pull
+
+
+def test_a_stored_health_result_that_disagrees_with_the_sensor_is_checked_again(
+    kube_cluster: KubeCluster, namespace: str, tmp_path: Path, instance: dg.DagsterInstance
+):
+    """A check run evaluates health when it starts, and can see a moment the sensor did not
+    (a rollout's last old pod still terminating). The next tick that sees the health unchanged
+    but a stored result saying otherwise asks for the check again, once."""
+    create_operator_secrets(kube_cluster.core, namespace)
+    config = write_config(tmp_path, kube_cluster.kubeconfig, namespace)
+    defs = _defs(config, kube_cluster)
+    assert _run(config, kube_cluster, instance).success  # dev deployed, release_healthy passed
+    resources = {
+        "deployment": DeploymentConfigResource(path=str(config)),
+        "kubernetes": KubernetesResource(kubeconfig=str(kube_cluster.kubeconfig)),
+    }
+    healthy = workload_health_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources)
+    )
+
+    def platform_unhealthy(expected: bool) -> bool:
+        components = release_health(kube_cluster.api, namespace, "floe-platform")
+        return any(c.health is not Health.HEALTHY for c in components) == expected
+
+    # The check runs during a fault, and the fault is gone before the sensor's next tick.
+    set_fault(kube_cluster.api, namespace, "floe-platform-dagster-webserver", "image-pull-error")
+    wait_for(lambda: platform_unhealthy(True), timeout=60, reason="the image pull error to show")
+    during = defs.resolve_job_def("release_health").execute_in_process(
+        instance=instance, tags={"dagster/partition": "dev"}, raise_on_error=False
+    )
+    stored = {e.asset_key.to_user_string(): e.passed for e in during.get_asset_check_evaluations()}
+    assert stored == {"platform_release": False, "jobs_release": True}
+    set_fault(kube_cluster.api, namespace, "floe-platform-dagster-webserver", None)
+    wait_for(lambda: platform_unhealthy(False), timeout=90, reason="the rollout to recover")
+
+    tick = workload_health_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=healthy.cursor)
+    )
+    assert tick.asset_events == []  # the sensor saw no change since its last tick
+    (recheck,) = tick.run_requests
+    assert recheck.asset_check_keys == [
+        dg.AssetCheckKey(dg.AssetKey("platform_release"), "release_healthy")
+    ]
+    assert "-recheck-" in (recheck.run_key or "") and recheck.tags["dagster/partition"] == "dev"
+    again = workload_health_sensor(
+        dg.build_sensor_context(instance=instance, resources=resources, cursor=tick.cursor)
+    )
+    assert [r.run_key for r in again.run_requests] == [recheck.run_key]  # deduplicated by key
