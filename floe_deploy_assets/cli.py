@@ -228,8 +228,13 @@ def _per_chart(args: argparse.Namespace, charts: Sequence[ChartKind] = ("platfor
     validated values generator, the release, and the cluster access of the environment."""
     engine: SdkHelmEngine | None = None
     cluster: ClusterAccess | None = None
-    for chart in getattr(args, "chart", None) or charts:
-        generator = _validated_generator(argparse.Namespace(**{**vars(args), "chart": chart}))
+    # Every chart's values are validated before the first release is touched: values of the
+    # jobs that fail a check must not leave the platform deployed (nothing half-applied).
+    generators = [
+        (chart, _validated_generator(argparse.Namespace(**{**vars(args), "chart": chart})))
+        for chart in getattr(args, "chart", None) or charts
+    ]
+    for chart, generator in generators:
         config, mapping = generator.config, generator.mapping
         if engine is None or cluster is None:
             engine = SdkHelmEngine(args.kubeconfig, context=mapping.cluster)

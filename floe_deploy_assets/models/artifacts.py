@@ -44,7 +44,7 @@ from floe_deploy_assets.models.inputs import (
     read_text,
     refuse_duplicate_keys,
 )
-from floe_deploy_assets.models.rules import echo, summarize
+from floe_deploy_assets.models.rules import LABEL_NAME_PATTERN, echo, summarize
 
 SUPPORTED_MAJOR = 0
 NEWEST_KNOWN_MINOR = 10
@@ -248,6 +248,9 @@ class Plugins(_Strict):
 
 
 # --- transforms ------------------------------------------------------------------------------
+MODEL_TAG = re.compile(LABEL_NAME_PATTERN, re.ASCII)
+
+
 class TransformModel(_Strict):
     name: str
     compute: str = Field(min_length=1)
@@ -261,6 +264,19 @@ class TransformModel(_Strict):
     def _null_is_empty(cls, value: Any) -> Any:
         # Upstream dumps an unset list as null.
         return [] if value is None else value
+
+    @field_validator("tags")
+    @classmethod
+    def _short_names(cls, tags: list[str]) -> list[str]:
+        # Tags become Dagster tag keys of the model's asset and may reach labels: short names
+        # only. Never echoed: a tag that is not a name may be a planted credential.
+        for index, tag in enumerate(tags):
+            if not MODEL_TAG.fullmatch(tag):
+                raise ValueError(
+                    f"tag {index} is not a short name (letters, digits, '-', '_' and '.', "
+                    "starting and ending with a letter or digit, at most 63 characters)"
+                )
+        return tags
 
     @field_validator("name")
     @classmethod

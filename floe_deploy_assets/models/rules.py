@@ -50,6 +50,7 @@ DNS1123_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 DNS1123_SUBDOMAIN_MAX = 253
 LABEL_NAME_MAX = 63
 _LABEL_NAME = "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+LABEL_NAME_PATTERN = _LABEL_NAME  # a label's name part, a label value, a Dagster tag key
 _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 # The shape of a key; the prefix's 253 characters are LABEL_KEY_LENGTH_PATTERN's.
 LABEL_KEY_PATTERN = f"^({_SUBDOMAIN}/)?{_LABEL_NAME}$"

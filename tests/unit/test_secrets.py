@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import copy
+import functools
+import json
 import string
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from floe_deploy_assets.checks.manifest_secrets import (
+    ManifestSecretFinding,
+    find_manifest_secrets,
+)
+from floe_deploy_assets.models.artifacts import ArtifactsError, parse_compiled_artifacts
+from floe_deploy_assets.models.config import DeploymentConfig, load_deployment_config
+from floe_deploy_assets.release.diff import manifest_diff, release_change_markdown
+from floe_deploy_assets.values.charts import ChartFiles
+from floe_deploy_assets.values.generator import HelmValuesGenerator
+from floe_deploy_assets.values.mapping import DBT_PROFILES_SECRET
 from floe_deploy_assets.values.secrets import AllowEntry, find_plaintext_secrets, is_secret_key
+from tests.support.charts import render
 
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 RANDOM_B64 = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6QUJD"
@@ -403,26 +421,6 @@ def test_pointers_round_trip_any_key(key: str):
 # the catalog plugin config, other artifacts fields, overrides, annotations). Either way its
 # literal is in no finding, no values that are shown, no rendered object the tool would apply,
 # and no diff or release markdown.
-import base64  # noqa: E402
-import copy  # noqa: E402
-import functools  # noqa: E402
-import json  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
-
-from floe_deploy_assets.checks.manifest_secrets import (  # noqa: E402
-    ManifestSecretFinding,
-    find_manifest_secrets,
-)
-from floe_deploy_assets.models.artifacts import parse_compiled_artifacts  # noqa: E402
-from floe_deploy_assets.models.config import DeploymentConfig, load_deployment_config  # noqa: E402
-from floe_deploy_assets.release.diff import manifest_diff, release_change_markdown  # noqa: E402
-from floe_deploy_assets.values.charts import ChartFiles  # noqa: E402
-from floe_deploy_assets.values.generator import HelmValuesGenerator  # noqa: E402
-from floe_deploy_assets.values.mapping import DBT_PROFILES_SECRET  # noqa: E402
-from tests.support.charts import render  # noqa: E402
-
 CONFIG = load_deployment_config(ROOT / "floe-deploy.yaml")
 EXAMPLE = json.loads((ROOT / "examples" / "compiled-artifacts.json").read_text())
 REFERENCED = None  # a Plant's `refused_at` when it must become a Secret reference
@@ -508,9 +506,6 @@ PLANTS = [
           "/otel/config/endpoint",
           lambda doc: doc["observability"]["telemetry"].update(
               otlp_endpoint="https://otlp.example.com:4318/v1?api_key=Pl4ntedOtlpKey19")),
-    Plant("artifacts-model-tag-dsn", "jobs", "Pl4ntedTagPw20", "/models/0/tags/0",
-          lambda doc: doc["transforms"]["models"][0].update(
-              tags=["host=db user=dbt password=Pl4ntedTagPw20"])),
     # overrides in floe-deploy.yaml and annotations: refused
     Plant("override-polaris-header-authorization", "platform", "Pl4ntedOvBearer21",
           "/polaris/config/header.Authorization",
@@ -858,3 +853,14 @@ def test_long_strings_are_scanned_in_linear_time():
     started = time.monotonic()
     assert find_plaintext_secrets(values) == []
     assert time.monotonic() - started < 5
+
+
+def test_a_model_tag_that_is_not_a_name_is_refused_when_the_artifacts_load_and_never_echoed():
+    """Model tags become Dagster tag keys: Dagster would refuse a credential-bearing tag while
+    loading the code location, with the tag in its message. The artifacts refuse it first."""
+    document = copy.deepcopy(EXAMPLE)
+    document["transforms"]["models"][0]["tags"] = ["host=db user=dbt password=Pl4ntedTagPw20"]
+    with pytest.raises(ArtifactsError) as refused:
+        parse_compiled_artifacts(json.dumps(document))
+    assert "transforms.models[0].tags: tag 0 is not a short name" in str(refused.value)
+    assert "Pl4ntedTagPw20" not in str(refused.value)
