@@ -8,8 +8,8 @@ through the simulated kubelet's annotation), waits until the webserver's GraphQL
 failed result for dev, takes the fault off, and waits for a new passed one. Latencies are
 measured from the patch to the result being visible in the UI's API; the anchor is the issue's
 target of two sensor ticks (the ratio printed is latency / (2 x interval)). Peak memory is the
-max RSS of this process and of the largest child (webserver, daemon, code server or run
-worker), read when they have exited.
+max RSS of this process, and the peak RSS (VmHWM) of each process of the daemon's group (the
+daemon and its code server), read before they stop.
 
 Run from the repository root (it uses the tests' support code):
 
@@ -23,6 +23,7 @@ The namespace it creates is deleted at the end.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import tempfile
@@ -52,6 +53,21 @@ def _new_result(ui: DagsterUI, status: str, after: str | None) -> dict | None:
     return None
 
 
+def _peak_rss_mib(group: int) -> dict[int, float]:
+    """VmHWM (peak RSS) of each live process of a process group, by pid."""
+    peaks = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or os.getpgid(int(entry.name)) != group:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[int(entry.name)] = int(line.split()[1]) / 1024
+        except (OSError, ProcessLookupError):
+            continue  # gone meanwhile
+    return peaks
+
+
 def _has_token(core: client.CoreV1Api, namespace: str) -> bool:
     found = core.list_namespaced_service_account(namespace, field_selector="metadata.name=default")
     return bool(found.items and found.items[0].secrets)
@@ -77,7 +93,7 @@ def measure(kubeconfig: Path, home: Path, cycles: int, interval: int) -> dict[st
             "FLOE_SENSOR_INTERVAL_SECONDS": str(interval),
         }
         latencies: dict[str, list[float]] = {"fault -> failed": [], "recovery -> passed": []}
-        with webserver(home, env) as url, daemon(home, env):
+        with webserver(home, env) as url, daemon(home, env) as daemon_process:
             ui = DagsterUI(url)
             last = wait_for(
                 lambda: _new_result(ui, "SUCCEEDED", None),
@@ -98,6 +114,12 @@ def measure(kubeconfig: Path, home: Path, cycles: int, interval: int) -> dict[st
                     )["runId"]
                     latencies[label].append(time.monotonic() - started)
                     print(f"cycle {cycle + 1}: {label} {latencies[label][-1]:.1f} s", flush=True)
+            peaks = _peak_rss_mib(os.getpgid(daemon_process.pid))
+            print(
+                "peak RSS of the daemon's processes (daemon, code server; run workers have "
+                f"exited): largest {max(peaks.values()):.0f} MiB, together "
+                f"{sum(peaks.values()):.0f} MiB"
+            )
         return latencies
     finally:
         core.delete_namespace(namespace, propagation_policy="Background")
@@ -130,8 +152,7 @@ def main() -> None:
             f"{median / anchor:16.2f}x"
         )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"peak RSS: this process {own:.0f} MiB, largest child {children:.0f} MiB")
+    print(f"peak RSS of this process (the in-process deploy included): {own:.0f} MiB")
 
 
 if __name__ == "__main__":
