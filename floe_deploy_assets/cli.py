@@ -49,6 +49,7 @@ from floe_deploy_assets.values.generator import HelmValuesGenerator
 EXIT_INVALID_VALUES = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_DEPLOYED = 3
+PROBLEMS_SHOWN = 10  # findings printed when values fail; the rest are counted
 
 
 class NotDeployedError(Exception):
@@ -175,8 +176,10 @@ def _validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
             f"values of {args.chart} for {args.env} fail validation ({len(problems)}):",
             file=sys.stderr,
         )
-        for problem in problems:
+        for problem in problems[:PROBLEMS_SHOWN]:
             print(f"  {problem} [{problem.rule}]", file=sys.stderr)
+        if len(problems) > PROBLEMS_SHOWN:
+            print(f"  ... and {len(problems) - PROBLEMS_SHOWN} more", file=sys.stderr)
         raise InvalidValuesError
     for secret in generator.required_secrets:
         print(

@@ -23,7 +23,13 @@ from floe_deploy_assets.models.inputs import CHART_FILE_MAX_BYTES, load_json, lo
 COMPATIBILITY_ANNOTATION = "floe.dev/compatibility"
 COMPARATOR = re.compile(r"^\s*(>=|<=|>|<|=)?\s*v?(\d+)\.(\d+)\.(\d+)\s*$")
 CHARTS: tuple[ChartKind, ...] = ("platform", "jobs")
-_TYPE_NAMES = {list: "a list", dict: "a mapping", bool: "a boolean", int: "a number"}
+_TYPE_NAMES = {
+    list: "a list",
+    dict: "a mapping",
+    bool: "a boolean",
+    int: "a number",
+    bytes: "binary data",
+}
 
 
 class ChartPathError(ConfigError):

@@ -35,9 +35,11 @@ from floe_deploy_assets.models.resources import (
     memory_bytes,
     memory_problem,
 )
-from floe_deploy_assets.models.rules import cron_problem, echo
+from floe_deploy_assets.models.rules import cron_problem, echo, summarize
 from floe_deploy_assets.values.chart_values import CRON_FORMAT, LIMITS_KEYWORD
 from floe_deploy_assets.values.layers import pointer_token
+
+PATTERN_SHOWN_MAX = 60
 
 FORMATS: dict[str, Callable[[str], str | None]] = {
     CPU_FORMAT: cpu_problem,
@@ -134,10 +136,17 @@ def _pointer(path: Iterable[Any]) -> str:
     return "".join(f"/{pointer_token(str(part))}" for part in path)
 
 
+def _must_match(pattern: str) -> str:
+    # A long pattern (a label key's is 150 characters) would make every finding a paragraph.
+    if len(pattern) <= PATTERN_SHOWN_MAX:
+        return f"must match the pattern {pattern}"
+    return "must match the pattern values.schema.json gives here (too long to show)"
+
+
 def _describe(error: SchemaError) -> str:
     keyword, expected = error.validator, error.validator_value
     if "propertyNames" in error.absolute_schema_path:  # the instance is a key, not a value
-        return f"key {echo(str(error.instance))} must match the pattern {expected}"
+        return f"key {echo(str(error.instance))} {_must_match(expected)}"
     if keyword == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = (
@@ -146,7 +155,7 @@ def _describe(error: SchemaError) -> str:
             else []
         )
         return (
-            f"unknown key {', '.join(map(repr, unknown))}; allowed here: "
+            f"unknown key {summarize(echo(key) for key in unknown)}; allowed here: "
             f"{', '.join(allowed) or 'none'}"
         )
     if keyword == "required":
@@ -158,7 +167,7 @@ def _describe(error: SchemaError) -> str:
     if keyword == "const":
         return f"must be {expected!r}"
     if keyword == "pattern":
-        return f"must match the pattern {expected}"
+        return _must_match(expected)
     if keyword in ("format", LIMITS_KEYWORD):
         return error.message  # built by the checks above, never quoting the value
     bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
