@@ -33,7 +33,7 @@ import yaml
 from dagster_shared.serdes import serialize_value
 from kubernetes import client
 
-from floe_deploy_assets.cli import main
+from floe_deploy_assets.cli import PROBLEMS_SHOWN, main
 from floe_deploy_assets.defs.build import build_definitions
 from floe_deploy_assets.models.artifacts import ArtifactsError
 from tests.conftest import KubeCluster
@@ -639,11 +639,14 @@ def test_credentials_referenced_from_secrets_appear_nowhere_but_in_those_secrets
 
 # --- refused: each place by its pointer, and groups of them through the whole deploy and graph --
 def _groups(places: list[Place]) -> list[list[Place]]:
-    """The fewest groups in which no two places share a pointer (so each is named for itself)."""
+    """The fewest groups in which no two places share a pointer (so each is named for itself),
+    none larger than the findings the command line prints."""
     groups: list[list[Place]] = []
     for place in places:
         for group in groups:
-            if place.refused_at not in {p.refused_at for p in group}:
+            if len(group) < PROBLEMS_SHOWN and place.refused_at not in {
+                p.refused_at for p in group
+            }:
                 group.append(place)
                 break
         else:
