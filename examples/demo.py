@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -18,14 +19,31 @@ import dagster as dg
 
 from floe_deploy_assets.defs.build import build_definitions
 
+# Run monitoring (the daemon of `make ui`): a run whose process was killed is marked failed
+# instead of staying STARTED. The default run launcher cannot ask whether a run's process is
+# alive, so that happens at the run's maximum runtime: an hour, well beyond a deploy (two
+# releases, each at most its 300 s action, a 300 s rollback and a 60 s lock wait) or the demo's
+# models. A run not started within 180 s, or not cancelled within 180 s, is failed too. A run
+# stopped by SIGTERM or Ctrl-C marks itself failed at once.
+RUN_MONITORING = """\
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_runtime_seconds: 3600
+  poll_interval_seconds: 60
+"""
 # One run at a time per pool: two runs never upgrade the same release at once.
-INSTANCE_SETTINGS = """\
+INSTANCE_SETTINGS = (
+    """\
 concurrency:
   pools:
     default_limit: 1
 telemetry:
   enabled: false
 """
+    + RUN_MONITORING
+)
 
 
 def _instance() -> dg.DagsterInstance:
@@ -34,6 +52,8 @@ def _instance() -> dg.DagsterInstance:
     settings = home / "dagster.yaml"
     if not settings.exists():
         settings.write_text(INSTANCE_SETTINGS)
+    elif "run_monitoring:" not in settings.read_text():  # written by an earlier demo
+        settings.write_text(settings.read_text().rstrip("\n") + "\n" + RUN_MONITORING)
     return dg.DagsterInstance.get()
 
 
@@ -92,5 +112,16 @@ def main() -> int:
     return 0
 
 
+def _stop(signum: int, frame: object) -> None:
+    # As Ctrl-C: the in-process run in progress records itself failed, then the demo ends.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as stopped:
+        name = str(stopped) if str(stopped) in signal.Signals.__members__ else "SIGINT"
+        print(f"demo stopped by {name}; the run in progress is recorded failed", file=sys.stderr)
+        sys.exit(128 + signal.Signals[name])

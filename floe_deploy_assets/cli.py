@@ -4,7 +4,9 @@ Exit codes: 0 success, 1 the values fail validation (findings on stderr, nothing
 2 bad input (the configuration, artifacts or chart cannot be used; one message naming the file
 and field), 3 a deploy, uninstall or model run did not reach its desired state (it failed and was
 remediated, is held by policy, another deploy holds the release, objects outlived the uninstall,
-a model failed) or the cluster refused or could not be reached.
+a model failed) or the cluster refused or could not be reached; 130 and 143 stopped by SIGINT
+(Ctrl-C) or SIGTERM: a deploy stops before its next write and frees the release's Lease, a
+model run deletes its Jobs, and the command ends without a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import argparse
 import json
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,6 +39,7 @@ from floe_deploy_assets.helm.render import RenderError, render_chart
 from floe_deploy_assets.helm.uninstall import ObjectsLeftBehindError, uninstall
 from floe_deploy_assets.jobs.cli import add_run_models_parser, run_models_command
 from floe_deploy_assets.kube.access import ClusterAccess
+from floe_deploy_assets.kube.errors import ClusterCallError, cluster_step
 from floe_deploy_assets.kube.health import release_health
 from floe_deploy_assets.kube.lease import LockLostError, ReleaseBusyError, current_holder
 from floe_deploy_assets.kube.retry import RetryDeadlineError, describe
@@ -58,6 +63,46 @@ class NotDeployedError(Exception):
 
 class InvalidValuesError(Exception):
     """The generated values fail validation; the findings are already printed."""
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGINT, raised in the main thread where it was waiting or working. A
+    KeyboardInterrupt, so that no ``except Exception`` swallows it and every ``finally`` and
+    ``with`` on the way out runs: the release Lease is freed, a model run's Jobs deleted."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """For the block, SIGTERM and SIGINT raise ``Stopped`` in the main thread, once: a signal
+    that comes while the command is already stopping is noted and does not cut its clean-up
+    short (each clean-up step has a deadline of its own; SIGKILL stops at once). Outside the
+    main thread (signals cannot be handled there) the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        if stopping:
+            name = signal.Signals(signum).name
+            print(f"floe-deploy: {name}: already stopping, cleaning up", file=sys.stderr)
+            return
+        stopping.append(signum)
+        raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _add_input_arguments(
@@ -265,10 +310,12 @@ def deploy_command(args: argparse.Namespace) -> None:
         if args.dry_run:
             _print_plan(chart, engine, ref, chart_dir, values, policy)
             continue
-        missing = missing_secrets(cluster.core, ref.namespace, generator.required_secrets)
+        with cluster_step("checking the Secrets it needs", ref):
+            missing = missing_secrets(cluster.core, ref.namespace, generator.required_secrets)
         if missing:
             raise ConfigError("nothing deployed: " + "; ".join(missing))
-        outcome = deploy(engine, ref, chart_dir, values, cluster=cluster, policy=policy)
+        with cluster_step("deploying", ref):
+            outcome = deploy(engine, ref, chart_dir, values, cluster=cluster, policy=policy)
         _print_outcome(chart, outcome)
         if not outcome.succeeded:
             # The jobs depend on the platform: nothing more is deployed after a failure.
@@ -302,10 +349,10 @@ def _print_outcome(chart: str, outcome: DeployOutcome) -> None:
     print(f"{chart}: {decision.state} -> {decision.action}: {decision.reason} ({where})")
     if outcome.error is not None:
         print(f"{chart}: FAILED: {outcome.error}")
-        if outcome.remediation is not None:
-            print(
-                f"{chart}: remediation {outcome.remediation.action}: {outcome.remediation.reason}"
-            )
+        remediation = outcome.remediation
+        # Only what was done in this run: a rollback (a retry or a hold is the next run's).
+        if remediation is not None and remediation.action is Action.ROLLBACK:
+            print(f"{chart}: remediation {remediation.action}: {remediation.reason}")
         for component in outcome.components:
             if component.health != Health.HEALTHY:
                 reason = component.reason or ""
@@ -322,10 +369,13 @@ def status_command(args: argparse.Namespace) -> None:
             f"{chart}: {ref}: revision {release.revision} {release.status} "
             f"(chart {release.chart_version})"
         )
-        holder = current_holder(cluster.coordination, ref.namespace, ref.name)
+        with cluster_step("reading the release's Lease", ref):
+            holder = current_holder(cluster.coordination, ref.namespace, ref.name)
         if holder is not None:
             print(f"  being deployed by {holder.identity} (lock renewed {holder.renewed_at})")
-        for component in release_health(cluster.api, ref.namespace, ref.name):
+        with cluster_step("reading the workloads' health", ref):
+            components = release_health(cluster.api, ref.namespace, ref.name)
+        for component in components:
             counts = component.replicas
             print(
                 f"  {component.type:<12} {component.name:<40} "
@@ -343,7 +393,8 @@ def history_command(args: argparse.Namespace) -> None:
 def uninstall_command(args: argparse.Namespace) -> None:
     # The jobs first: they use the platform's services.
     for chart, _, ref, engine, cluster in _per_chart(args, charts=("jobs", "platform")):
-        outcome = uninstall(engine, ref, cluster, delete_data=args.delete_data)
+        with cluster_step("uninstalling", ref):
+            outcome = uninstall(engine, ref, cluster, delete_data=args.delete_data)
         print(f"{chart}: {ref} {'uninstalled' if outcome.uninstalled else 'was not installed'}")
         for claim in outcome.deleted_claims:
             print(f"  deleted PersistentVolumeClaim {claim}")
@@ -370,15 +421,50 @@ def console() -> None:
     sys.exit(main())
 
 
+AFTER_STOP = {  # what a stopped command leaves, beyond what it printed itself
+    "deploy": "stopped before its next write; the release Lease was let go (had that failed, "
+    "it expires 30 s after its last renewal); the next deploy takes over a release the stop "
+    "left pending",
+    "uninstall": "the release Lease was let go; run uninstall again to finish",
+}
+
+
+def _environment(args: argparse.Namespace) -> str:
+    """``environment E (namespace N on cluster C)``, as far as the configuration says."""
+    try:
+        mapping = load_deployment_config(args.config).mapping_for(args.env)
+        return (
+            f"environment {args.env} (namespace {mapping.namespace_for(args.env)} on cluster "
+            f"{mapping.cluster})"
+        )
+    except Exception:
+        return f"environment {args.env}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with stop_on_signals():
+            COMMANDS[args.command](args)
+    except KeyboardInterrupt as stop:  # Stopped, or a SIGINT outside the main thread's handler
+        signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+        after = AFTER_STOP.get(args.command)
+        print(
+            f"floe-deploy: {args.command} stopped by {signal.Signals(signum).name}"
+            + (f": {after}" if after else ""),
+            file=sys.stderr,
+        )
+        return 128 + signum
     except InvalidValuesError:
         return EXIT_INVALID_VALUES
     except NotDeployedError:
         return EXIT_NOT_DEPLOYED
-    except (ReleaseBusyError, LockLostError, ObjectsLeftBehindError, RetryDeadlineError) as error:
+    except (
+        ReleaseBusyError,
+        LockLostError,
+        ObjectsLeftBehindError,
+        ClusterCallError,
+    ) as error:
         print(f"floe-deploy: {error}", file=sys.stderr)
         return EXIT_NOT_DEPLOYED
     except (ConfigError, ArtifactsError, RenderError, ChartError) as error:
@@ -387,8 +473,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HelmEngineError as error:  # the cluster refused or could not be reached
         print(f"floe-deploy: {error}", file=sys.stderr)
         return EXIT_NOT_DEPLOYED
-    except (ApiException, urllib3_errors.HTTPError) as error:
-        print(f"floe-deploy: the Kubernetes API failed: {describe(error)}", file=sys.stderr)
+    except (ApiException, urllib3_errors.HTTPError, RetryDeadlineError) as error:
+        # A call outside the steps above: the environment and its cluster say where.
+        print(
+            f"floe-deploy: {args.command} for {_environment(args)} failed: the Kubernetes API: "
+            f"{describe(error)}",
+            file=sys.stderr,
+        )
         return EXIT_NOT_DEPLOYED
     return 0
 

@@ -102,7 +102,7 @@ def _observe(
     releases = list(_releases(deployment))
     start = int(seen.get(NEXT, 0)) % len(releases)
     sightings: list[Sighting] = []
-    unreachable: dict[str, str] = {}  # cluster -> why
+    unreachable: dict[str, _Unanswered] = {}  # cluster -> the failure, and the release asked
     started = time.monotonic()
     for index, (environment, chart, ref) in enumerate(releases[start:] + releases[:start]):
         left = TICK_BUDGET_SECONDS - (time.monotonic() - started)
@@ -114,9 +114,11 @@ def _observe(
             try:
                 observed = observe(environment, chart, ref, left)
             except Exception as error:  # an unreachable cluster is an observation, not a crash
-                unreachable[ref.cluster] = f"{type(error).__name__}: {describe(error)}"
+                unreachable[ref.cluster] = _Unanswered(
+                    type(error).__name__, describe(error), ref, f"{environment}/{chart}"
+                )
         if ref.cluster in unreachable:
-            observed = _unreachable(environment, chart, unreachable[ref.cluster])
+            observed = _unreachable(environment, chart, ref, unreachable[ref.cluster])
         key = f"{environment}/{chart}"
         # Earlier cursors kept the bare fingerprint; they count as a first sight.
         previous: dict[str, Any] = seen[key] if isinstance(seen.get(key), dict) else {}
@@ -141,12 +143,36 @@ def _recorded(sightings: list[Sighting]) -> str:
     )
 
 
-def _unreachable(environment: str, chart: ChartKind, why: str) -> Observed:
+@dataclass(frozen=True)
+class _Unanswered:
+    """The failure that marked a cluster unreachable this tick, and the release it was for."""
+
+    kind: str  # the error's class
+    message: str  # one line: what failed, where, why
+    asked: ReleaseRef
+    asked_as: str  # environment/chart
+
+    def said_to(self, ref: ReleaseRef) -> str:
+        """The observation's text for ``ref``: its own failure, or, for the other releases on
+        the cluster, that they were not asked because of the one that was."""
+        if ref == self.asked:
+            return f"{self.kind}: {self.message}"
+        return (
+            f"not asked this tick: cluster {self.asked.cluster} failed for another release "
+            f"just before (release {self.asked.name} in namespace {self.asked.namespace}, "
+            f"{self.asked_as}), so no other release on it was asked: {self.kind}: "
+            f"{self.message}"
+        )
+
+
+def _unreachable(
+    environment: str, chart: ChartKind, ref: ReleaseRef, unanswered: _Unanswered
+) -> Observed:
     # The error class, not its text: a retry count in the text must not count as news.
     return Observed(
-        state={"unreachable": why.split(":")[0]},
-        summary=f"cluster unreachable ({why.split(':')[0]})",
-        observation=_observation(chart, environment, {"unreachable": why}),
+        state={"unreachable": unanswered.kind},
+        summary=f"cluster unreachable ({unanswered.kind})",
+        observation=_observation(chart, environment, {"unreachable": unanswered.said_to(ref)}),
         reachable=False,
     )
 

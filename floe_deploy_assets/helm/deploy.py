@@ -6,15 +6,24 @@ A failed install or upgrade is remediated in the same run when the policy says r
 Flux does); the health of the workloads is captured *before* that, so the outcome names what
 failed (an image that cannot be pulled, a pod that cannot be scheduled), not the healthy state
 the rollback restored.
+
+A transient failure (``HelmEngineError.transient``: the cluster's, not the values') is no
+verdict: Helm's record of the attempt is settled (marked failed, "transient: ...") and the
+action is taken again, as ``decide`` then says (an install whose record exists continues as an
+upgrade), with backoff, under the Lease and within the action's deadline. When the retries run
+out the revision stays marked transient, nothing is rolled back or held, and the next deploy
+retries it. The first error is the one reported: a failure while settling, reading history or
+remediating is added after it (``HelmEngineError.later``), never in its place.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from kubernetes.client.exceptions import ApiException
@@ -26,11 +35,16 @@ from floe_deploy_assets.helm.engine import (
     Release,
     ReleaseRef,
 )
-from floe_deploy_assets.helm.storage import ReleaseStorage
+from floe_deploy_assets.helm.storage import (
+    ReleaseStorage,
+    failed_finally,
+    failed_transiently,
+)
 from floe_deploy_assets.kube.access import ClusterAccess
 from floe_deploy_assets.kube.health import release_health
 from floe_deploy_assets.kube.lease import DEFAULT_LEASE_SECONDS, ReleaseLock
 from floe_deploy_assets.kube.objects import read_live, restore
+from floe_deploy_assets.kube.retry import RetryPolicy, call_with_retry
 from floe_deploy_assets.models.deployment import (
     DeployedComponent,
     DeploymentStatus,
@@ -54,14 +68,23 @@ from floe_deploy_assets.release.digests import (
 )
 from floe_deploy_assets.release.drift import DriftedObject, drifted
 
+T = TypeVar("T")
+
 DEFAULT_PENDING_DEADLINE = timedelta(minutes=15)
 WRITES = frozenset({Action.INSTALL, Action.UPGRADE, Action.RETRY_UPGRADE, Action.ROLLBACK})
+APPLIES = frozenset({Action.INSTALL, Action.UPGRADE, Action.RETRY_UPGRADE})
+# Between attempts of an action after a transient failure: 1 s doubling up to 10 s, jittered.
+ACTION_RETRY = RetryPolicy(initial_backoff=1.0, max_backoff=10.0)
+MIN_ATTEMPT_SECONDS = 10.0  # a retry needs at least this much of the action's deadline left
 
 
 @dataclass(frozen=True)
 class DeployPolicy:
     remediation: Remediation = Remediation.ROLLBACK
-    timeout: timedelta = timedelta(minutes=5)  # each install, upgrade or rollback
+    # Each install, upgrade or rollback, its retries after transient failures included.
+    timeout: timedelta = timedelta(minutes=5)
+    transient_attempts: int = 6  # attempts of one action, the first included
+    retry: RetryPolicy = ACTION_RETRY
     # A pending revision not made by floe-deploy (no digests) is stale only after this.
     pending_deadline: timedelta = DEFAULT_PENDING_DEADLINE
     lock_wait: timedelta = timedelta(0)  # how long to wait for another deploy of the release
@@ -78,6 +101,14 @@ class DeployOutcome:
     remediation: Decision | None = None  # what was done about that failure
     components: list[DeployedComponent] = field(default_factory=list)
     drift: list[DriftedObject] = field(default_factory=list)
+    # Transient failures of the action that were retried in this run, oldest first.
+    retried: tuple[HelmEngineError, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """The error (the first cause first, then what else failed while handling it) or,
+        without one, the decision's reason."""
+        return str(self.error) if self.error is not None else self.decision.reason
 
     @property
     def succeeded(self) -> bool:
@@ -121,22 +152,34 @@ def desired_digests(chart: Path, values: dict[str, Any]) -> Digests:
     return Digests(chart_digest(chart), values_digest(values))
 
 
-def _revision(release: Release) -> Revision:
+def _revision(release: Release, verdicts: Mapping[int, bool] | None = None) -> Revision:
+    """Our view of a Helm revision. A failed revision of ours is a verdict on its values only
+    when it is known to be one: from this run (``verdicts``: revision -> transient), or marked
+    final (``storage.FINAL_FAILURE_LABEL``). Marked transient, or never marked (the deploy lost
+    its Lease or was stopped before it could say why), it gets another attempt."""
     labels = release.labels
     digests = None
     if CHART_DIGEST_LABEL in labels and VALUES_DIGEST_LABEL in labels:
         digests = Digests(labels[CHART_DIGEST_LABEL], labels[VALUES_DIGEST_LABEL])
-    return Revision(release.revision, release.status, _timestamp(release.deployed_at), digests)
+    transient = False
+    if release.status == "failed" and digests is not None:
+        known = (verdicts or {}).get(release.revision)
+        transient = known if known is not None else not failed_finally(release.revision, labels)
+    return Revision(
+        release.revision, release.status, _timestamp(release.deployed_at), digests, transient
+    )
 
 
 def _timestamp(helm_time: str) -> datetime:
     return datetime.fromisoformat((helm_time or "1970-01-01T00:00:00Z").replace("Z", "+00:00"))
 
 
-def digest_history(engine: HelmEngine, ref: ReleaseRef) -> list[Revision]:
+def digest_history(
+    engine: HelmEngine, ref: ReleaseRef, verdicts: Mapping[int, bool] | None = None
+) -> list[Revision]:
     """Every revision Helm keeps for the release, oldest first, with the digests it was made
     from (None for revisions made outside floe-deploy)."""
-    return [_revision(r) for r in engine.history(ref)]
+    return [_revision(r, verdicts) for r in engine.history(ref)]
 
 
 def plan(
@@ -209,7 +252,7 @@ def deploy(
             wait=policy.lock_wait,
             duration=policy.lock_duration,
         )
-    with lock or nullcontext():
+    with _holding(lock):
         decision = _decide(engine, ref, desired, policy, lock_held=cluster is not None)
         unlocked = None
         if decision.action is Action.UNLOCK and cluster is not None and lock is not None:
@@ -232,6 +275,26 @@ def deploy(
         return replace(outcome, unlocked=unlocked)
 
 
+@contextmanager
+def _holding(lock: ReleaseLock | None) -> Iterator[None]:
+    """``lock`` (if any) held for the block, as ``with lock`` does, but taking the Lease, and
+    freeing it after a block that ended normally, are repeated on a transient API failure (both
+    are idempotent: read, then create or compare-and-swap), so one 500 on the Lease does not
+    fail a deploy. After an error (or a signal) it is freed once, as ``with lock`` does: the
+    way out is not held up, and an unfreed Lease expires anyway."""
+    if lock is None:
+        yield
+        return
+    what = f"the Lease {lock.name} in namespace {lock.namespace}"
+    call_with_retry(lock.acquire, what=f"taking {what}", request_timeout=None)
+    try:
+        yield
+    except BaseException as error:
+        lock.__exit__(type(error), error, error.__traceback__)  # the block's error is reported
+        raise
+    call_with_retry(lock.release_lock, what=f"freeing {what}", request_timeout=None)
+
+
 @dataclass(frozen=True)
 class _Guard:
     """Cluster access and the release lock: every write of ours checks the lock first, so a
@@ -239,6 +302,8 @@ class _Guard:
 
     cluster: ClusterAccess | None
     lock: ReleaseLock | None
+    # What this run knows of the failures of the revisions it made: revision -> transient.
+    verdicts: dict[int, bool] = field(default_factory=dict)
 
     def check(self) -> None:
         if self.lock is not None:
@@ -256,37 +321,51 @@ def _act(
     policy: DeployPolicy,
 ) -> DeployOutcome:
     cluster = guard.cluster
-    timeout = int(policy.timeout.total_seconds())
     labels = {CHART_DIGEST_LABEL: desired.chart, VALUES_DIGEST_LABEL: desired.values}
-    release: Release | None
-    if decision.action in WRITES:
-        guard.check()
-    try:
-        if decision.action is Action.INSTALL:
-            release = engine.install(ref, chart, values, timeout, labels)
-        elif decision.action in (Action.UPGRADE, Action.RETRY_UPGRADE):
-            release = engine.upgrade(ref, chart, values, timeout, labels)
-        elif decision.action is Action.ROLLBACK and decision.target_revision is not None:
-            release = engine.rollback(ref, decision.target_revision, timeout)
-        else:  # NOTHING, WAIT, HOLD, or UNLOCK without cluster access to do it with
-            release = engine.status(ref)
-    except ChartError:
-        raise  # refused before anything was applied
-    except HelmEngineError as error:
-        _settle(engine, ref, guard, None, error)
-        components = _health(cluster, ref)  # before a rollback hides the cause
-        remediation = _remediate(engine, ref, desired, policy, guard)
+    done = _attempt(engine, ref, chart, values, labels, desired, decision, guard, policy)
+    decision = _noting_retries(decision, done.retried)
+    if done.error is not None:
+        error = done.error
+        components: list[DeployedComponent] = _secondary(
+            error, "reading the workloads' health", lambda: [], _health, cluster, ref
+        )
+        remediation: Decision | None
+        if error.transient:
+            # No verdict on the values: nothing is rolled back or held; say what comes next.
+            following = _secondary(
+                error,
+                "deciding what follows",
+                lambda: None,
+                _decide,
+                engine,
+                ref,
+                desired,
+                policy,
+                cluster is not None,
+                guard.verdicts,
+            )
+            remediation = following and replace(
+                following,
+                reason=f"the failure was transient (the cluster's, not the values'; "
+                f"{len(done.retried) + 1} attempt(s)), so nothing is rolled back or held now; "
+                f"the next deploy: {following.reason}",
+            )
+        else:
+            remediation = _secondary(
+                error, "remediating", lambda: None, _remediate, engine, ref, desired, policy, guard
+            )
+        release = _secondary(error, "reading the release", lambda: None, engine.status, ref)
         return DeployOutcome(
             decision,
-            engine.status(ref),
+            release,
             error=error,
             remediation=remediation,
             components=components,
+            retried=tuple(done.retried),
         )
-    if decision.action in WRITES and _settle(engine, ref, guard, release, None):
-        release = engine.status(ref)  # the record as settled
+    release = done.release
     drift: list[DriftedObject] = []
-    if decision.action is Action.NOTHING and cluster is not None and release is not None:
+    if done.decision.action is Action.NOTHING and cluster is not None and release is not None:
         if policy.correct_drift:
             guard.check()
         drift = _drift(cluster, release, policy.correct_drift)
@@ -298,7 +377,155 @@ def _act(
                 + "; ".join(str(d) for d in drift)
                 + ("; restored from the manifest" if policy.correct_drift else ""),
             )
-    return DeployOutcome(decision, release, components=_health(cluster, ref), drift=drift)
+    return DeployOutcome(
+        decision,
+        release,
+        components=_health(cluster, ref),
+        drift=drift,
+        retried=tuple(done.retried),
+    )
+
+
+@dataclass(frozen=True)
+class _Done:
+    """One action with its retries: the decision last acted on, and the release it left or
+    the error of its last attempt."""
+
+    decision: Decision
+    release: Release | None
+    error: HelmEngineError | None
+    retried: list[HelmEngineError]
+
+
+def _attempt(
+    engine: HelmEngine,
+    ref: ReleaseRef,
+    chart: Path,
+    values: dict[str, Any],
+    labels: dict[str, str],
+    desired: Digests,
+    decision: Decision,
+    guard: _Guard,
+    policy: DeployPolicy,
+) -> _Done:
+    """Take ``decision``'s action; after a transient failure, settle Helm's record of the
+    attempt and take it again while the action's deadline and ``policy.transient_attempts``
+    allow: an install or upgrade as ``decide`` says once the record is settled (an install
+    whose record exists continues as an upgrade; a record settled as deployed needs nothing
+    more), a rollback to the same revision. Raises ``ChartError`` (nothing was applied)."""
+    clock, budget = policy.retry.clock, policy.timeout.total_seconds()
+    start = clock()
+    retried: list[HelmEngineError] = []
+    current = decision
+    while True:
+        # The first attempt has the whole deadline, a retry what is left of it.
+        timeout = max(1, int(budget - (clock() - start))) if retried else int(budget)
+        before = 0
+        if current.action in WRITES:
+            try:
+                guard.check()
+                history = engine.history(ref)
+            except Exception as later:
+                if not retried:
+                    raise
+                last = retried.pop()  # it was not retried after all: it is the error
+                last.add_later(f"retrying failed: {later}")
+                return _Done(current, None, last, retried)
+            before = history[-1].revision if history else 0
+        try:
+            release = _perform(engine, ref, chart, values, labels, current, timeout)
+        except ChartError:
+            raise  # refused before anything was applied
+        except HelmEngineError as error:
+            _secondary(
+                error,
+                "recording the failed attempt",
+                lambda: False,
+                _settle,
+                engine,
+                ref,
+                guard,
+                None,
+                error,
+                before,
+            )
+            wait = policy.retry.backoff(len(retried) + 1)
+            if (
+                not error.transient
+                or current.action not in WRITES
+                or len(retried) + 1 >= policy.transient_attempts
+                or clock() + wait + MIN_ATTEMPT_SECONDS - start >= budget
+                or error.later  # the record of the attempt may be wrong: stop here
+            ):
+                return _Done(current, None, error, retried)
+            retried.append(error)
+            policy.retry.sleep(wait)
+            if current.action is Action.ROLLBACK:
+                continue  # to the same good revision
+            following = _secondary(
+                error,
+                "deciding the retry",
+                lambda: None,
+                _decide,
+                engine,
+                ref,
+                desired,
+                policy,
+                guard.cluster is not None,
+                guard.verdicts,
+            )
+            if following is not None and following.action is Action.NOTHING:
+                # The attempt was recorded as deployed after all: nothing more to do.
+                return _Done(current, engine.status(ref), None, retried)
+            if following is None or following.action not in APPLIES:
+                retried.pop()
+                return _Done(current, None, error, retried)
+            current = following
+            continue
+        if current.action in WRITES and _settle(engine, ref, guard, release, None, before):
+            release = engine.status(ref)  # the record as settled
+        return _Done(current, release, None, retried)
+
+
+def _perform(
+    engine: HelmEngine,
+    ref: ReleaseRef,
+    chart: Path,
+    values: dict[str, Any],
+    labels: dict[str, str],
+    decision: Decision,
+    timeout: int,
+) -> Release | None:
+    if decision.action is Action.INSTALL:
+        return engine.install(ref, chart, values, timeout, labels)
+    if decision.action in (Action.UPGRADE, Action.RETRY_UPGRADE):
+        return engine.upgrade(ref, chart, values, timeout, labels)
+    if decision.action is Action.ROLLBACK and decision.target_revision is not None:
+        return engine.rollback(ref, decision.target_revision, timeout)
+    # NOTHING, WAIT, HOLD, or UNLOCK without cluster access to do it with
+    return engine.status(ref)
+
+
+def _noting_retries(decision: Decision, retried: list[HelmEngineError]) -> Decision:
+    if not retried:
+        return decision
+    return replace(
+        decision,
+        reason=f"{decision.reason}; {len(retried)} transient failure(s) retried "
+        f"(the first: {retried[0].detail})",
+    )
+
+
+def _secondary(
+    error: HelmEngineError, what: str, fallback: Callable[[], T], fn: Callable[..., T], *args: Any
+) -> T:
+    """``fn(*args)`` while handling ``error``: a failure here is added after ``error`` (the
+    first cause stays first) and ``fallback()`` stands in for the result."""
+    try:
+        return fn(*args)
+    except Exception as later:  # any of them: it must not hide the first error
+        error.add_later(f"{what} failed: {later}")
+        return fallback()
 
 
 def _remediate(
@@ -309,19 +536,15 @@ def _remediate(
     guard: _Guard,
 ) -> Decision | None:
     """After a failed action, what the policy says now: only a rollback is done in this run
-    (a retry waits for the next run, so a failing upgrade is not hammered)."""
-    decision = _decide(engine, ref, desired, policy, lock_held=guard.cluster is not None)
+    (a retry waits for the next run, so a failing upgrade is not hammered). The rollback is
+    retried after transient failures, as any action."""
+    decision = _decide(engine, ref, desired, policy, guard.cluster is not None, guard.verdicts)
     if decision.action is not Action.ROLLBACK or decision.target_revision is None:
         return decision
-    guard.check()
-    try:
-        rolled_back = engine.rollback(
-            ref, decision.target_revision, int(policy.timeout.total_seconds())
-        )
-    except HelmEngineError as error:
-        _settle(engine, ref, guard, None, error)
-        return replace(decision, reason=f"{decision.reason}; the rollback failed too: {error}")
-    _settle(engine, ref, guard, rolled_back, None)
+    done = _attempt(engine, ref, Path(), {}, {}, desired, decision, guard, policy)
+    decision = _noting_retries(decision, done.retried)
+    if done.error is not None:
+        return replace(decision, reason=f"{decision.reason}; the rollback failed too: {done.error}")
     return decision
 
 
@@ -331,22 +554,32 @@ def _settle(
     guard: _Guard,
     reported: Release | None,
     error: HelmEngineError | None,
+    before: int = 0,
 ) -> bool:
     """Make Helm's record say what happened; True when it had to be rewritten. Helm logs,
     rather than returns, a failure to write its release record after applying (a 503 or a
     dropped connection on that last update): the operation "succeeds" and its revision stays
     pending, or an older revision stays deployed beside the new one. We hold the release
     lock, so no floe-deploy operation owns a pending revision of ours here: it gets the status
-    Helm reported, or failed, with why. A pending revision made outside floe-deploy (no digest
-    labels) is left to its owner."""
-    if guard.cluster is None:
+    Helm reported, or failed, with why. A failed revision this attempt made (newer than
+    ``before``) gets the verdict of ``error``: transient (the cluster's failure) or final (its
+    own), in ``guard.verdicts`` for the rest of the run and on the record for the next runs. A
+    pending revision made outside floe-deploy (no digest labels) is left to its owner."""
+    if guard.cluster is None and error is None:
         return False
     history = engine.history(ref)
     if not history:
         return False
+    latest = history[-1]
+    ours = CHART_DIGEST_LABEL in latest.labels
+    made_now = ours and latest.revision > before
+    if error is not None and made_now:
+        guard.verdicts[latest.revision] = error.transient
+    if guard.cluster is None:
+        return False
     rewritten = False
-    storage, latest = ReleaseStorage(guard.cluster.core), history[-1]
-    if latest.status in PENDING_STATUSES and CHART_DIGEST_LABEL in latest.labels:
+    storage = ReleaseStorage(guard.cluster.core)
+    if latest.status in PENDING_STATUSES and ours:
         recorded = reported is not None and reported.revision == latest.revision
         status = reported.status if reported is not None and recorded else "failed"
         why = (
@@ -356,8 +589,32 @@ def _settle(
             f"Helm recorded its outcome: {error.detail if error else 'unknown'}"
         )
         guard.check()
-        storage.set_status(ref.namespace, ref.name, latest.revision, status, why)
+        storage.set_status(
+            ref.namespace,
+            ref.name,
+            latest.revision,
+            status,
+            why,
+            transient=(error is None or error.transient) if status == "failed" else None,
+        )
         latest, rewritten = replace(latest, status=status), True
+    elif latest.status == "failed" and made_now and error is not None:
+        marked = (
+            failed_transiently(latest.revision, latest.labels, latest.description)
+            if error.transient
+            else failed_finally(latest.revision, latest.labels)
+        )
+        if not marked:
+            guard.check()
+            storage.set_status(
+                ref.namespace,
+                ref.name,
+                latest.revision,
+                "failed",
+                f"floe-deploy: the {error.operation} failed: {error.detail}",
+                transient=error.transient,
+            )
+            rewritten = True
     if latest.status == "deployed":
         for older in history[:-1]:
             if older.status == "deployed":
@@ -374,10 +631,15 @@ def _settle(
 
 
 def _decide(
-    engine: HelmEngine, ref: ReleaseRef, desired: Digests, policy: DeployPolicy, lock_held: bool
+    engine: HelmEngine,
+    ref: ReleaseRef,
+    desired: Digests,
+    policy: DeployPolicy,
+    lock_held: bool,
+    verdicts: Mapping[int, bool] | None = None,
 ) -> Decision:
     return decide(
-        digest_history(engine, ref),
+        digest_history(engine, ref, verdicts),
         desired,
         now=datetime.now(UTC),
         pending_deadline=policy.pending_deadline,
@@ -392,6 +654,19 @@ def _health(cluster: ClusterAccess | None, ref: ReleaseRef) -> list[DeployedComp
 
 
 def _drift(cluster: ClusterAccess, release: Release, correct: bool) -> list[DriftedObject]:
+    """The drifted objects (restored when ``correct``); reading and restoring are repeated on a
+    transient API failure (a merge patch of the manifest's fields is the same every time)."""
+    return call_with_retry(
+        _drift_once,
+        cluster,
+        release,
+        correct,
+        what=f"comparing the live objects of {release.name} with its manifest",
+        request_timeout=None,
+    )
+
+
+def _drift_once(cluster: ClusterAccess, release: Release, correct: bool) -> list[DriftedObject]:
     manifest = [obj for obj in yaml.safe_load_all(release.manifest) if obj]
     live = read_live(cluster.api, manifest, release.namespace, release.name)
     found = drifted(manifest, live)
@@ -408,7 +683,11 @@ def _ensure_namespace(cluster: ClusterAccess, namespace: str) -> None:
     """The release's Lease lives in its namespace, so that must exist before the lock is taken
     (Helm would create it on install anyway)."""
     try:
-        cluster.core.create_namespace({"metadata": {"name": namespace}})
+        call_with_retry(
+            cluster.core.create_namespace,
+            {"metadata": {"name": namespace}},
+            what=f"creating namespace {namespace}",
+        )
     except ApiException as error:
         if error.status not in (409, 403):  # exists, or we may not create (then it must exist)
             raise

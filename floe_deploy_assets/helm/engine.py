@@ -8,13 +8,21 @@ release logic, which talks to the ``HelmEngine`` protocol so tests can stand in 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import helm_python
+from kubernetes import config as kube_config
 
+from floe_deploy_assets.helm.bounded import BoundedHelmConfig
 from floe_deploy_assets.helm.render import build_dependencies
+from floe_deploy_assets.kube.relay import HelmRelay, api_client
+from floe_deploy_assets.kube.retry import DEFAULT_DEADLINE, DEFAULT_POLICY, RetryPolicy
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT_SECONDS = 300
 
@@ -30,23 +38,53 @@ class ReleaseRef:
 
 
 class HelmEngineError(RuntimeError):
-    """A Helm operation failed; ``release`` says which release, namespace and cluster."""
+    """A Helm operation failed; ``release`` says which release, namespace and cluster.
 
-    def __init__(self, release: ReleaseRef, operation: str, detail: str):
+    ``transient``: the cause was the cluster's, not the chart's or the values' (a dropped
+    connection, 429, 5xx, a conflict on the release record, a watch ended with 410): repeating
+    the operation may well succeed, and the failure says nothing about the values
+    (``is_transient``). ``later`` collects what else went wrong while the deploy handled this
+    error (settling, reading history, remediating): it is reported after this one, never
+    instead of it."""
+
+    def __init__(
+        self, release: ReleaseRef, operation: str, detail: str, transient: bool | None = None
+    ):
         super().__init__(f"{operation} of {release} failed: {detail}")
         self.release, self.operation, self.detail = release, operation, detail
+        self.transient = is_transient(detail) if transient is None else transient
+        self.later: list[str] = []
+
+    def __str__(self) -> str:
+        first = super().__str__()
+        if self.transient:
+            first += " (transient: the cluster's failure, not the values')"
+        return "; ".join([first, *(f"then {what}" for what in self.later)])
+
+    def add_later(self, what: str) -> None:
+        """Record a secondary failure, to be reported after this (the first) one."""
+        self.later.append(what)
 
 
 class ReleaseNotFoundError(HelmEngineError):
     """The release has no revision in the cluster's release storage."""
 
+    def __init__(self, release: ReleaseRef, operation: str, detail: str):
+        super().__init__(release, operation, detail, transient=False)
+
 
 class ReleaseLockedError(HelmEngineError):
     """Another operation holds the release (its latest revision is pending)."""
 
+    def __init__(self, release: ReleaseRef, operation: str, detail: str):
+        super().__init__(release, operation, detail, transient=False)
+
 
 class ChartError(HelmEngineError):
     """The chart cannot be loaded or rendered, or the values do not fit its schema."""
+
+    def __init__(self, release: ReleaseRef, operation: str, detail: str):
+        super().__init__(release, operation, detail, transient=False)
 
 
 class ClusterError(HelmEngineError):
@@ -66,6 +104,99 @@ CLUSTER_FAILURE_SIGNS = (
     "connection refused",
 )
 
+# What client-go says (inside Helm's message) when the cluster, not the request, failed: worth
+# repeating. Found with tests/support/faultproxy.py; the API server's own texts for each status.
+TRANSIENT_SIGNS = (
+    *CLUSTER_FAILURE_SIGNS,
+    "ServiceUnavailable",
+    "the server is currently unable",
+    "InternalError",
+    "an error on the server",  # a 5xx without a Status of its own (a proxy's page)
+    "the server was unable to return a response",  # 504
+    "unexpected EOF",
+    "http2: client connection lost",
+    "use of closed network connection",
+    "net/http: request canceled",
+    "server closed idle connection",
+    "etcdserver: request timed out",
+    "etcdserver: leader changed",
+    "too old resource version",  # a watch ended with 410 Gone
+    # 409 on Helm's release record (our proxy's and the API server's wording): the record
+    # changed between read and write, not the chart.
+    "the object has been modified",
+    "Operation cannot be fulfilled on secrets",
+)
+# The same, in any case: client-go passes the Status message of a 5xx or 429 on as it came,
+# and a server (or a proxy in front of it) words it as it likes.
+TRANSIENT_WORDS = (
+    "internal error",  # 500: "Internal error occurred: ..."
+    "too many requests",  # 429: "the server has received too many requests ..."
+    "service unavailable",
+    "gateway timeout",
+    "bad gateway",
+    "connection reset",
+    "connection refused",
+    "broken pipe",
+    "tls handshake timeout",
+    "i/o timeout",
+)
+
+# A verdict on the chart, the values or the workloads, whatever else the message says: the
+# values do not fit, admission refused them, a workload did not become healthy in time.
+FINAL_SIGNS = (
+    "don't meet the specifications of the schema",
+    "admission webhook",
+    "denied the request",
+    "is invalid",
+    "is forbidden",
+    "forbidden:",
+    "field is immutable",
+    "unknown field",
+    "no matches for kind",
+    "failed to create typed patch",
+    "Apply failed with",  # server-side apply: a field manager conflict
+    "not ready",  # the readiness wait: a workload did not become healthy
+    "passed while",  # a deadline of ours (helm/bounded.py's wording of Helm's)
+    "InProgress",
+    "status: Failed",
+)
+
+
+_READINESS = re.compile(r"not ready\. status: (\w+)")
+_DEADLINE_TAILS = (
+    "passed while",  # helm/bounded.py's wording
+    "context deadline exceeded",
+    "would exceed context deadline",
+    "context canceled",  # bounded.py cancels an install or upgrade past its deadline
+)
+
+
+def is_transient(detail: str) -> bool:
+    """Whether Helm's message ``detail`` names a failure of the cluster (connection refused,
+    reset or cut short, TLS handshake timeout, 429, 5xx, a 409 conflict on the release record,
+    a watch ended with 410) rather than a verdict on the release (validation, admission,
+    schema, a workload that did not become healthy, the deploy's own deadline). A client-side
+    rate limiter or context deadline error counts as transient only when the message also
+    names one of those causes. A readiness wait that ended before its deadline (its watch
+    failed), or at it without ever observing any object (all Unknown), is transient."""
+    # Helm's readiness wait (kstatus) reports the objects not ready when it ends. Ended by the
+    # deadline, that is a verdict, unless it never saw any of them (all Unknown: its lists and
+    # watches failed); ended before (no deadline in the message), its watch failed under it:
+    # no verdict on the workloads either way.
+    readiness = set(_READINESS.findall(detail))
+    if (
+        readiness
+        and "Failed" not in readiness
+        and (readiness == {"Unknown"} or not any(tail in detail for tail in _DEADLINE_TAILS))
+    ):
+        return True
+    if any(sign in detail for sign in FINAL_SIGNS):
+        return False
+    lowered = detail.lower()
+    return any(sign in detail for sign in TRANSIENT_SIGNS) or any(
+        word in lowered for word in TRANSIENT_WORDS
+    )
+
 
 @dataclass(frozen=True)
 class Release:
@@ -80,6 +211,9 @@ class Release:
     manifest: str = ""
     notes: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    # Helm's description of the revision's outcome, when the SDK reports it (0.2.2 does not:
+    # what floe-deploy needs to know of an outcome is also in the revision's labels).
+    description: str = ""
 
     @classmethod
     def from_sdk(cls, data: dict[str, Any]) -> Release:
@@ -95,6 +229,7 @@ class Release:
             manifest=data.get("manifest", ""),
             notes=data.get("notes", ""),
             labels=dict(data.get("labels") or {}),
+            description=data.get("description", ""),
         )
 
 
@@ -154,45 +289,123 @@ def _map_error(
     return HelmEngineError(release, operation, detail)
 
 
-class SdkHelmEngine:
-    """``HelmEngine`` over helm-python-sdk, for one cluster (a kubeconfig and context)."""
+def retry_transient(
+    call: Callable[[], T],
+    *,
+    deadline: float,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> T:
+    """``call()``, repeated after a transient ``HelmEngineError`` with ``policy``'s backoff
+    (``kube.retry``'s, with jitter) while ``deadline`` seconds from now leave room for
+    another attempt; a final error is raised at once, and the last transient one when time
+    runs out."""
+    start = policy.clock()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call()
+        except HelmEngineError as error:
+            wait = policy.backoff(attempt)
+            if not error.transient or policy.clock() + wait - start >= deadline:
+                raise
+            policy.sleep(wait)
 
-    def __init__(self, kubeconfig: Path | None, context: str | None = None):
+
+class SdkHelmEngine:
+    """``HelmEngine`` over helm-python-sdk, for one cluster (a kubeconfig and context).
+
+    Reads (``status``, ``history``) are repeated on a transient failure within
+    ``read_deadline`` seconds; install, upgrade and rollback are not (repeating one means
+    settling Helm's record of the attempt first, under the release lock: ``helm.deploy``)."""
+
+    read_deadline: ClassVar[float] = DEFAULT_DEADLINE
+    retry_policy: ClassVar[RetryPolicy] = DEFAULT_POLICY
+
+    def __init__(self, kubeconfig: Path | None, context: str | None = None, *, relay: bool = True):
         self.kubeconfig, self.context = kubeconfig, context
         self._configs: dict[str, helm_python.Config] = {}
+        self._retired: list[helm_python.Config] = []
+        # Helm's requests go through a relay that repeats them on a transient failure
+        # (kube/relay.py); ``relay=False`` lets tests reach Helm's own behaviour.
+        self._relay: HelmRelay | None = None
+        self._use_relay = relay
+
+    def _helm_kubeconfig(self) -> tuple[str | None, str | None]:
+        """The kubeconfig path and context Helm is given: the relay's, once started, or the
+        cluster's own (without the relay, or when the kubeconfig cannot be read here: then
+        Helm reports what is wrong with it, as it words it)."""
+        if self._use_relay and self._relay is None:
+            try:
+                self._relay = HelmRelay(api_client(self.kubeconfig, self.context)).start()
+            except (kube_config.ConfigException, OSError, ValueError):
+                self._use_relay = False
+        if self._relay is not None:
+            return str(self._relay.kubeconfig), None
+        return (str(self.kubeconfig) if self.kubeconfig else None), self.context
 
     def _config(self, namespace: str) -> helm_python.Config:
         # One Config per namespace: Helm keeps each release's storage in its own namespace.
+        # Bounded: Helm's client cannot be given a request timeout, so each call has a
+        # deadline of its own (helm/bounded.py).
         if namespace not in self._configs:
-            self._configs[namespace] = helm_python.Config(
-                kubeconfig_path=str(self.kubeconfig) if self.kubeconfig else None,
-                kube_context=self.context,
-                namespace=namespace,
+            kubeconfig, context = self._helm_kubeconfig()
+            self._configs[namespace] = BoundedHelmConfig(
+                kubeconfig_path=kubeconfig, kube_context=context, namespace=namespace
             )
         return self._configs[namespace]
 
     def close(self) -> None:
-        for config in self._configs.values():
+        for config in [*self._configs.values(), *self._retired]:
             config.close()
         self._configs.clear()
+        self._retired.clear()
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+
+    def _forget(self, namespace: str) -> None:
+        """After a transient failure: the next call gets a new Config, since Helm's client
+        keeps some failures (its OpenAPI schema download is made once per client, and a 429 or
+        500 there fails every later install or upgrade of that Config). The old one is closed
+        with the engine (another thread may still be using it)."""
+        config = self._configs.pop(namespace, None)
+        if config is not None:
+            self._retired.append(config)
+
+    def _read(self, release: ReleaseRef, operation: str, call: Callable[[], T]) -> T:
+        def once() -> T:
+            try:
+                return call()
+            except helm_python.HelmError as error:
+                raise self._mapped(release, operation, error) from None
+
+        return retry_transient(once, deadline=self.read_deadline, policy=self.retry_policy)
+
+    def _mapped(
+        self, release: ReleaseRef, operation: str, error: helm_python.HelmError
+    ) -> HelmEngineError:
+        mapped = _map_error(release, operation, error)
+        if mapped.transient:
+            self._forget(release.namespace)
+        return mapped
 
     def status(self, release: ReleaseRef) -> Release | None:
         try:
-            return Release.from_sdk(self._config(release.namespace).status(release.name))
-        except helm_python.HelmError as error:
-            mapped = _map_error(release, "status", error)
-            if isinstance(mapped, ReleaseNotFoundError):
-                return None
-            raise mapped from None
+            data = self._read(
+                release, "status", lambda: self._config(release.namespace).status(release.name)
+            )
+        except ReleaseNotFoundError:
+            return None
+        return Release.from_sdk(data)
 
     def history(self, release: ReleaseRef) -> list[Release]:
         try:
-            revisions = self._config(release.namespace).history(release.name)
-        except helm_python.HelmError as error:
-            mapped = _map_error(release, "history", error)
-            if isinstance(mapped, ReleaseNotFoundError):
-                return []
-            raise mapped from None
+            revisions = self._read(
+                release, "history", lambda: self._config(release.namespace).history(release.name)
+            )
+        except ReleaseNotFoundError:
+            return []
         return sorted((Release.from_sdk(r) for r in revisions), key=lambda r: r.revision)
 
     def install(
@@ -256,7 +469,7 @@ class SdkHelmEngine:
                 )
             )
         except helm_python.HelmError as error:
-            raise _map_error(release, operation, error) from None
+            raise self._mapped(release, operation, error) from None
 
     def rollback(
         self, release: ReleaseRef, revision: int, timeout: int = DEFAULT_TIMEOUT_SECONDS
@@ -266,7 +479,7 @@ class SdkHelmEngine:
                 release.name, version=revision, timeout=timeout, wait="watcher"
             )
         except helm_python.HelmError as error:
-            raise _map_error(release, "rollback", error) from None
+            raise self._mapped(release, "rollback", error) from None
         current = self.status(release)
         if current is None:
             raise ReleaseNotFoundError(release, "rollback", "the release vanished")
@@ -276,12 +489,12 @@ class SdkHelmEngine:
         try:
             self._config(release.namespace).uninstall(release.name, wait="watcher", timeout=timeout)
         except helm_python.HelmError as error:
-            raise _map_error(release, "uninstall", error) from None
+            raise self._mapped(release, "uninstall", error) from None
 
     def test(self, release: ReleaseRef, timeout: int = DEFAULT_TIMEOUT_SECONDS) -> str:
         """Run the release's `helm test` hooks; returns their logs, raises if one fails."""
         try:
             result = self._config(release.namespace).test(release.name, timeout=timeout, logs=True)
         except helm_python.HelmError as error:
-            raise _map_error(release, "test", error) from None
+            raise self._mapped(release, "test", error) from None
         return str(result.get("logs", ""))

@@ -2,6 +2,13 @@
 directly for the one thing Helm leaves to its user: a revision stuck in ``pending-*`` after the
 process that held it died. Unlocking marks that revision failed, with the reason, as Flux's
 helm-controller does, so the next operation may proceed. No revision is removed.
+
+A failed revision of floe-deploy's carries the verdict on it: failed for a transient reason
+(the cluster's, not the values': see ``helm.engine.is_transient``), its description starting
+``transient:`` and the label ``floe.dev/transient-failure: "<revision>"``; or failed for a
+reason of its own (``floe.dev/final-failure: "<revision>"``). Helm returns the labels with the
+revision. A label names its own revision because Helm copies the last revision's custom labels
+into the next one: a copy names another revision and means nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +24,22 @@ from kubernetes.client.exceptions import ApiException
 from floe_deploy_assets.kube.retry import call_with_retry
 
 CONFLICT_ATTEMPTS = 3
+TRANSIENT_FAILURE_LABEL = "floe.dev/transient-failure"
+FINAL_FAILURE_LABEL = "floe.dev/final-failure"
+TRANSIENT_PREFIX = "transient: "
+
+
+def failed_transiently(revision: int, labels: dict[str, str], description: str = "") -> bool:
+    """Whether revision ``revision`` (its Helm labels and description) was marked as failed
+    for a transient reason."""
+    return labels.get(TRANSIENT_FAILURE_LABEL) == str(revision) or description.startswith(
+        TRANSIENT_PREFIX
+    )
+
+
+def failed_finally(revision: int, labels: dict[str, str]) -> bool:
+    """Whether revision ``revision`` was marked as failed for a reason of its own."""
+    return labels.get(FINAL_FAILURE_LABEL) == str(revision)
 
 
 def _secret_name(release: str, revision: int) -> str:
@@ -38,11 +61,31 @@ class ReleaseStorage:
         self.core = core
 
     def set_status(
-        self, namespace: str, release: str, revision: int, status: str, description: str
+        self,
+        namespace: str,
+        release: str,
+        revision: int,
+        status: str,
+        description: str,
+        *,
+        transient: bool | None = None,
     ) -> None:
-        """Rewrite one revision's status (and the storage label Helm queries by). Transient API
-        failures are retried; a conflict (the record changed since it was read) is read and
-        applied again, a few times."""
+        """Rewrite one revision's status (and the storage label Helm queries by); ``transient``
+        True marks a failure as the cluster's (``TRANSIENT_PREFIX`` before the description, and
+        the ``TRANSIENT_FAILURE_LABEL``), False as the release's own (``FINAL_FAILURE_LABEL``),
+        None says nothing. Transient API failures are retried; a conflict (the record changed
+        since it was read) is read and applied again, a few times."""
+        if transient and not description.startswith(TRANSIENT_PREFIX):
+            description = TRANSIENT_PREFIX + description
+        labels: dict[str, str | None] = {"status": status}
+        if transient is not None:
+            verdict, other = (
+                (TRANSIENT_FAILURE_LABEL, FINAL_FAILURE_LABEL)
+                if transient
+                else (FINAL_FAILURE_LABEL, TRANSIENT_FAILURE_LABEL)
+            )
+            labels[verdict] = str(revision)
+            labels[other] = None  # a copy of the last revision's (see the module): removed
         name = _secret_name(release, revision)
         what = f"marking {name} in {namespace} {status}"
         for attempt in range(CONFLICT_ATTEMPTS):
@@ -52,7 +95,7 @@ class ReleaseStorage:
             document["info"]["description"] = description
             patch = {
                 "metadata": {
-                    "labels": {"status": status},
+                    "labels": labels,
                     "resourceVersion": secret.metadata.resource_version,
                 },
                 "data": {"release": _encode(document)},

@@ -2,13 +2,15 @@
 
 Exit codes as for the other commands (``floe_deploy_assets.cli``): 3 when a model failed or
 the run could not go on (``NotDeployedError``: the table or the error is already printed), 2 for
-bad input. ``floe_deploy_assets.cli`` is only read when a function here runs, never at import,
+bad input, 130/143 when stopped by SIGINT/SIGTERM (the run's Jobs are deleted first).
+``floe_deploy_assets.cli`` is only read when a function here runs, never at import,
 so that module may import this one at its top.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import floe_deploy_assets.cli as base_cli
 from floe_deploy_assets.jobs.plan import Outcome, select_models
 from floe_deploy_assets.jobs.runner import JobRunner, RunnerError, RunnerSettings, RunReport
 from floe_deploy_assets.jobs.spec import JobTemplate, check_run_id, new_run_id, with_job_settings
+from floe_deploy_assets.kube.errors import cluster_step
 from floe_deploy_assets.models.config import ConfigError
 
 DEFAULTS = RunnerSettings()
@@ -80,12 +83,23 @@ def run_models_command(args: argparse.Namespace) -> None:
         )
         chart_dir = generator.config.chart_path("jobs")
         with JobTemplate(chart_dir, values, release_name=ref.name, namespace=ref.namespace) as t:
-            print(f"run {run_id}: {len(models)} models in namespace {ref.namespace}")
+            print(f"run {run_id}: {len(models)} models in namespace {ref.namespace}", flush=True)
+            runner = JobRunner(cluster.api, t, settings)
             try:
-                report = JobRunner(cluster.api, t, settings).run(models, run_id)
+                with cluster_step(f"running the models (run {run_id})", ref):
+                    report = runner.run(models, run_id)
             except RunnerError as error:
-                print(f"floe-deploy: {error}")
+                print(
+                    f"floe-deploy: running the models (run {run_id}) for {ref} failed: {error}",
+                    file=sys.stderr,
+                )
                 raise base_cli.NotDeployedError from None
+            except KeyboardInterrupt:  # SIGINT or SIGTERM: the runner cleaned up first
+                print(
+                    f"floe-deploy: run {run_id}: {runner.abandoned or 'no Job created'}",
+                    file=sys.stderr,
+                )
+                raise
         print_report(report)
         if report.failed:
             raise base_cli.NotDeployedError

@@ -15,7 +15,6 @@ through the same queue as the watch events.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import time
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ from floe_deploy_assets.jobs import pods
 from floe_deploy_assets.jobs.plan import Outcome, RunPlan
 from floe_deploy_assets.jobs.spec import RUN_LABEL, JobTemplate, ModelJob, job_name
 from floe_deploy_assets.jobs.watch import CountingApiClient, Observed, RunWatch
+from floe_deploy_assets.kube.access import bounded_copy
 from floe_deploy_assets.kube.retry import call_with_retry, describe
 from floe_deploy_assets.models.jobs import DataProductJob, JobPhase
 
@@ -127,6 +127,7 @@ class _RunState:
     events: queue.Queue = field(default_factory=queue.Queue)
     active: dict[str, _Active] = field(default_factory=dict)  # by Job name
     results: dict[str, ModelResult] = field(default_factory=dict)  # by model
+    submitted: int = 0  # Job creations handed to the pool
 
 
 class JobRunner:
@@ -136,10 +137,13 @@ class JobRunner:
         template: JobTemplate,
         settings: RunnerSettings | None = None,
     ) -> None:
-        # A client of our own, so that its call counts are this runner's alone.
-        self.api = CountingApiClient(api.configuration)
+        # A client of our own, so that its call counts are this runner's alone; every request
+        # of it has a timeout (kube.access).
+        self.api = bounded_copy(api, CountingApiClient)
         self.template, self.namespace = template, template.namespace
         self.settings = settings or RunnerSettings()
+        # How a run that stopped early (an error, SIGTERM, Ctrl-C) left its Jobs, in words.
+        self.abandoned: str | None = None
         self._batch, self._core = client.BatchV1Api(self.api), client.CoreV1Api(self.api)
 
     def run(self, models: Mapping[str, tuple[str, ...]], run_id: str) -> RunReport:
@@ -157,9 +161,11 @@ class JobRunner:
                 self._drain(state)
                 self._enforce_deadlines(state)
         finally:
+            # Also on KeyboardInterrupt (SIGINT, and SIGTERM as floe-deploy's main turns it):
+            # the creations in flight end, then every Job of the run is deleted.
             watch.stop()
             pool.shutdown(wait=True, cancel_futures=True)
-            if not state.plan.finished:
+            if not state.plan.finished and state.submitted:
                 self._abandon(run_id)
         return RunReport(
             run_id,
@@ -171,16 +177,25 @@ class JobRunner:
 
     def _abandon(self, run_id: str) -> None:
         """The run stopped early (a watch died, the API failed, the process is being stopped):
-        its Jobs go too, or they would run on unobserved and run again on the rerun."""
-        # Best effort: the error that stopped the run is the one to report.
-        with contextlib.suppress(Exception):
+        its Jobs go too, or they would run on unobserved and run again on the rerun. Best
+        effort: the error that stopped the run is the one raised; ``abandoned`` says how the
+        deletion went."""
+        selector = f"{RUN_LABEL}={run_id}"
+        try:
             call_with_retry(
                 self._batch.delete_collection_namespaced_job,
                 self.namespace,
-                label_selector=f"{RUN_LABEL}={run_id}",
+                label_selector=selector,
                 propagation_policy="Background",
                 what=f"deleting the Jobs of run {run_id} in namespace {self.namespace}",
                 deadline=10,
+            )
+            self.abandoned = f"deleted the Jobs of run {run_id} in namespace {self.namespace}"
+        except Exception as error:
+            self.abandoned = (
+                f"could not delete the Jobs of run {run_id} in namespace {self.namespace} "
+                f"({describe(error)}); delete them with: kubectl delete jobs -n "
+                f"{self.namespace} -l {selector}"
             )
 
     # --- starting -------------------------------------------------------------------------
@@ -196,6 +211,7 @@ class JobRunner:
                 time.monotonic(),
                 float(spec.manifest["spec"]["activeDeadlineSeconds"]),
             )
+            state.submitted += 1  # before: a signal between the two must not skip the clean-up
             pool.submit(self._create, spec, state.events)
 
     def _check_release(self, spec: ModelJob) -> None:
@@ -211,7 +227,12 @@ class JobRunner:
         }
         for kind, (read, name) in needed.items():
             try:
-                read(name, self.namespace)
+                call_with_retry(
+                    read,
+                    name,
+                    self.namespace,
+                    what=f"reading {kind} {name} in namespace {self.namespace}",
+                )
             except ApiException as error:
                 if error.status != NOT_FOUND:
                     raise

@@ -21,9 +21,16 @@ from types import TracebackType
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from floe_deploy_assets.kube.retry import call_with_retry
+
 DEFAULT_LEASE_SECONDS = 30
 POLL_SECONDS = 1.0
 REQUEST_TIMEOUT = (5, 15)  # connect, read: no Lease call may hang the deploy it guards
+# Freeing the Lease happens on the way out (also when the deploy is stopped by a signal): it
+# must not hold the exit up. Not freed, the Lease expires after its duration anyway.
+RELEASE_TIMEOUT = (3, 5)
+RENEWER_JOIN_SECONDS = 2.0  # a renewal still in flight loses its compare-and-swap
+HOLDER_READ_DEADLINE = 10.0  # current_holder, for status reports
 
 
 class ReleaseBusyError(RuntimeError):
@@ -222,13 +229,16 @@ class ReleaseLock:
 
     def release_lock(self, delete: bool = False) -> None:
         """Let go of the Lease (``delete``: remove it, as an uninstall does), if it is still
-        ours: a lapsed Lease another deploy has taken is not ours to clear."""
+        ours: a lapsed Lease another deploy has taken is not ours to clear. Runs on every way
+        out of the ``with`` block, a signal's included, with short request timeouts (a renewal
+        in flight meanwhile fails its compare-and-swap), so the next deploy need not wait out
+        the Lease's duration."""
         self._stop.set()
         if self._renewer is not None:
-            self._renewer.join(timeout=5)
+            self._renewer.join(timeout=RENEWER_JOIN_SECONDS)
         try:
             lease = self.api.read_namespaced_lease(
-                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT
+                self.name, self.namespace, _request_timeout=RELEASE_TIMEOUT
             )
             holder = _holder(lease)
             if holder is None or holder.identity != self.identity:
@@ -242,13 +252,13 @@ class ReleaseLock:
                             resource_version=lease.metadata.resource_version
                         )
                     ),
-                    _request_timeout=REQUEST_TIMEOUT,
+                    _request_timeout=RELEASE_TIMEOUT,
                 )
                 return
             lease.spec.holder_identity = None
             lease.spec.renew_time = None
             self.api.replace_namespaced_lease(
-                self.name, self.namespace, lease, _request_timeout=REQUEST_TIMEOUT
+                self.name, self.namespace, lease, _request_timeout=RELEASE_TIMEOUT
             )
         except ApiException as error:
             if error.status not in (404, 409):  # gone, or taken over meanwhile: nothing to free
@@ -260,11 +270,20 @@ def _micro(moment: datetime) -> str:
 
 
 def current_holder(
-    coordination: client.CoordinationV1Api, namespace: str, release: str
+    coordination: client.CoordinationV1Api,
+    namespace: str,
+    release: str,
+    deadline: float = HOLDER_READ_DEADLINE,
 ) -> LeaseHolder | None:
     """The live holder of a release's Lease, if any (for status reports)."""
     try:
-        lease = coordination.read_namespaced_lease(lease_name(release), namespace)
+        lease = call_with_retry(
+            coordination.read_namespaced_lease,
+            lease_name(release),
+            namespace,
+            what=f"reading the Lease {lease_name(release)} in namespace {namespace}",
+            deadline=deadline,
+        )
     except ApiException as error:
         if error.status == 404:
             return None

@@ -5,9 +5,15 @@ and connection failures (refused, reset, dropped without an answer, timed out). 
 any other 4xx is the caller's to handle, and a 409 Conflict in particular is returned to the
 caller as it came (re-reading and re-applying is a decision, not a retry).
 
-Note that the kubernetes client's urllib3 pool already retries, silently, a dropped connection
-or a 429/503 carrying ``Retry-After`` up to three times for idempotent requests (GET, PUT,
-DELETE...); when those retries run out it raises ``MaxRetryError``, which is retryable here.
+Note that a kubernetes client left at its defaults has its urllib3 pool retry, silently, a
+dropped connection or a 429/503 carrying ``Retry-After`` up to three times for idempotent
+requests (GET, PUT, DELETE...), raising ``MaxRetryError`` (retryable here) when they run out:
+each attempt here could then last four request timeouts. The clients of ``kube.access`` turn
+urllib3's retries off, so this module is the one layer that retries and a deadline holds.
+
+Every attempt is bounded: it is given a request timeout (connect, which covers the TCP connect
+and the TLS handshake, and read), cut to what is left of the deadline, so an API server that
+accepts connections and never answers costs at most the deadline, not forever.
 
 A retried request that never got an answer may have been applied: a create retried after a
 dropped connection can come back 409 AlreadyExists, which is, again, the caller's to judge.
@@ -22,6 +28,7 @@ import email.utils
 import http.client
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -38,6 +45,8 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 GONE = 410
 DEFAULT_DEADLINE = 30.0
 REQUEST_TIMEOUT = (5.0, 60.0)  # connect, read: a list of 1,000 pods reads in well under a second
+MIN_REQUEST_TIMEOUT = 1.0  # an attempt's timeouts, however little of the deadline is left
+WATCH_READ_MARGIN = 30.0  # a watch's read timeout beyond its own timeoutSeconds
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,10 @@ def retry_after(error: BaseException) -> float | None:
 
 
 def describe(error: BaseException) -> str:
-    """One line: the HTTP status and the API server's message, or the connection failure."""
+    """One line: the HTTP status and the API server's message, the connection failure in
+    words (where to, and what happened: refused, no answer within N s, dropped, TLS), the
+    message of one of our own errors (it names its class's meaning already), or any other
+    error's class and message."""
     if isinstance(error, ApiException):
         message = ""
         try:
@@ -130,9 +142,58 @@ def describe(error: BaseException) -> str:
         return f"HTTP {error.status} {error.reason or ''}".rstrip() + (
             f": {message}" if message else ""
         )
-    if isinstance(error, urllib3_errors.MaxRetryError):
-        return f"{type(error).__name__}: {error.reason!r}"
-    return f"{type(error).__name__}: {error}"
+    if isinstance(error, urllib3_errors.HTTPError):
+        return _connection_failure(error)
+    if type(error).__module__.startswith("floe_deploy_assets."):
+        return _one_line(str(error))  # ours say what they are; a class name would double it
+    return _one_line(f"{type(error).__name__}: {error}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _endpoint(error: BaseException) -> str:
+    """scheme://host:port of the connection or pool an urllib3 error carries, if any."""
+    holder = vars(error).get("conn") or vars(error).get("pool")  # not the deprecated property
+    host, port = getattr(holder, "host", None), getattr(holder, "port", None)
+    if not host:
+        return "the API server"
+    scheme = getattr(holder, "scheme", None) or (
+        "https" if "HTTPS" in type(holder).__name__ else "http"
+    )
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+
+
+_TIMEOUT_SECONDS = re.compile(r"timeout=([0-9.]+)")
+
+
+def _connection_failure(error: urllib3_errors.HTTPError) -> str:
+    where = _endpoint(error)
+    if isinstance(error, urllib3_errors.MaxRetryError):  # urllib3 gave up retrying: why
+        reason = error.reason
+        if isinstance(reason, urllib3_errors.HTTPError):
+            return _connection_failure(reason).replace("the API server", where, 1)
+        return _one_line(f"{where}: gave up after retries: {reason or error}")
+    text = _one_line(str(getattr(error, "_message", None) or error))
+    if isinstance(error, urllib3_errors.NewConnectionError):  # a ConnectTimeoutError too
+        cause = text.split("Failed to establish a new connection: ")[-1]
+        cause = re.sub(r"^\[Errno -?\d+\] ", "", cause)
+        return f"cannot connect to {where}: {cause[:1].lower()}{cause[1:]}"
+    if isinstance(error, urllib3_errors.TimeoutError):
+        seconds = _TIMEOUT_SECONDS.search(text)
+        within = f" within {float(seconds.group(1)):g} s" if seconds else ""
+        phase = (
+            "connecting"
+            if isinstance(error, urllib3_errors.ConnectTimeoutError)
+            else "in the TLS handshake or for the response"
+        )
+        return f"no answer from {where}{within} (timed out {phase})"
+    if isinstance(error, urllib3_errors.SSLError):
+        return f"TLS with {where} failed: {text}"
+    if isinstance(error, urllib3_errors.ProtocolError):
+        return f"the connection to {where} was dropped: {text}"
+    return f"{where}: {type(error).__name__}: {text}"
 
 
 def call_with_retry(
@@ -150,14 +211,18 @@ def call_with_retry(
     deadline leaves no room for the next attempt, ``RetryDeadlineError`` names ``what``,
     the attempts made and the last failure (chained as its cause). Each attempt is a
     kubernetes-client call given ``request_timeout`` (connect, read seconds) as its
-    ``_request_timeout``, so no single attempt can hang past the deadline: an answer that
-    never comes is a timeout, which is retried like a dropped connection."""
-    if request_timeout is not None:
-        kwargs.setdefault("_request_timeout", request_timeout)
+    ``_request_timeout``, each part cut to what is left of the deadline (at least
+    ``MIN_REQUEST_TIMEOUT``), so no attempt runs much past the deadline: an answer that never
+    comes is a timeout, which is retried like a dropped connection. A ``_request_timeout``
+    the caller gives is used as given."""
+    explicit = "_request_timeout" in kwargs
     start = policy.clock()
     attempt = 0
     while True:
         attempt += 1
+        if request_timeout is not None and not explicit:
+            left = deadline - (policy.clock() - start)
+            kwargs["_request_timeout"] = _within(request_timeout, left)
         try:
             return fn(*args, **kwargs)
         except Exception as error:
@@ -170,6 +235,12 @@ def call_with_retry(
             if policy.clock() + wait - start >= deadline:
                 raise RetryDeadlineError(what, attempt, deadline, error) from error
             policy.sleep(wait)
+
+
+def _within(timeout: tuple[float, float], left: float) -> tuple[float, float]:
+    """``timeout`` (connect, read) cut to ``left`` seconds, each at least the minimum."""
+    bound = max(MIN_REQUEST_TIMEOUT, left)
+    return (min(timeout[0], bound), min(timeout[1], bound))
 
 
 @dataclass(frozen=True)
@@ -224,12 +295,14 @@ def watch_with_relist(
         remaining = int(end - policy.clock())
         if remaining < 1:
             return
+        # The server ends the watch after timeoutSeconds; a read timeout beyond that ends a
+        # watch whose server went silent (a watch event can be minutes apart: not shorter).
         stream = kube_watch.Watch().stream(
             list_fn,
             *args,
             resource_version=resource_version,
             timeout_seconds=remaining,
-            **kwargs,
+            **{"_request_timeout": (REQUEST_TIMEOUT[0], remaining + WATCH_READ_MARGIN), **kwargs},
         )
         try:
             for event in stream:

@@ -7,10 +7,15 @@ helm-controller does the same: observe, classify, act once).
 - pending-stale: pending past the deadline, held by nobody -> unlock (mark it failed); a pending
   revision made by floe-deploy is stale at once when the caller holds the release lock, since
   every floe-deploy write happens under that lock (``kube.lease``);
-- failed: by policy, retry the upgrade, roll back to the last good revision, or hold;
+- failed: by policy, retry the upgrade, roll back to the last good revision, or hold; but a
+  revision that failed for a transient reason (the cluster's: a dropped connection, 429, 5xx,
+  a conflict on the release record, retries exhausted) is no verdict on the values: its upgrade
+  is retried whatever the policy, as for an interrupted pending revision (never rolled back,
+  never held); a rollback cut short that way after the desired digests failed for a reason of
+  their own is done again (by the policy), not those digests;
 - in-sync: deployed with the desired chart and values digests -> nothing (no new revision);
 - out-of-sync: deployed with other digests -> upgrade (held instead when exactly these digests
-  already failed and were rolled back, unless the policy retries);
+  already failed, not transiently, and were rolled back, unless the policy retries);
 - drifted: in sync, but live objects differ from the manifest -> reported; corrected on request
   (observed by the caller, ``helm.deploy``, which reads the live objects).
 
@@ -71,6 +76,13 @@ class Revision:
     status: str  # Helm's status of this revision
     updated_at: datetime
     digests: Digests | None  # None when the revision was not made by us (no digest labels)
+    # It failed for a transient reason (the cluster's, not the values'), as recorded by
+    # floe-deploy: no verdict on its chart and values.
+    transient: bool = False
+
+    @property
+    def failed_finally(self) -> bool:
+        return self.status == "failed" and not self.transient
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,11 @@ def decide(
             ReleaseState.OUT_OF_SYNC, Action.UPGRADE, f"revision {latest.number} differs: {changed}"
         )
     if latest.digests is not None and latest.digests != desired:
+        failed_before = _last_attempt(revisions, desired)
+        if latest.transient and failed_before is not None and remediation is not Remediation.RETRY:
+            # The desired digests failed for a reason of their own, and what came after them
+            # (a rollback) was cut short by the cluster: that is done again, not the values.
+            return _remediate(revisions, latest, remediation)
         # A new desired state deserves its own attempt, whatever became of the last one
         # (Flux resets its failure count when the spec changes).
         return Decision(
@@ -166,14 +183,22 @@ def decide(
             f"revision {latest.number} is {latest.status}; "
             f"{_what_changed(latest.digests, desired)} since, so the new state is tried",
         )
+    if latest.status == "failed" and latest.transient:
+        return Decision(
+            ReleaseState.FAILED,
+            Action.RETRY_UPGRADE,
+            f"revision {latest.number} failed for a transient reason (the cluster's, not the "
+            "values'): the upgrade is retried, nothing is rolled back or held",
+        )
     return _remediate(revisions, latest, remediation)
 
 
 def _last_attempt(revisions: list[Revision], desired: Digests) -> Revision | None:
-    """The newest revision made with ``desired``, if it failed (a rollback's revision carries
-    its target's digests, so only revisions whose status is failed count)."""
+    """The newest revision made with ``desired``, if it failed for a reason of its own (a
+    rollback's revision carries its target's digests, so only revisions whose status is failed
+    count; a transient failure is no verdict on the values)."""
     attempts = [r for r in revisions if r.digests == desired]
-    return attempts[-1] if attempts and attempts[-1].status == "failed" else None
+    return attempts[-1] if attempts and attempts[-1].failed_finally else None
 
 
 def _what_changed(current: Digests | None, desired: Digests) -> str:
@@ -219,7 +244,8 @@ def history_table(history: list[Revision]) -> str:
     """The revisions as a markdown table, newest first: the per-environment history of chart
     and values digests (kept by Helm's own revision records, which carry them as labels)."""
     rows = [
-        f"| {r.number} | {r.status} | {r.updated_at.isoformat()} "
+        f"| {r.number} | {r.status}{' (transient)' if r.transient else ''} "
+        f"| {r.updated_at.isoformat()} "
         f"| {r.digests.chart[:12] if r.digests else '(not floe-deploy)'} "
         f"| {r.digests.values[:12] if r.digests else ''} |"
         for r in sorted(history, key=lambda r: r.number, reverse=True)

@@ -16,6 +16,7 @@ from floe_deploy_assets.release.decide import (
     Remediation,
     Revision,
     decide,
+    history_table,
     platform_status,
 )
 
@@ -30,8 +31,9 @@ def rev(
     *,
     age: timedelta = timedelta(hours=1),
     digests: Digests | None = DESIRED,
+    transient: bool = False,
 ) -> Revision:
-    return Revision(number, status, NOW - age, digests)
+    return Revision(number, status, NOW - age, digests, transient)
 
 
 def run(
@@ -199,3 +201,107 @@ def test_a_failed_release_with_new_desired_digests_tries_them():
     decision = run([rev(1, "deployed", digests=OTHER), rev(2, "failed", digests=OTHER)])
     assert (decision.state, decision.action) == (ReleaseState.FAILED, Action.UPGRADE)
     assert "values changed since" in decision.reason
+
+
+# -- a transient failure (the cluster's, not the values') is no verdict ---------------------------
+
+
+@pytest.mark.parametrize("policy", list(Remediation))
+def test_a_transient_failure_is_retried_whatever_the_policy_never_rolled_back_or_held(
+    policy: Remediation,
+):
+    history = [rev(1, "superseded"), rev(2, "deployed"), rev(3, "failed", transient=True)]
+    decision = run(history, remediation=policy, lock_held=True)
+    assert (decision.state, decision.action) == (ReleaseState.FAILED, Action.RETRY_UPGRADE)
+    assert "transient" in decision.reason
+    assert decision.target_revision is None
+
+
+def test_a_first_install_that_failed_transiently_is_retried_not_held():
+    decision = run([rev(1, "failed", transient=True)])
+    assert decision.action is Action.RETRY_UPGRADE  # a final failure here is held (above)
+
+
+def test_digests_that_failed_transiently_and_were_rolled_back_are_tried_again_not_held():
+    history = [
+        rev(1, "superseded", digests=OTHER),
+        rev(2, "failed", transient=True),  # the desired digests failed, the cluster's fault...
+        rev(3, "deployed", digests=OTHER),  # ...and were rolled back (before issue 13)
+    ]
+    decision = run(history)
+    assert (decision.state, decision.action) == (ReleaseState.OUT_OF_SYNC, Action.UPGRADE)
+
+
+def test_only_the_newest_attempt_of_the_digests_counts_for_the_hold():
+    final_then_transient = [
+        rev(1, "superseded", digests=OTHER),
+        rev(2, "failed"),  # a verdict...
+        rev(3, "superseded", digests=OTHER),
+        rev(4, "failed", transient=True),  # ...then a fair new attempt cut short by the cluster
+        rev(5, "deployed", digests=OTHER),
+    ]
+    assert run(final_then_transient).action is Action.UPGRADE
+    transient_then_final = [
+        rev(1, "superseded", digests=OTHER),
+        rev(2, "failed", transient=True),
+        rev(3, "superseded", digests=OTHER),
+        rev(4, "failed"),  # the values' own failure
+        rev(5, "deployed", digests=OTHER),
+    ]
+    decision = run(transient_then_final)
+    assert decision.action is Action.HOLD
+    assert "already failed as revision 4" in decision.reason
+
+
+def test_a_transient_failure_after_a_final_one_is_retried():
+    history = [
+        rev(1, "deployed", digests=OTHER),
+        rev(2, "failed"),
+        rev(3, "failed", transient=True),
+    ]
+    assert run(history).action is Action.RETRY_UPGRADE
+    # ...and the final failure is still remediated when it is the latest
+    assert run(history[:2]).action is Action.ROLLBACK
+
+
+def test_a_transient_failure_of_other_digests_tries_the_new_state():
+    decision = run(
+        [rev(1, "deployed", digests=OTHER), rev(2, "failed", digests=OTHER, transient=True)]
+    )
+    assert (decision.state, decision.action) == (ReleaseState.FAILED, Action.UPGRADE)
+
+
+def test_the_history_table_says_which_failures_were_transient():
+    table = history_table([rev(1, "deployed"), rev(2, "failed", transient=True), rev(3, "failed")])
+    assert "| 2 | failed (transient) |" in table
+    assert "| 3 | failed |" in table
+
+
+@given(
+    history=st.lists(st.tuples(statuses, st.booleans()), min_size=1, max_size=6),
+    policy=st.sampled_from(list(Remediation)),
+    lock_held=st.booleans(),
+)
+def test_a_latest_transient_failure_never_leads_to_a_rollback_or_a_hold(history, policy, lock_held):
+    revisions = [
+        rev(i + 1, s, age=timedelta(minutes=5 * (6 - i)), transient=t and s == "failed")
+        for i, (s, t) in enumerate(history)
+    ]
+    revisions[-1] = rev(len(history), "failed", transient=True)
+    decision = run(revisions, remediation=policy, lock_held=lock_held)
+    assert decision.action is Action.RETRY_UPGRADE
+
+
+def test_a_rollback_cut_short_by_the_cluster_is_done_again_not_the_values_that_failed():
+    history = [
+        rev(1, "deployed", digests=OTHER),
+        rev(2, "failed"),  # the desired digests' own failure...
+        rev(3, "failed", digests=OTHER, transient=True),  # ...then the rollback hit a blip
+    ]
+    decision = run(history)
+    assert (decision.action, decision.target_revision) == (Action.ROLLBACK, 1)
+    assert run(history, remediation=Remediation.HOLD).action is Action.HOLD
+    assert run(history, remediation=Remediation.RETRY).action is Action.UPGRADE
+    # A rollback that failed for a reason of its own: the desired state is tried (as before).
+    history[2] = rev(3, "failed", digests=OTHER)
+    assert run(history).action is Action.UPGRADE

@@ -72,7 +72,8 @@ def test_retryable_failures_are_retried_with_growing_backoff(clock: FakeClock):
     result = call_with_retry(fn, "ns", what="list pods", deadline=30, policy=policy(clock), x=1)
 
     assert result == "ok"
-    assert len(fn.calls) == 5 and fn.calls[0] == (("ns",), {"x": 1, "_request_timeout": (5, 60)})
+    # The read timeout is cut to the 30 s deadline: no attempt may outlast it.
+    assert len(fn.calls) == 5 and fn.calls[0] == (("ns",), {"x": 1, "_request_timeout": (5, 30)})
     assert clock.sleeps == [0.2, 0.4, 0.8, 1.6]  # jitter at its top: the full backoff
 
 
