@@ -42,6 +42,7 @@ from floe_deploy_assets.kube.lease import DEFAULT_LEASE_SECONDS, lease_name
 from localcluster import ClusterConfig, cluster
 from tests.support.charts import ROOT
 from tests.support.deployment import create_operator_secrets, write_config
+from tests.support.waits import create_namespace_ready_for_pods
 
 RELEASES = ("floe-platform", "floe-jobs")
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
@@ -138,11 +139,10 @@ def run(kubeconfig: Path, kills: int, terms: int, seed: int) -> None:
     api = kube_config.new_client_from_config(str(kubeconfig))
     core, coordination = client.CoreV1Api(api), client.CoordinationV1Api(api)
     namespace = f"signals-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": namespace}})
+    create_namespace_ready_for_pods(core, namespace)
     scratch = Path(tempfile.mkdtemp(prefix="bench-signals-"))
     rng = random.Random(seed)
     try:
-        time.sleep(2)  # the namespace's default ServiceAccount
         create_operator_secrets(core, namespace)
         code, out, installed = _run("deploy", *_config(scratch, kubeconfig, namespace, 0))
         assert code == 0, out

@@ -20,7 +20,7 @@ from kubernetes import client, config
 
 from floe_deploy_assets.helm.engine import SdkHelmEngine
 from localcluster import ClusterConfig, cluster
-from tests.support.waits import wait_for
+from tests.support.waits import create_namespace_ready_for_pods
 
 TEST_PORT_BASE = int(os.environ.get("FLOE_TEST_PORT_BASE", "16460"))
 
@@ -64,19 +64,7 @@ def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
     """A fresh namespace whose default ServiceAccount has its token, so pods can be created."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = kube_cluster.core
-    core.create_namespace({"metadata": {"name": name}})
-
-    def default_account_has_token() -> bool:
-        accounts = core.list_namespaced_service_account(
-            name, field_selector="metadata.name=default"
-        )
-        return bool(accounts.items and accounts.items[0].secrets)
-
-    wait_for(
-        default_account_has_token,
-        timeout=30,
-        reason=f"the default ServiceAccount token in namespace {name}",
-    )
+    create_namespace_ready_for_pods(core, name)
     yield name
     core.delete_namespace(name, propagation_policy="Background")
 

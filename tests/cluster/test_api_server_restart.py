@@ -33,7 +33,7 @@ from localcluster import ClusterConfig, cluster
 from tests.conftest import TEST_PORT_BASE
 from tests.support.charts import CONFIG, generated_values
 from tests.support.deployment import create_operator_secrets
-from tests.support.waits import wait_for
+from tests.support.waits import create_namespace_ready_for_pods, wait_for
 
 pytestmark = pytest.mark.cluster
 CHART = CONFIG.chart_path("platform")
@@ -66,19 +66,7 @@ def test_an_api_server_killed_mid_upgrade_is_no_verdict_and_the_release_converge
     kubeconfig = own_cluster.admin_kubeconfig
     core = client.CoreV1Api(kube_config.new_client_from_config(str(kubeconfig)))
     namespace = "restart"
-    core.create_namespace({"metadata": {"name": namespace}})
-    wait_for(
-        lambda: bool(
-            (
-                accounts := core.list_namespaced_service_account(
-                    namespace, field_selector="metadata.name=default"
-                )
-            ).items
-            and accounts.items[0].secrets
-        ),
-        timeout=30,
-        reason=f"the default ServiceAccount token in {namespace}",
-    )
+    create_namespace_ready_for_pods(core, namespace)
     create_operator_secrets(core, namespace)
     ref = ReleaseRef("floe-platform", namespace, "floe-restart")
     engine = SdkHelmEngine(kubeconfig)

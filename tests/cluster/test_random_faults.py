@@ -54,7 +54,7 @@ from tests.conftest import KubeCluster
 from tests.support.charts import CONFIG, generated_values, values_generator
 from tests.support.deployment import create_operator_secrets
 from tests.support.faultproxy import Fault, FaultProxy, Rule
-from tests.support.waits import wait_for
+from tests.support.waits import create_namespace_ready_for_pods
 
 pytestmark = pytest.mark.cluster
 SEEDS = [int(s) for s in os.environ.get("FLOE_FAULT_SEEDS", "11,12,13").split(",")]
@@ -213,22 +213,10 @@ def run_seed(
     direct_api = kube_config.new_client_from_config(str(kubeconfig))
     core = client.CoreV1Api(direct_api)
     namespace = f"faults-{seed}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": namespace}})
+    create_namespace_ready_for_pods(core, namespace)
     result = SeedResult(seed, rate, helm_rate)
     started = time.monotonic()
     try:
-        wait_for(
-            lambda: bool(
-                (
-                    accounts := core.list_namespaced_service_account(
-                        namespace, field_selector="metadata.name=default"
-                    )
-                ).items
-                and accounts.items[0].secrets
-            ),
-            timeout=30,
-            reason=f"the default ServiceAccount token in {namespace}",
-        )
         create_operator_secrets(core, namespace)
         with ExitStack() as stack:
             helm_proxy, helm_rule = _proxy_with_faults(stack, kubeconfig, seed, helm_rate)

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from kubernetes import client
+
 T = TypeVar("T")
 
 
@@ -23,3 +25,22 @@ def wait_for(
     raise AssertionError(
         f"timed out after {timeout:.0f} s waiting for {reason}; last seen: {last!r}"
     )
+
+
+def create_namespace_ready_for_pods(core: client.CoreV1Api, name: str) -> str:
+    """Create namespace ``name`` and wait until its default ServiceAccount has its token (the
+    token controller adds it; until then no pod of the namespace can be created)."""
+    core.create_namespace({"metadata": {"name": name}})
+
+    def default_account_has_token() -> bool:
+        accounts = core.list_namespaced_service_account(
+            name, field_selector="metadata.name=default"
+        )
+        return bool(accounts.items and accounts.items[0].secrets)
+
+    wait_for(
+        default_account_has_token,
+        timeout=30,
+        reason=f"the default ServiceAccount token in namespace {name}",
+    )
+    return name
