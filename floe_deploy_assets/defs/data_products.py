@@ -16,7 +16,7 @@ Dagster's own per-asset failure events (``AssetMaterializationFailure``) are not
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,7 @@ from pydantic import Field
 from floe_deploy_assets.defs.deploy_assets import generator_for, release_key
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.defs.sensors import INTERVAL_SECONDS
-from floe_deploy_assets.jobs.plan import Outcome, select_models
+from floe_deploy_assets.jobs.plan import Outcome, dependents, select_models
 from floe_deploy_assets.jobs.pods import IMAGE_PULL_REASONS
 from floe_deploy_assets.jobs.runner import JobRunner, ModelResult, RunnerSettings
 from floe_deploy_assets.jobs.spec import JobTemplate
@@ -210,7 +210,9 @@ def rerun_sensor(
 ) -> dg.SensorDefinition:
     models = _models(artifacts)
     keys = {m.name: model_key(artifacts, m.name) for m in models}
-    downstream = _downstream({m.name: m.depends_on for m in models})
+    downstream = Downstream({m.name: m.depends_on for m in models})
+    # Built once: reading a failed run then costs the models it names, not every model.
+    ranked = {key.to_user_string(): (rank, name) for rank, (name, key) in enumerate(keys.items())}
 
     @dg.sensor(
         name="failed_model_reruns",
@@ -244,7 +246,7 @@ def rerun_sensor(
         )
         for record in found.records:
             cursor["after_run_failure"] = record.storage_id
-            waiting.extend(_retryable_failures(instance, record, keys))
+            waiting.extend(_retryable_failures(instance, record, ranked))
         requests, cursor["waiting"] = [], []
         notes = []  # why a failure is not rerun now: the tick's skip reason
         for failure in waiting:
@@ -289,20 +291,25 @@ def rerun_sensor(
     return failed_model_reruns
 
 
-def _downstream(depends_on: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Each model's transitive downstream models, in the document's order."""
-    below: dict[str, list[str]] = {}
-    for model in depends_on:
+class Downstream:
+    """Each model's transitive downstream models, in the order of ``depends_on``, found when
+    asked (a walk of the dependencies turned around, once per model asked about). The sensor asks
+    only about the models that failed: every model's downstream up front would cost models
+    times dependencies, since a model near the top of a deep DAG has most of it below."""
+
+    def __init__(self, depends_on: Mapping[str, Iterable[str]]) -> None:
+        self._dependents = dependents(depends_on)
+        self._position = {name: index for index, name in enumerate(depends_on)}
+
+    def __getitem__(self, model: str) -> list[str]:
         found: set[str] = set()
         frontier = [model]
         while frontier:
-            current = frontier.pop()
-            for other, upstream in depends_on.items():
-                if current in upstream and other not in found:
-                    found.add(other)
-                    frontier.append(other)
-        below[model] = [m for m in depends_on if m in found]
-    return below
+            for dependent in self._dependents[frontier.pop()]:
+                if dependent not in found:
+                    found.add(dependent)
+                    frontier.append(dependent)
+        return sorted(found, key=self._position.__getitem__)
 
 
 def _latest_run_failure(instance: dg.DagsterInstance) -> int | None:
@@ -311,13 +318,15 @@ def _latest_run_failure(instance: dg.DagsterInstance) -> int | None:
 
 
 def _retryable_failures(
-    instance: dg.DagsterInstance, record: dg.EventLogRecord, keys: dict[str, dg.AssetKey]
+    instance: dg.DagsterInstance, record: dg.EventLogRecord, ranked: dict[str, tuple[int, str]]
 ) -> list[dict[str, Any]]:
-    """The models that failed for a retryable reason in the failed run of ``record``."""
+    """The models that failed for a retryable reason in the failed run of ``record``, in the
+    models' order (``ranked``: by asset key as the failure writes it, the model's place in
+    that order and its name)."""
     failure = run_failure(instance, record.run_id)
     found = []
-    for model, key in keys.items():
-        details = failure.get(key.to_user_string())
+    for (_, model), key in sorted((ranked[key], key) for key in failure if key in ranked):
+        details = failure[key]
         if details and details["phase"] == Outcome.FAILED and details["retryable"]:
             found.append(
                 {
