@@ -12,44 +12,17 @@ model run deletes its Jobs, and the command ends without a traceback.
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
+import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 
-import yaml
-from kubernetes.client.exceptions import ApiException
-from urllib3 import exceptions as urllib3_errors
-
-from floe_deploy_assets.helm.charts import check_chart_paths
-from floe_deploy_assets.helm.deploy import (
-    DeployOutcome,
-    DeployPolicy,
-    deploy,
-    digest_history,
-    plan,
-)
-from floe_deploy_assets.helm.engine import ChartError, HelmEngineError, ReleaseRef, SdkHelmEngine
-from floe_deploy_assets.helm.inputs import values_generator
-from floe_deploy_assets.helm.render import RenderError, render_chart
-from floe_deploy_assets.helm.uninstall import ObjectsLeftBehindError, uninstall
-from floe_deploy_assets.jobs.cli import add_run_models_parser, run_models_command
-from floe_deploy_assets.kube.access import ClusterAccess
-from floe_deploy_assets.kube.errors import ClusterCallError, cluster_step
-from floe_deploy_assets.kube.health import release_health
-from floe_deploy_assets.kube.lease import LockLostError, ReleaseBusyError, current_holder
-from floe_deploy_assets.kube.retry import RetryDeadlineError, describe
-from floe_deploy_assets.kube.secrets import missing_secrets
-from floe_deploy_assets.models.artifacts import ArtifactsError, load_compiled_artifacts
-from floe_deploy_assets.models.config import ChartKind, ConfigError, load_deployment_config
-from floe_deploy_assets.models.deployment import Health
-from floe_deploy_assets.release.decide import Action, Remediation, history_table
-from floe_deploy_assets.release.diff import manifest_diff
-from floe_deploy_assets.values.generator import HelmValuesGenerator
+from floe_deploy_assets.jobs.cli import add_run_models_parser
+from floe_deploy_assets.release.decide import Remediation  # deploy --remediation's choices
 
 EXIT_INVALID_VALUES = 1
 EXIT_BAD_INPUT = 2
@@ -204,221 +177,39 @@ def _add_deploy_options(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
-    config = load_deployment_config(args.config)
-    source = args.artifacts or config.artifacts_path
-    try:
-        check_chart_paths(config)  # both charts and their file:// dependencies, before any use
-        generator = values_generator(
-            config, load_compiled_artifacts(source), args.env, args.chart, str(source)
-        )
-    except ConfigError as error:
-        raise ConfigError(f"{args.config}: {error}") from None
-    problems = generator.validate()
-    if problems:
-        # The values are withheld: a failing secret rule means they may hold a credential.
-        print(
-            f"values of {args.chart} for {args.env} fail validation ({len(problems)}):",
-            file=sys.stderr,
-        )
-        for problem in problems[:PROBLEMS_SHOWN]:
-            print(f"  {problem} [{problem.rule}]", file=sys.stderr)
-        if len(problems) > PROBLEMS_SHOWN:
-            print(f"  ... and {len(problems) - PROBLEMS_SHOWN} more", file=sys.stderr)
-        raise InvalidValuesError
-    for secret in generator.required_secrets:
-        print(
-            f"# requires Secret {secret.name} (keys: {', '.join(secret.keys)}): {secret.why}",
-            file=sys.stderr,
-        )
-    return generator
-
-
-def values_command(args: argparse.Namespace) -> None:
-    generator = _validated_generator(args)
-    layered = generator.layered
-    if not args.provenance:
-        print(yaml.safe_dump(generator.generate(), sort_keys=False), end="")
-        return
-    for pointer in sorted(layered.provenance):
-        value = _at(layered.values, pointer)
-        print(f"{pointer}  {json.dumps(value)}  # {layered.provenance[pointer]}")
-
-
-def render_command(args: argparse.Namespace) -> None:
-    generator = _validated_generator(args)
-    config = generator.config
-    rendered = render_chart(
-        config.chart_path(args.chart),
-        generator.helm_values(),
-        release_name=config.release_name(args.chart, args.env),
-        namespace=generator.mapping.namespace_for(args.env),
-    )
-    if args.output_dir is None:
-        print(yaml.safe_dump_all(rendered.objects, sort_keys=False), end="")
-        return
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    for index, obj in enumerate(rendered.objects):
-        name = f"{index:03d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-        (args.output_dir / name).write_text(yaml.safe_dump(obj, sort_keys=False))
-    print(f"wrote {len(rendered.objects)} objects to {args.output_dir}", file=sys.stderr)
-
-
-def _at(values: object, pointer: str) -> object:
-    for token in pointer.split("/")[1:]:
-        key = token.replace("~1", "/").replace("~0", "~")
-        values = values[key]  # type: ignore[index]
-    return values
-
-
-def _per_chart(args: argparse.Namespace, charts: Sequence[ChartKind] = ("platform", "jobs")):
-    """For each chart asked for (platform first: the jobs use its collector and storage): the
-    validated values generator, the release, and the cluster access of the environment."""
-    engine: SdkHelmEngine | None = None
-    cluster: ClusterAccess | None = None
-    # Every chart's values are validated before the first release is touched: values of the
-    # jobs that fail a check must not leave the platform deployed (nothing half-applied).
-    generators = [
-        (chart, _validated_generator(argparse.Namespace(**{**vars(args), "chart": chart})))
-        for chart in getattr(args, "chart", None) or charts
-    ]
-    for chart, generator in generators:
-        config, mapping = generator.config, generator.mapping
-        if engine is None or cluster is None:
-            engine = SdkHelmEngine(args.kubeconfig, context=mapping.cluster)
-            cluster = ClusterAccess.from_kubeconfig(args.kubeconfig, context=mapping.cluster)
-        ref = ReleaseRef(
-            config.release_name(chart, args.env), mapping.namespace_for(args.env), mapping.cluster
-        )
-        yield chart, generator, ref, engine, cluster
-
-
-def _policy(args: argparse.Namespace) -> DeployPolicy:
-    return DeployPolicy(
-        remediation=Remediation(args.remediation),
-        timeout=timedelta(seconds=args.timeout),
-        lock_wait=timedelta(seconds=args.lock_wait),
-        correct_drift=args.correct_drift,
-    )
-
-
-def deploy_command(args: argparse.Namespace) -> None:
-    policy = _policy(args)
-    for chart, generator, ref, engine, cluster in _per_chart(args):
-        chart_dir = generator.config.chart_path(chart)
-        values = generator.helm_values()
-        if args.dry_run:
-            _print_plan(chart, engine, ref, chart_dir, values, policy)
-            continue
-        with cluster_step("checking the Secrets it needs", ref):
-            missing = missing_secrets(cluster.core, ref.namespace, generator.required_secrets)
-        if missing:
-            raise ConfigError("nothing deployed: " + "; ".join(missing))
-        with cluster_step("deploying", ref):
-            outcome = deploy(engine, ref, chart_dir, values, cluster=cluster, policy=policy)
-        _print_outcome(chart, outcome)
-        if not outcome.succeeded:
-            # The jobs depend on the platform: nothing more is deployed after a failure.
-            raise NotDeployedError
-
-
-def _print_plan(
-    chart: str,
-    engine: SdkHelmEngine,
-    ref: ReleaseRef,
-    chart_dir: Path,
-    values: dict,
-    policy: DeployPolicy,
-) -> None:
-    decision = plan(engine, ref, chart_dir, values, policy)
-    print(f"{chart}: {decision.state} -> would {decision.action}: {decision.reason}")
-    if decision.action in (Action.INSTALL, Action.UPGRADE, Action.RETRY_UPGRADE):
-        current = engine.status(ref)
-        diff = manifest_diff(
-            current.manifest if current else "", engine.preview(ref, chart_dir, values)
-        )
-        print(diff or "  (the manifest is unchanged)")
-
-
-def _print_outcome(chart: str, outcome: DeployOutcome) -> None:
-    if outcome.unlocked:
-        print(f"{chart}: unlocked: {outcome.unlocked.reason}")
-    release = outcome.release
-    where = f"revision {release.revision} {release.status}" if release else "no release"
-    decision = outcome.decision
-    print(f"{chart}: {decision.state} -> {decision.action}: {decision.reason} ({where})")
-    if outcome.error is not None:
-        print(f"{chart}: FAILED: {outcome.error}")
-        remediation = outcome.remediation
-        # Only what was done in this run: a rollback (a retry or a hold is the next run's).
-        if remediation is not None and remediation.action is Action.ROLLBACK:
-            print(f"{chart}: remediation {remediation.action}: {remediation.reason}")
-        for component in outcome.components:
-            if component.health != Health.HEALTHY:
-                reason = component.reason or ""
-                print(f"  {component.type} {component.name}: {component.health} {reason}")
-
-
-def status_command(args: argparse.Namespace) -> None:
-    for chart, _, ref, engine, cluster in _per_chart(args):
-        release = engine.status(ref)
-        if release is None:
-            print(f"{chart}: {ref} is not installed")
-            continue
-        print(
-            f"{chart}: {ref}: revision {release.revision} {release.status} "
-            f"(chart {release.chart_version})"
-        )
-        with cluster_step("reading the release's Lease", ref):
-            holder = current_holder(cluster.coordination, ref.namespace, ref.name)
-        if holder is not None:
-            print(f"  being deployed by {holder.identity} (lock renewed {holder.renewed_at})")
-        with cluster_step("reading the workloads' health", ref):
-            components = release_health(cluster.api, ref.namespace, ref.name)
-        for component in components:
-            counts = component.replicas
-            print(
-                f"  {component.type:<12} {component.name:<40} "
-                f"{counts.ready}/{counts.desired} ready  {component.health:<9} "
-                f"{component.reason or ''}"
-            )
-
-
-def history_command(args: argparse.Namespace) -> None:
-    for chart, _, ref, engine, _ in _per_chart(args):
-        print(f"{chart}: {ref}")
-        print(history_table(digest_history(engine, ref)))
-
-
-def uninstall_command(args: argparse.Namespace) -> None:
-    # The jobs first: they use the platform's services.
-    for chart, _, ref, engine, cluster in _per_chart(args, charts=("jobs", "platform")):
-        with cluster_step("uninstalling", ref):
-            outcome = uninstall(engine, ref, cluster, delete_data=args.delete_data)
-        print(f"{chart}: {ref} {'uninstalled' if outcome.uninstalled else 'was not installed'}")
-        for claim in outcome.deleted_claims:
-            print(f"  deleted PersistentVolumeClaim {claim}")
-        for claim in outcome.kept_claims:
-            print(f"  kept PersistentVolumeClaim {claim} (its data); --delete-data deletes it")
-
-
+# Each command's module, imported only when it runs: the cluster commands' brings the Kubernetes
+# client and Helm's engine, the offline ones' the values generator and its validation, none of
+# which the parser or --help needs (and `values` needs no Kubernetes client nor Helm).
 COMMANDS = {
-    "values": values_command,
-    "render": render_command,
-    "deploy": deploy_command,
-    "status": status_command,
-    "uninstall": uninstall_command,
-    "history": history_command,
-    "run-models": run_models_command,
+    "values": "floe_deploy_assets.offline_commands:values_command",
+    "render": "floe_deploy_assets.offline_commands:render_command",
+    "deploy": "floe_deploy_assets.cluster_commands:deploy_command",
+    "status": "floe_deploy_assets.cluster_commands:status_command",
+    "uninstall": "floe_deploy_assets.cluster_commands:uninstall_command",
+    "history": "floe_deploy_assets.cluster_commands:history_command",
+    "run-models": "floe_deploy_assets.jobs.run_models:run_models_command",
 }
+
+
+def _command(name: str) -> Callable[[argparse.Namespace], None]:
+    module, function = COMMANDS[name].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def console() -> None:
     """The ``floe-deploy`` executable. Piped into ``head``, it stops quietly as other
-    command-line tools do (the disposition is the process's, so only the executable sets it:
-    ``main`` also runs inside other processes, such as the tests)."""
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(main())
+    command-line tools do: exit 141, as a shell reports a pipe closed under a writer. Not by
+    restoring SIGPIPE's default action, which would also end the process when a connection
+    to the API server or Helm's relay breaks under a write (a blip, retried where it
+    happens)."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at /dev/null, so that Python's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 128 + signal.SIGPIPE
+    sys.exit(code)
 
 
 AFTER_STOP = {  # what a stopped command leaves, beyond what it printed itself
@@ -432,6 +223,8 @@ AFTER_STOP = {  # what a stopped command leaves, beyond what it printed itself
 def _environment(args: argparse.Namespace) -> str:
     """``environment E (namespace N on cluster C)``, as far as the configuration says."""
     try:
+        from floe_deploy_assets.models.config import load_deployment_config
+
         mapping = load_deployment_config(args.config).mapping_for(args.env)
         return (
             f"environment {args.env} (namespace {mapping.namespace_for(args.env)} on cluster "
@@ -441,11 +234,56 @@ def _environment(args: argparse.Namespace) -> str:
         return f"environment {args.env}"
 
 
+# What main makes of an error a command raised, the first match counting: its exit code, after
+# the error's message. Classes are named "module:Class" and looked up by _raised, not imported.
+ERROR_EXITS: tuple[tuple[tuple[str, ...], int], ...] = (
+    (
+        (
+            "floe_deploy_assets.kube.lease:ReleaseBusyError",
+            "floe_deploy_assets.kube.lease:LockLostError",
+            "floe_deploy_assets.helm.uninstall:ObjectsLeftBehindError",
+            "floe_deploy_assets.kube.errors:ClusterCallError",
+        ),
+        EXIT_NOT_DEPLOYED,
+    ),
+    (
+        (
+            "floe_deploy_assets.models.config:ConfigError",
+            "floe_deploy_assets.models.artifacts:ArtifactsError",
+            "floe_deploy_assets.helm.render:RenderError",
+            "floe_deploy_assets.helm.engine:ChartError",
+        ),
+        EXIT_BAD_INPUT,
+    ),
+    # the cluster refused or could not be reached
+    (("floe_deploy_assets.helm.engine:HelmEngineError",), EXIT_NOT_DEPLOYED),
+)
+# A Kubernetes API call outside the steps that name their release: the message names the
+# environment and its cluster.
+API_ERRORS = (
+    "kubernetes.client.exceptions:ApiException",
+    "urllib3.exceptions:HTTPError",
+    "floe_deploy_assets.kube.retry:RetryDeadlineError",
+)
+
+
+def _raised(error: BaseException, classes: Sequence[str]) -> bool:
+    """Whether ``error`` is an instance of one of the ``classes`` ("module:Class"). Only the
+    classes of modules already imported are looked up: an error of a class whose module no one
+    imported cannot have been raised, and the check then imports none of the libraries (the
+    Kubernetes client, Helm's) that the command ran without."""
+    for name in classes:
+        module, cls = name.split(":")
+        if module in sys.modules and isinstance(error, getattr(sys.modules[module], cls)):
+            return True
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         with stop_on_signals():
-            COMMANDS[args.command](args)
+            _command(args.command)(args)
     except KeyboardInterrupt as stop:  # Stopped, or a SIGINT outside the main thread's handler
         signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
         after = AFTER_STOP.get(args.command)
@@ -459,22 +297,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID_VALUES
     except NotDeployedError:
         return EXIT_NOT_DEPLOYED
-    except (
-        ReleaseBusyError,
-        LockLostError,
-        ObjectsLeftBehindError,
-        ClusterCallError,
-    ) as error:
-        print(f"floe-deploy: {error}", file=sys.stderr)
-        return EXIT_NOT_DEPLOYED
-    except (ConfigError, ArtifactsError, RenderError, ChartError) as error:
-        print(f"floe-deploy: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except HelmEngineError as error:  # the cluster refused or could not be reached
-        print(f"floe-deploy: {error}", file=sys.stderr)
-        return EXIT_NOT_DEPLOYED
-    except (ApiException, urllib3_errors.HTTPError, RetryDeadlineError) as error:
-        # A call outside the steps above: the environment and its cluster say where.
+    except Exception as error:
+        for classes, code in ERROR_EXITS:
+            if _raised(error, classes):
+                print(f"floe-deploy: {error}", file=sys.stderr)
+                return code
+        if not _raised(error, API_ERRORS):
+            raise
+        from floe_deploy_assets.kube.retry import describe  # the error came from its client
+
         print(
             f"floe-deploy: {args.command} for {_environment(args)} failed: the Kubernetes API: "
             f"{describe(error)}",

@@ -1,8 +1,7 @@
-"""``floe-deploy run-models``: run an environment's dbt models, one Kubernetes Job each.
-
-Exit codes as for the other commands (``floe_deploy_assets.cli``): 3 when a model failed or
-the run could not go on (``NotDeployedError``: the table or the error is already printed), 2 for
-bad input, 130/143 when stopped by SIGINT/SIGTERM (the run's Jobs are deleted first).
+"""The parser of ``floe-deploy run-models``. ``floe_deploy_assets.cli`` builds it for every
+command, ``--help`` and ``values`` included, so it imports nothing heavy: the command itself,
+which needs the Kubernetes client and Helm's renderer, is ``floe_deploy_assets.jobs.run_models``,
+imported only when it runs.
 ``floe_deploy_assets.cli`` is only read when a function here runs, never at import,
 so that module may import this one at its top.
 """
@@ -10,18 +9,10 @@ so that module may import this one at its top.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import floe_deploy_assets.cli as base_cli
-from floe_deploy_assets.jobs.plan import Outcome, select_models
-from floe_deploy_assets.jobs.runner import JobRunner, RunnerError, RunnerSettings, RunReport
-from floe_deploy_assets.jobs.spec import JobTemplate, check_run_id, new_run_id, with_job_settings
-from floe_deploy_assets.kube.errors import cluster_step
-from floe_deploy_assets.models.config import ConfigError
-
-DEFAULTS = RunnerSettings()
 
 
 def _positive(text: str) -> int:
@@ -32,6 +23,8 @@ def _positive(text: str) -> int:
 
 
 def add_run_models_parser(subparsers: Any) -> None:
+    """The runner's settings are left None when not given: ``run_models_command`` fills in
+    ``RunnerSettings``' defaults, whose module the parser does not import."""
     command = subparsers.add_parser(
         "run-models", help="run an environment's dbt models as Jobs, in dependency order"
     )
@@ -48,81 +41,17 @@ def add_run_models_parser(subparsers: Any) -> None:
     command.add_argument(
         "--run-id", help="run id, recorded as a label; the same id adopts the run's Jobs"
     )
-    command.add_argument(
-        "--concurrency", type=_positive, default=DEFAULTS.concurrency, help="Jobs at once"
-    )
+    command.add_argument("--concurrency", type=_positive, help="Jobs at once")
     command.add_argument(
         "--dbt-command", choices=("run", "build", "test"), help="default: the chart's job.command"
     )
     command.add_argument(
         "--schedule-deadline",
         type=_positive,
-        default=int(DEFAULTS.schedule_deadline),
         help="seconds a pod may stay unscheduled before its model fails",
     )
     command.add_argument(
         "--start-deadline",
         type=_positive,
-        default=int(DEFAULTS.start_deadline),
         help="seconds a scheduled pod may take to start before its model fails",
     )
-
-
-def run_models_command(args: argparse.Namespace) -> None:
-    run_id = check_run_id(args.run_id) if args.run_id else new_run_id()
-    for _, generator, ref, _, cluster in base_cli._per_chart(args, charts=("jobs",)):
-        transforms = generator.artifacts.transforms
-        if transforms is None:
-            raise ConfigError(f"the CompiledArtifacts for {args.env} have no transforms.models")
-        models = select_models(transforms.models_in_dependency_order(), args.select)
-        values = with_job_settings(generator.helm_values(), command=args.dbt_command)
-        settings = RunnerSettings(
-            concurrency=args.concurrency,
-            schedule_deadline=args.schedule_deadline,
-            start_deadline=args.start_deadline,
-        )
-        chart_dir = generator.config.chart_path("jobs")
-        with JobTemplate(chart_dir, values, release_name=ref.name, namespace=ref.namespace) as t:
-            print(f"run {run_id}: {len(models)} models in namespace {ref.namespace}", flush=True)
-            runner = JobRunner(cluster.api, t, settings)
-            try:
-                with cluster_step(f"running the models (run {run_id})", ref):
-                    report = runner.run(models, run_id)
-            except RunnerError as error:
-                print(
-                    f"floe-deploy: running the models (run {run_id}) for {ref} failed: {error}",
-                    file=sys.stderr,
-                )
-                raise base_cli.NotDeployedError from None
-            except KeyboardInterrupt:  # SIGINT or SIGTERM: the runner cleaned up first
-                print(
-                    f"floe-deploy: run {run_id}: {runner.abandoned or 'no Job created'}",
-                    file=sys.stderr,
-                )
-                raise
-        print_report(report)
-        if report.failed:
-            raise base_cli.NotDeployedError
-
-
-def print_report(report: RunReport) -> None:
-    rows = [
-        (
-            r.model,
-            r.job_name,
-            r.phase,
-            f"{r.duration:.1f}s" if r.duration is not None else "-",
-            f"{r.reason}: {r.message}" if r.outcome is not Outcome.SUCCEEDED else "",
-        )
-        for r in report.results
-    ]
-    header = ("MODEL", "JOB", "PHASE", "DURATION", "REASON")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    for row in [header, *rows]:
-        padded = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*padded, row[4]]).rstrip())
-    for result in report.failed:
-        logs = result.job.status.logs if result.job and result.job.status else None
-        if logs:
-            print(f"\n--- last log lines of {result.model} ({result.job_name}) ---")
-            print(logs.rstrip())

@@ -1,0 +1,166 @@
+"""The commands that work on a cluster: ``floe-deploy deploy``, ``status``, ``history`` and
+``uninstall`` (``run-models`` runs through ``per_chart`` too). Imported only when one of them
+runs: this module brings the Kubernetes client and Helm's engine, which ``values``, ``render``
+and ``--help`` do without."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from floe_deploy_assets.cli import NotDeployedError
+from floe_deploy_assets.helm.deploy import (
+    DeployOutcome,
+    DeployPolicy,
+    deploy,
+    digest_history,
+    plan,
+)
+from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
+from floe_deploy_assets.helm.uninstall import uninstall
+from floe_deploy_assets.kube.access import ClusterAccess
+from floe_deploy_assets.kube.errors import cluster_step
+from floe_deploy_assets.kube.health import release_health
+from floe_deploy_assets.kube.lease import current_holder
+from floe_deploy_assets.kube.secrets import missing_secrets
+from floe_deploy_assets.models.config import ChartKind, ConfigError
+from floe_deploy_assets.models.deployment import Health
+from floe_deploy_assets.offline_commands import validated_generator
+from floe_deploy_assets.release.decide import Action, Remediation, history_table
+from floe_deploy_assets.release.diff import manifest_diff
+from floe_deploy_assets.values.generator import HelmValuesGenerator
+
+
+def per_chart(
+    args: argparse.Namespace, charts: Sequence[ChartKind] = ("platform", "jobs")
+) -> Iterator[tuple[ChartKind, HelmValuesGenerator, ReleaseRef, SdkHelmEngine, ClusterAccess]]:
+    """For each chart asked for (platform first: the jobs use its collector and storage): the
+    validated values generator, the release, and the cluster access of the environment."""
+    engine: SdkHelmEngine | None = None
+    cluster: ClusterAccess | None = None
+    # Every chart's values are validated before the first release is touched: values of the
+    # jobs that fail a check must not leave the platform deployed (nothing half-applied).
+    generators = [
+        (chart, validated_generator(argparse.Namespace(**{**vars(args), "chart": chart})))
+        for chart in getattr(args, "chart", None) or charts
+    ]
+    for chart, generator in generators:
+        config, mapping = generator.config, generator.mapping
+        if engine is None or cluster is None:
+            engine = SdkHelmEngine(args.kubeconfig, context=mapping.cluster)
+            cluster = ClusterAccess.from_kubeconfig(args.kubeconfig, context=mapping.cluster)
+        ref = ReleaseRef(
+            config.release_name(chart, args.env), mapping.namespace_for(args.env), mapping.cluster
+        )
+        yield chart, generator, ref, engine, cluster
+
+
+def _policy(args: argparse.Namespace) -> DeployPolicy:
+    return DeployPolicy(
+        remediation=Remediation(args.remediation),
+        timeout=timedelta(seconds=args.timeout),
+        lock_wait=timedelta(seconds=args.lock_wait),
+        correct_drift=args.correct_drift,
+    )
+
+
+def deploy_command(args: argparse.Namespace) -> None:
+    policy = _policy(args)
+    for chart, generator, ref, engine, cluster in per_chart(args):
+        chart_dir = generator.config.chart_path(chart)
+        values = generator.helm_values()
+        if args.dry_run:
+            _print_plan(chart, engine, ref, chart_dir, values, policy)
+            continue
+        with cluster_step("checking the Secrets it needs", ref):
+            missing = missing_secrets(cluster.core, ref.namespace, generator.required_secrets)
+        if missing:
+            raise ConfigError("nothing deployed: " + "; ".join(missing))
+        with cluster_step("deploying", ref):
+            outcome = deploy(engine, ref, chart_dir, values, cluster=cluster, policy=policy)
+        _print_outcome(chart, outcome)
+        if not outcome.succeeded:
+            # The jobs depend on the platform: nothing more is deployed after a failure.
+            raise NotDeployedError
+
+
+def _print_plan(
+    chart: str,
+    engine: SdkHelmEngine,
+    ref: ReleaseRef,
+    chart_dir: Path,
+    values: dict,
+    policy: DeployPolicy,
+) -> None:
+    decision = plan(engine, ref, chart_dir, values, policy)
+    print(f"{chart}: {decision.state} -> would {decision.action}: {decision.reason}")
+    if decision.action in (Action.INSTALL, Action.UPGRADE, Action.RETRY_UPGRADE):
+        current = engine.status(ref)
+        diff = manifest_diff(
+            current.manifest if current else "", engine.preview(ref, chart_dir, values)
+        )
+        print(diff or "  (the manifest is unchanged)")
+
+
+def _print_outcome(chart: str, outcome: DeployOutcome) -> None:
+    if outcome.unlocked:
+        print(f"{chart}: unlocked: {outcome.unlocked.reason}")
+    release = outcome.release
+    where = f"revision {release.revision} {release.status}" if release else "no release"
+    decision = outcome.decision
+    print(f"{chart}: {decision.state} -> {decision.action}: {decision.reason} ({where})")
+    if outcome.error is not None:
+        print(f"{chart}: FAILED: {outcome.error}")
+        remediation = outcome.remediation
+        # Only what was done in this run: a rollback (a retry or a hold is the next run's).
+        if remediation is not None and remediation.action is Action.ROLLBACK:
+            print(f"{chart}: remediation {remediation.action}: {remediation.reason}")
+        for component in outcome.components:
+            if component.health != Health.HEALTHY:
+                reason = component.reason or ""
+                print(f"  {component.type} {component.name}: {component.health} {reason}")
+
+
+def status_command(args: argparse.Namespace) -> None:
+    for chart, _, ref, engine, cluster in per_chart(args):
+        release = engine.status(ref)
+        if release is None:
+            print(f"{chart}: {ref} is not installed")
+            continue
+        print(
+            f"{chart}: {ref}: revision {release.revision} {release.status} "
+            f"(chart {release.chart_version})"
+        )
+        with cluster_step("reading the release's Lease", ref):
+            holder = current_holder(cluster.coordination, ref.namespace, ref.name)
+        if holder is not None:
+            print(f"  being deployed by {holder.identity} (lock renewed {holder.renewed_at})")
+        with cluster_step("reading the workloads' health", ref):
+            components = release_health(cluster.api, ref.namespace, ref.name)
+        for component in components:
+            counts = component.replicas
+            print(
+                f"  {component.type:<12} {component.name:<40} "
+                f"{counts.ready}/{counts.desired} ready  {component.health:<9} "
+                f"{component.reason or ''}"
+            )
+
+
+def history_command(args: argparse.Namespace) -> None:
+    for chart, _, ref, engine, _ in per_chart(args):
+        print(f"{chart}: {ref}")
+        print(history_table(digest_history(engine, ref)))
+
+
+def uninstall_command(args: argparse.Namespace) -> None:
+    # The jobs first: they use the platform's services.
+    for chart, _, ref, engine, cluster in per_chart(args, charts=("jobs", "platform")):
+        with cluster_step("uninstalling", ref):
+            outcome = uninstall(engine, ref, cluster, delete_data=args.delete_data)
+        print(f"{chart}: {ref} {'uninstalled' if outcome.uninstalled else 'was not installed'}")
+        for claim in outcome.deleted_claims:
+            print(f"  deleted PersistentVolumeClaim {claim}")
+        for claim in outcome.kept_claims:
+            print(f"  kept PersistentVolumeClaim {claim} (its data); --delete-data deletes it")
