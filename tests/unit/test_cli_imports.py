@@ -1,5 +1,6 @@
 """The offline commands import only what they use (issue 14): ``--help``, ``values`` and
-``render`` never import the Kubernetes client, and only ``render`` imports Helm's renderer. Each
+``render`` never import the Kubernetes client or Dagster, and only ``render`` imports Helm's
+renderer. Each
 command runs in a fresh interpreter, since this test session has imported everything already.
 And ``main``, which names the errors it maps to exit codes rather than importing them, still
 maps each as before."""
@@ -29,7 +30,7 @@ from floe_deploy_assets.models.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "floe-deploy.yaml")
-WATCHED = ("kubernetes", "helm_python", "urllib3")
+WATCHED = ("kubernetes", "helm_python", "urllib3", "dagster")
 # Runs main as the executable does and prints, as its last line of output, the exit code and
 # which of the WATCHED packages were imported by then.
 PROBE = f"""
