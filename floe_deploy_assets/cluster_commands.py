@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from kubernetes import config as kube_config
+
 from floe_deploy_assets.cli import NotDeployedError
 from floe_deploy_assets.helm.deploy import (
     DeployOutcome,
@@ -49,12 +51,26 @@ def per_chart(
     for chart, generator in generators:
         config, mapping = generator.config, generator.mapping
         if engine is None or cluster is None:
+            cluster = _cluster_access(args.kubeconfig, mapping.cluster, args.env)
             engine = SdkHelmEngine(args.kubeconfig, context=mapping.cluster)
-            cluster = ClusterAccess.from_kubeconfig(args.kubeconfig, context=mapping.cluster)
         ref = ReleaseRef(
             config.release_name(chart, args.env), mapping.namespace_for(args.env), mapping.cluster
         )
         yield chart, generator, ref, engine, cluster
+
+
+def _cluster_access(kubeconfig: Path | None, context: str, environment: str) -> ClusterAccess:
+    """The environment's cluster, or ConfigError (bad input, exit 2) naming the kubeconfig and
+    context when the kubeconfig cannot be read or has no such context."""
+    try:
+        return ClusterAccess.from_kubeconfig(kubeconfig, context=context)
+    except (kube_config.ConfigException, OSError) as error:
+        where = str(kubeconfig) if kubeconfig else "$KUBECONFIG or ~/.kube/config"
+        raise ConfigError(
+            f"kubeconfig {where} cannot be used for context {context!r} (the cluster of "
+            f"environment {environment}): {error}; pass --kubeconfig with a kubeconfig that "
+            "has this context"
+        ) from None
 
 
 def _policy(args: argparse.Namespace) -> DeployPolicy:

@@ -171,3 +171,24 @@ def test_output_into_a_closed_pipe_ends_quietly_with_141():
         os.close(write_end)
     assert done.returncode == 141, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", ["status", "history", "deploy", "run-models"])
+def test_an_unusable_kubeconfig_is_bad_input_naming_it_and_the_context(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    missing = tmp_path / "missing.kubeconfig"
+    other = tmp_path / "other.kubeconfig"
+    other.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: []\nusers: []\n"
+        "contexts: [{name: elsewhere, context: {cluster: x, user: y}}]\n"
+        "current-context: elsewhere\n"
+    )
+    for kubeconfig in (missing, other):
+        code = cli.main(
+            [command, "--config", CONFIG, "--env", "dev", "--kubeconfig", str(kubeconfig)]
+        )
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert f"kubeconfig {kubeconfig} cannot be used for context 'floe-local'" in err
+        assert "environment dev" in err and "Traceback" not in err
