@@ -332,17 +332,8 @@ def _act(
         remediation: Decision | None
         if error.transient:
             # No verdict on the values: nothing is rolled back or held; say what comes next.
-            following = _secondary(
-                error,
-                "deciding what follows",
-                lambda: None,
-                _decide,
-                engine,
-                ref,
-                desired,
-                policy,
-                cluster is not None,
-                guard.verdicts,
+            following = _decide_while_handling(
+                error, "deciding what follows", engine, ref, desired, policy, guard
             )
             remediation = following and replace(
                 following,
@@ -462,17 +453,8 @@ def _attempt(
             policy.retry.sleep(wait)
             if current.action is Action.ROLLBACK:
                 continue  # to the same good revision
-            following = _secondary(
-                error,
-                "deciding the retry",
-                lambda: None,
-                _decide,
-                engine,
-                ref,
-                desired,
-                policy,
-                guard.cluster is not None,
-                guard.verdicts,
+            following = _decide_while_handling(
+                error, "deciding the retry", engine, ref, desired, policy, guard
             )
             if following is not None and following.action is Action.NOTHING:
                 # The attempt was recorded as deployed after all: nothing more to do.
@@ -526,6 +508,31 @@ def _secondary(
     except Exception as later:  # any of them: it must not hide the first error
         error.add_later(f"{what} failed: {later}")
         return fallback()
+
+
+def _decide_while_handling(
+    error: HelmEngineError,
+    what: str,
+    engine: HelmEngine,
+    ref: ReleaseRef,
+    desired: Digests,
+    policy: DeployPolicy,
+    guard: _Guard,
+) -> Decision | None:
+    """What ``decide`` says now, with this run's verdicts, while ``error`` is being handled:
+    None when deciding fails (that failure is added after ``error``)."""
+    return _secondary(
+        error,
+        what,
+        lambda: None,
+        _decide,
+        engine,
+        ref,
+        desired,
+        policy,
+        guard.cluster is not None,
+        guard.verdicts,
+    )
 
 
 def _remediate(

@@ -217,18 +217,18 @@ class HelmRelay:
                     timeout=urllib3.Timeout(connect=policy.timeout[0], read=read),
                 )
             except urllib3.exceptions.HTTPError:
-                if not self._may_repeat(start, attempt, None):
+                if not self._waited_to_repeat(start, attempt, None):
                     raise
             else:
-                if response.status not in RETRYABLE_STATUSES or not self._may_repeat(
+                if response.status not in RETRYABLE_STATUSES or not self._waited_to_repeat(
                     start, attempt, response.headers.get("Retry-After")
                 ):
                     return response
                 response.drain_conn()
                 response.release_conn()
 
-    def _may_repeat(self, start: float, attempt: int, retry_after: str | None) -> bool:
-        """Whether another attempt fits in the deadline; if so, waits for it."""
+    def _waited_to_repeat(self, start: float, attempt: int, retry_after: str | None) -> bool:
+        """Whether another attempt fits in the deadline, having waited for it if so."""
         retry = self.policy.retry
         wait = retry.backoff(attempt)
         with contextlib.suppress(TypeError, ValueError):
