@@ -43,8 +43,8 @@ from floe_deploy_assets.helm.inputs import values_generator
 from floe_deploy_assets.helm.render import build_dependencies, render_chart
 from floe_deploy_assets.jobs.runner import JobRunner, RunnerSettings, RunReport
 from floe_deploy_assets.jobs.spec import JobTemplate, with_job_settings
-from floe_deploy_assets.models.artifacts import load_compiled_artifacts
 from floe_deploy_assets.models.config import load_deployment_config
+from floe_deploy_assets.models.products import load_products
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_deployment_config(ROOT / "floe-deploy.yaml")
@@ -54,8 +54,7 @@ SETTINGS = RunnerSettings(concurrency=50, schedule_deadline=120, start_deadline=
 
 
 def jobs_values() -> dict:
-    artifacts = load_compiled_artifacts(CONFIG.artifacts_path)
-    values = values_generator(CONFIG, artifacts, "dev", "jobs").helm_values()
+    values = values_generator(CONFIG, load_products(CONFIG), "dev", "jobs").helm_values()
     # Finished Jobs go after a minute, so the cluster does not carry 400 of them.
     return with_job_settings(values, ttlSecondsAfterFinished=60)
 

@@ -52,9 +52,9 @@ from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
 from floe_deploy_assets.helm.inputs import values_generator
 from floe_deploy_assets.helm.render import build_dependencies
 from floe_deploy_assets.kube.health import RELEASE_LABEL, _matches, _selector, release_health
-from floe_deploy_assets.models.artifacts import load_compiled_artifacts
 from floe_deploy_assets.models.config import load_deployment_config
 from floe_deploy_assets.models.deployment import WorkloadType
+from floe_deploy_assets.models.products import load_products
 from floe_deploy_assets.release.decide import Action
 from floe_deploy_assets.release.digests import chart_digest, values_digest
 from floe_deploy_assets.values.generator import HelmValuesGenerator
@@ -129,8 +129,7 @@ def api_client(kubeconfig: Path) -> CountingApiClient:
 
 
 def _generator(chart: str) -> HelmValuesGenerator:
-    artifacts = load_compiled_artifacts(CONFIG.artifacts_path)
-    return values_generator(CONFIG, artifacts, "dev", chart)  # type: ignore[arg-type]
+    return values_generator(CONFIG, load_products(CONFIG), "dev", chart)  # type: ignore[arg-type]
 
 
 def chart_values(chart: str) -> dict[str, Any]:

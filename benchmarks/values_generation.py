@@ -12,8 +12,8 @@ import resource
 import time
 from pathlib import Path
 
-from floe_deploy_assets.models.artifacts import load_compiled_artifacts
 from floe_deploy_assets.models.config import DeploymentConfig
+from floe_deploy_assets.models.products import load_products
 from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
@@ -44,14 +44,14 @@ def run(environments: int) -> tuple[float, float]:
     values for every environment."""
     started = time.perf_counter()
     config = config_with(environments)
-    artifacts = load_compiled_artifacts(config.artifacts_path)
+    products = load_products(config)
     charts = {kind: ChartFiles.for_chart(config, kind) for kind in ("platform", "jobs")}
     inputs = {kind: (files.defaults(), files.schema()) for kind, files in charts.items()}
     loaded = time.perf_counter()
     for environment in config.environments:
         for kind, (defaults, schema) in inputs.items():
             generator = HelmValuesGenerator(
-                artifacts, environment, defaults, config=config, chart=kind, schema=schema
+                products, environment, defaults, config=config, chart=kind, schema=schema
             )  # type: ignore[arg-type]
             generator.generate()
             problems = generator.validate()

@@ -15,8 +15,8 @@ from pathlib import Path
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from floe_deploy_assets.models.artifacts import load_compiled_artifacts
 from floe_deploy_assets.models.config import load_deployment_config
+from floe_deploy_assets.models.products import load_products
 from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--env", required=True)
     args = parser.parse_args()
     deployment = load_deployment_config(args.config)
-    artifacts = load_compiled_artifacts(deployment.artifacts_path)
+    products = load_products(deployment)
     mapping = deployment.mapping_for(args.env)
     namespace = mapping.namespace_for(args.env)
     core = client.CoreV1Api(config.new_client_from_config(context=mapping.cluster))
@@ -39,7 +39,7 @@ def main() -> None:
     for chart in ("platform", "jobs"):
         files = ChartFiles.for_chart(deployment, chart)
         generator = HelmValuesGenerator(
-            artifacts,
+            products if chart == "platform" else products[:1],
             args.env,
             files.defaults(),
             config=deployment,

@@ -90,9 +90,15 @@ def _add_input_arguments(
     command.add_argument(
         "--artifacts",
         type=Path,
-        help="CompiledArtifacts JSON (default: the configuration's artifacts.path)",
+        help="one CompiledArtifacts JSON instead of the configuration's artifacts.path(s)",
     )
     command.add_argument("--env", required=True, help="environment, as named in the configuration")
+    command.add_argument(
+        "--product",
+        action="append",
+        metavar="NAME",
+        help="only this data product (its metadata.product_name; repeatable; default: all)",
+    )
     if not with_chart:
         return
     if chart_required:

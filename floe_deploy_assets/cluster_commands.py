@@ -1,5 +1,5 @@
 """The commands that work on a cluster: ``floe-deploy deploy``, ``status``, ``history`` and
-``uninstall`` (``run-models`` runs through ``per_chart`` too). Imported only when one of them
+``uninstall`` (``run-models`` runs through ``per_release`` too). Imported only when one of them
 runs: this module brings the Kubernetes client and Helm's engine, which ``values``, ``render``
 and ``--help`` do without."""
 
@@ -29,34 +29,27 @@ from floe_deploy_assets.kube.lease import current_holder
 from floe_deploy_assets.kube.secrets import missing_secrets
 from floe_deploy_assets.models.config import ChartKind, ConfigError
 from floe_deploy_assets.models.deployment import Health
-from floe_deploy_assets.offline_commands import validated_generator
+from floe_deploy_assets.offline_commands import validated_generators
 from floe_deploy_assets.release.decide import Action, Remediation, history_table
 from floe_deploy_assets.release.diff import manifest_diff
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 
-def per_chart(
+def per_release(
     args: argparse.Namespace, charts: Sequence[ChartKind] = ("platform", "jobs")
-) -> Iterator[tuple[ChartKind, HelmValuesGenerator, ReleaseRef, SdkHelmEngine, ClusterAccess]]:
-    """For each chart asked for (platform first: the jobs use its collector and storage): the
-    validated values generator, the release, and the cluster access of the environment."""
-    engine: SdkHelmEngine | None = None
-    cluster: ClusterAccess | None = None
-    # Every chart's values are validated before the first release is touched: values of the
+) -> Iterator[tuple[HelmValuesGenerator, ReleaseRef, SdkHelmEngine, ClusterAccess]]:
+    """For each release asked for (the platform first: the jobs use its collector and storage;
+    then each selected data product's jobs): the validated values generator, the release, and
+    the cluster access of the environment."""
+    # Every release's values are validated before the first release is touched: values of the
     # jobs that fail a check must not leave the platform deployed (nothing half-applied).
-    generators = [
-        (chart, validated_generator(argparse.Namespace(**{**vars(args), "chart": chart})))
-        for chart in getattr(args, "chart", None) or charts
-    ]
-    for chart, generator in generators:
-        config, mapping = generator.config, generator.mapping
-        if engine is None or cluster is None:
-            cluster = _cluster_access(args.kubeconfig, mapping.cluster, args.env)
-            engine = SdkHelmEngine(args.kubeconfig, context=mapping.cluster)
-        ref = ReleaseRef(
-            config.release_name(chart, args.env), mapping.namespace_for(args.env), mapping.cluster
-        )
-        yield chart, generator, ref, engine, cluster
+    generators = validated_generators(args, getattr(args, "chart", None) or charts)
+    mapping = generators[0].mapping
+    cluster = _cluster_access(args.kubeconfig, mapping.cluster, args.env)
+    engine = SdkHelmEngine(args.kubeconfig, context=mapping.cluster)
+    for generator in generators:
+        ref = ReleaseRef(generator.release_name, mapping.namespace_for(args.env), mapping.cluster)
+        yield generator, ref, engine, cluster
 
 
 def _cluster_access(kubeconfig: Path | None, context: str, environment: str) -> ClusterAccess:
@@ -84,11 +77,11 @@ def _policy(args: argparse.Namespace) -> DeployPolicy:
 
 def deploy_command(args: argparse.Namespace) -> None:
     policy = _policy(args)
-    for chart, generator, ref, engine, cluster in per_chart(args):
-        chart_dir = generator.config.chart_path(chart)
+    for generator, ref, engine, cluster in per_release(args):
+        chart_dir = generator.config.chart_path(generator.chart)
         values = generator.helm_values()
         if args.dry_run:
-            _print_plan(chart, engine, ref, chart_dir, values, policy)
+            _print_plan(generator.title, engine, ref, chart_dir, values, policy)
             continue
         with cluster_step("checking the Secrets it needs", ref):
             missing = missing_secrets(cluster.core, ref.namespace, generator.required_secrets)
@@ -96,7 +89,7 @@ def deploy_command(args: argparse.Namespace) -> None:
             raise ConfigError("nothing deployed: " + "; ".join(missing))
         with cluster_step("deploying", ref):
             outcome = deploy(engine, ref, chart_dir, values, cluster=cluster, policy=policy)
-        _print_outcome(chart, outcome)
+        _print_outcome(generator.title, outcome)
         if not outcome.succeeded:
             # The jobs depend on the platform: nothing more is deployed after a failure.
             raise NotDeployedError
@@ -140,7 +133,8 @@ def _print_outcome(chart: str, outcome: DeployOutcome) -> None:
 
 
 def status_command(args: argparse.Namespace) -> None:
-    for chart, _, ref, engine, cluster in per_chart(args):
+    for generator, ref, engine, cluster in per_release(args):
+        chart = generator.title
         release = engine.status(ref)
         if release is None:
             print(f"{chart}: {ref} is not installed")
@@ -165,14 +159,17 @@ def status_command(args: argparse.Namespace) -> None:
 
 
 def history_command(args: argparse.Namespace) -> None:
-    for chart, _, ref, engine, _ in per_chart(args):
-        print(f"{chart}: {ref}")
+    for generator, ref, engine, _ in per_release(args):
+        print(f"{generator.title}: {ref}")
         print(history_table(digest_history(engine, ref)))
 
 
 def uninstall_command(args: argparse.Namespace) -> None:
-    # The jobs first: they use the platform's services.
-    for chart, _, ref, engine, cluster in per_chart(args, charts=("jobs", "platform")):
+    # The jobs first: they use the platform's services. With --product, only those products'
+    # jobs: the platform serves the others.
+    charts: tuple[ChartKind, ...] = ("jobs",) if args.product else ("jobs", "platform")
+    for generator, ref, engine, cluster in per_release(args, charts=charts):
+        chart = generator.title
         with cluster_step("uninstalling", ref):
             outcome = uninstall(engine, ref, cluster, delete_data=args.delete_data)
         print(f"{chart}: {ref} {'uninstalled' if outcome.uninstalled else 'was not installed'}")

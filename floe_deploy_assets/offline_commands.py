@@ -8,32 +8,57 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 
 import yaml
 
 from floe_deploy_assets.cli import PROBLEMS_SHOWN, InvalidValuesError
 from floe_deploy_assets.helm.charts import check_chart_paths
-from floe_deploy_assets.helm.inputs import values_generator
-from floe_deploy_assets.models.artifacts import load_compiled_artifacts
-from floe_deploy_assets.models.config import ConfigError, load_deployment_config
+from floe_deploy_assets.helm.inputs import release_generators
+from floe_deploy_assets.models.config import ChartKind, ConfigError, load_deployment_config
+from floe_deploy_assets.models.products import load_products, select_products
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 
-def validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
+def validated_generators(
+    args: argparse.Namespace, charts: Sequence[ChartKind]
+) -> list[HelmValuesGenerator]:
+    """The values of every release asked for (the platform, then each selected product's
+    jobs), each checked; raises InvalidValuesError after printing the problems of the first
+    that fails, so nothing is applied when any of them would fail."""
     config = load_deployment_config(args.config)
-    source = args.artifacts or config.artifacts_path
     try:
         check_chart_paths(config)  # both charts and their file:// dependencies, before any use
-        generator = values_generator(
-            config, load_compiled_artifacts(source), args.env, args.chart, str(source)
-        )
+        products = load_products(config, args.artifacts)
+        selected = select_products(products, getattr(args, "product", None))
+        generators = release_generators(config, products, args.env, charts, selected)
+        for generator in generators:
+            _check(generator)  # merging the products' platform needs may conflict here
     except ConfigError as error:
         raise ConfigError(f"{args.config}: {error}") from None
+    return generators
+
+
+def validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
+    """The values of one chart, as ``values`` and ``render`` show them: the jobs chart needs
+    ``--product`` when the configuration has several products."""
+    generators = validated_generators(args, (args.chart,))
+    if len(generators) > 1:
+        names = ", ".join(g.product.name for g in generators)
+        raise ConfigError(
+            f"{args.config}: the jobs values are per data product, and {len(generators)} are "
+            f"selected ({names}); pass --product with one of them"
+        )
+    return generators[0]
+
+
+def _check(generator: HelmValuesGenerator) -> None:
     problems = generator.validate()
     if problems:
         # The values are withheld: a failing secret rule means they may hold a credential.
         print(
-            f"values of {args.chart} for {args.env} fail validation ({len(problems)}):",
+            f"values of {generator.title} for {generator.environment} fail validation "
+            f"({len(problems)}):",
             file=sys.stderr,
         )
         for problem in problems[:PROBLEMS_SHOWN]:
@@ -46,7 +71,6 @@ def validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
             f"# requires Secret {secret.name} (keys: {', '.join(secret.keys)}): {secret.why}",
             file=sys.stderr,
         )
-    return generator
 
 
 def values_command(args: argparse.Namespace) -> None:
@@ -69,7 +93,7 @@ def render_command(args: argparse.Namespace) -> None:
     rendered = render_chart(
         config.chart_path(args.chart),
         generator.helm_values(),
-        release_name=config.release_name(args.chart, args.env),
+        release_name=generator.release_name,
         namespace=generator.mapping.namespace_for(args.env),
     )
     if args.output_dir is None:

@@ -10,15 +10,15 @@ from floe_deploy_assets.defs.data_products import (
     RUN_DATA_PRODUCTS,
     DataProductsResource,
     model_assets,
+    product_jobs,
     rerun_sensor,
 )
 from floe_deploy_assets.defs.deploy_assets import (
-    CHARTS,
     GROUP,
     RELEASE_HEALTH_JOB,
     deploy_assets,
     environments,
-    release_healthy_key,
+    releases,
 )
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.defs.schedules import redeploy_schedules
@@ -39,10 +39,10 @@ def build_definitions(
         check_chart_paths(config)  # before anything reads the charts (their digests)
     except ChartPathError as error:
         raise ChartPathError(f"{config_path}: {error}") from None
-    artifacts = deployment.artifacts()  # a broken document fails loading, not the first run
+    products = deployment.products()  # a broken document fails loading, not the first run
     release_health = dg.define_asset_job(
         RELEASE_HEALTH_JOB,
-        selection=dg.AssetSelection.checks(*(release_healthy_key(chart) for chart in CHARTS)),
+        selection=dg.AssetSelection.checks(*(r.healthy_key for r in releases(products))),
         description="The release_healthy check of an environment's releases, on its own: what "
         "the workload_health sensor runs when the health it sees changed.",
     )
@@ -62,18 +62,23 @@ def build_definitions(
         # Partitioned checks are a preview in Dagster 1.13, and what keeps each environment's
         # check results apart; the warning would greet every load of the code location.
         warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def")
-        deployment_defs = list(deploy_assets(config))
+        deployment_defs = list(deploy_assets(config, products))
     return dg.Definitions(
         assets=[
             *deployment_defs,
-            *model_assets(artifacts, environments(config)),
+            *model_assets(products, environments(config)),
         ],
-        jobs=[deploy_platform, run_data_products, release_health],
+        jobs=[
+            deploy_platform,
+            run_data_products,
+            release_health,
+            *(job for product in products for job in product_jobs(product)),
+        ],
         schedules=schedules,
         sensors=[
             release_status_sensor,
             workload_health_sensor,
-            rerun_sensor(artifacts, run_data_products),
+            rerun_sensor(products, run_data_products),
             # Declared here, running: Dagster's implicit one would be created stopped.
             dg.AutomationConditionSensorDefinition(
                 "release_automation",

@@ -16,7 +16,7 @@ Dagster's own per-asset failure events (``AssetMaterializationFailure``) are not
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from pydantic import Field
 
-from floe_deploy_assets.defs.deploy_assets import generator_for, release_key
+from floe_deploy_assets.defs.deploy_assets import Release
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.defs.sensors import INTERVAL_SECONDS
 from floe_deploy_assets.jobs.plan import Outcome, dependents, select_models
@@ -32,6 +32,7 @@ from floe_deploy_assets.jobs.pods import IMAGE_PULL_REASONS
 from floe_deploy_assets.jobs.runner import JobRunner, ModelResult, RunnerSettings
 from floe_deploy_assets.jobs.spec import JobTemplate
 from floe_deploy_assets.models.artifacts import CompiledArtifacts, TransformModel
+from floe_deploy_assets.models.products import DataProduct
 
 GROUP = "data_products"
 RUNNER_DEFAULTS = RunnerSettings()
@@ -70,17 +71,66 @@ def _models(artifacts: CompiledArtifacts) -> list[TransformModel]:
     return artifacts.transforms.models_in_dependency_order() if artifacts.transforms else []
 
 
+def jobs_release(product: DataProduct) -> Release:
+    return Release("jobs", product.slug if product.named_objects else None)
+
+
+def models_step(product: DataProduct) -> str:
+    """The op that runs a product's models: ``dbt_models``, or ``dbt_models_<product>`` when
+    products are named (an op name is a Python identifier)."""
+    if not product.named_objects:
+        return MODELS_STEP
+    return f"{MODELS_STEP}_{product.slug.replace('-', '_')}"
+
+
+def product_jobs(product: DataProduct) -> list[UnresolvedAssetJobDefinition]:
+    """With named products, each has its own jobs: deploy its jobs release (the platform is
+    ``deploy_platform``'s), and run its models."""
+    if not product.named_objects:
+        return []
+    release = jobs_release(product)
+    name = product.slug.replace("-", "_")
+    return [
+        dg.define_asset_job(
+            f"deploy_{name}",
+            selection=dg.AssetSelection.assets(
+                release.artifacts_key,
+                release.values_key,
+                release.manifests_key,
+                release.release_key,
+            ),
+            description=f"The jobs release of data product {product.name}, checks first.",
+        ),
+        dg.define_asset_job(
+            f"run_{name}",
+            selection=dg.AssetSelection.assets(
+                *(model_key(product.artifacts, m.name) for m in _models(product.artifacts))
+            ),
+            description=f"The dbt models of data product {product.name}, one Kubernetes Job "
+            "each, in dependency order.",
+        ),
+    ]
+
+
 def model_assets(
-    artifacts: CompiledArtifacts, partitions: dg.PartitionsDefinition
+    products: Sequence[DataProduct], partitions: dg.PartitionsDefinition
 ) -> Iterator[dg.AssetsDefinition]:
+    for product in products:
+        if _models(product.artifacts):
+            yield _product_models(product, partitions)
+
+
+def _product_models(
+    product: DataProduct, partitions: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    artifacts = product.artifacts
     models = _models(artifacts)
-    if not models:
-        return
+    release = jobs_release(product)
     keys = {m.name: model_key(artifacts, m.name) for m in models}
     specs = [
         dg.AssetSpec(
             keys[m.name],
-            deps=[release_key("jobs"), *(keys[d] for d in m.depends_on)],
+            deps=[release.release_key, *(keys[d] for d in m.depends_on)],
             group_name=GROUP,
             kinds={"dbt", "kubernetes"},
             description=f"dbt model {m.name}, run as its own Kubernetes Job",
@@ -96,7 +146,7 @@ def model_assets(
     ]
 
     @dg.multi_asset(
-        name=MODELS_STEP,
+        name=models_step(product),
         specs=specs,
         can_subset=True,
         partitions_def=partitions,
@@ -110,9 +160,9 @@ def model_assets(
     ) -> Iterator[dg.MaterializeResult]:
         environment = context.partition_key
         selected = [name for name, key in keys.items() if key in context.selected_asset_keys]
-        generator = generator_for(deployment, environment, "jobs")
-        ref = deployment.release("jobs", environment)
-        run_id = context.run.run_id
+        generator = release.generator(deployment, environment)
+        ref = release.ref(deployment, environment)
+        run_id = generator.product.run_id(context.run.run_id)
         attempt = int(context.run.tags.get(ATTEMPT_TAG, "1"))
         with JobTemplate(
             deployment.config.chart_path("jobs"),
@@ -146,7 +196,7 @@ def model_assets(
                 },
             )
 
-    yield dbt_models
+    return dbt_models
 
 
 def model_metadata(result: ModelResult, namespace: str, attempt: int) -> dict[str, Any]:
@@ -192,27 +242,40 @@ def for_failure(metadata: dict[str, Any]) -> dg.MetadataValue:
     )
 
 
-def run_failure(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
-    """The metadata of the failure the models' step raised in ``run_id`` (the partition, and by
-    asset key each failed or skipped model's details); empty when it raised none (the run
-    failed elsewhere, or before any model ended)."""
+def run_failure(
+    instance: dg.DagsterInstance, run_id: str, steps: Iterable[str] = (MODELS_STEP,)
+) -> dict[str, Any]:
+    """The metadata of the failures the models' steps (``steps``: one per product) raised in
+    ``run_id``: the partition, and by asset key each failed or skipped model's details; empty
+    when none raised one (the run failed elsewhere, or before any model ended)."""
+    steps = frozenset(steps)
+    found: dict[str, Any] = {}
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         event = entry.dagster_event
         # user_failure_data: the dg.Failure the step raised (None for any other exception).
         failure = event.step_failure_data.user_failure_data if event else None
-        if entry.step_key == MODELS_STEP and failure is not None:
-            return {key: value.value for key, value in failure.metadata.items()}
-    return {}
+        if entry.step_key in steps and failure is not None:
+            found.update({key: value.value for key, value in failure.metadata.items()})
+    return found
 
 
 def rerun_sensor(
-    artifacts: CompiledArtifacts, job: UnresolvedAssetJobDefinition
+    products: Sequence[DataProduct], job: UnresolvedAssetJobDefinition
 ) -> dg.SensorDefinition:
-    models = _models(artifacts)
-    keys = {m.name: model_key(artifacts, m.name) for m in models}
-    downstream = Downstream({m.name: m.depends_on for m in models})
+    keys: dict[tuple[str, str], dg.AssetKey] = {}  # (product slug, model) -> asset key
+    downstream: dict[str, Downstream] = {}  # by product slug
+    for product in products:
+        models = _models(product.artifacts)
+        downstream[product.slug] = Downstream({m.name: m.depends_on for m in models})
+        keys.update({(product.slug, m.name): model_key(product.artifacts, m.name) for m in models})
     # Built once: reading a failed run then costs the models it names, not every model.
-    ranked = {key.to_user_string(): (rank, name) for rank, (name, key) in enumerate(keys.items())}
+    ranked = {
+        key.to_user_string(): (rank, *model) for rank, (model, key) in enumerate(keys.items())
+    }
+    steps = [models_step(product) for product in products]
+    # A waiting failure from a cursor written before products were named is the first's.
+    first = products[0].slug if products else ""
+    named = any(product.named_objects for product in products)
 
     @dg.sensor(
         name="failed_model_reruns",
@@ -246,12 +309,16 @@ def rerun_sensor(
         )
         for record in found.records:
             cursor["after_run_failure"] = record.storage_id
-            waiting.extend(_retryable_failures(instance, record, ranked))
+            waiting.extend(_retryable_failures(instance, record, ranked, steps))
         requests, cursor["waiting"] = [], []
         notes = []  # why a failure is not rerun now: the tick's skip reason
         for failure in waiting:
+            product = failure.setdefault("product", first)
             model = f"{failure['model']} ({failure['partition']})"
-            if _rebuilt_since(instance, keys[failure["model"]], failure):
+            if (product, failure["model"]) not in keys:
+                notes.append(f"{model} is no longer a model of {product}")
+                continue
+            if _rebuilt_since(instance, keys[product, failure["model"]], failure):
                 notes.append(f"{model} was materialized since it failed")
                 continue  # a manual rerun: nothing to redo
             if failure["attempt"] >= data_products.max_attempts:
@@ -263,12 +330,13 @@ def rerun_sensor(
                 notes.append(f"{model} waits {backoff} s after attempt {failure['attempt']}")
                 cursor["waiting"].append(failure)
                 continue
-            selection = [failure["model"], *downstream[failure["model"]]]
+            selection = [failure["model"], *downstream[product][failure["model"]]]
             requests.append(
                 dg.RunRequest(
                     # One rerun per failed run and model, however often the sensor ticks.
-                    run_key=f"rerun-{failure['model']}-{failure['partition']}-{failure['run_id']}",
-                    asset_selection=[keys[model] for model in selection],
+                    run_key=f"rerun-{failure['model']}-{failure['partition']}-{failure['run_id']}"
+                    + (f"-{product}" if named else ""),
+                    asset_selection=[keys[product, model] for model in selection],
                     partition_key=failure["partition"],
                     tags={ATTEMPT_TAG: str(failure["attempt"] + 1)},
                 )
@@ -318,18 +386,22 @@ def _latest_run_failure(instance: dg.DagsterInstance) -> int | None:
 
 
 def _retryable_failures(
-    instance: dg.DagsterInstance, record: dg.EventLogRecord, ranked: dict[str, tuple[int, str]]
+    instance: dg.DagsterInstance,
+    record: dg.EventLogRecord,
+    ranked: dict[str, tuple[int, str, str]],
+    steps: Iterable[str] = (MODELS_STEP,),
 ) -> list[dict[str, Any]]:
     """The models that failed for a retryable reason in the failed run of ``record``, in the
     models' order (``ranked``: by asset key as the failure writes it, the model's place in
-    that order and its name)."""
-    failure = run_failure(instance, record.run_id)
+    that order, its product's slug and its name)."""
+    failure = run_failure(instance, record.run_id, steps)
     found = []
-    for (_, model), key in sorted((ranked[key], key) for key in failure if key in ranked):
+    for (_, product, model), key in sorted((ranked[key], key) for key in failure if key in ranked):
         details = failure[key]
         if details and details["phase"] == Outcome.FAILED and details["retryable"]:
             found.append(
                 {
+                    "product": product,
                     "model": model,
                     "partition": failure[PARTITION],
                     "run_id": record.run_id,

@@ -8,6 +8,7 @@ values that fail a check either.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -17,12 +18,14 @@ from floe_deploy_assets.checks.manifests import validate_manifests
 from floe_deploy_assets.checks.pod_policy import check_pod_policy
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.helm.deploy import DeployOutcome, deploy, digest_history
+from floe_deploy_assets.helm.engine import ReleaseRef
 from floe_deploy_assets.helm.inputs import values_generator
 from floe_deploy_assets.helm.render import render_chart
 from floe_deploy_assets.kube.health import release_health
 from floe_deploy_assets.kube.secrets import missing_secrets
 from floe_deploy_assets.models.config import ChartKind, DeploymentConfig
 from floe_deploy_assets.models.deployment import DeployedComponent, Health
+from floe_deploy_assets.models.products import DataProduct
 from floe_deploy_assets.release.decide import history_table
 from floe_deploy_assets.release.diff import release_change_markdown
 from floe_deploy_assets.release.digests import (
@@ -60,20 +63,90 @@ CHECK_DESCRIPTIONS = {
 }
 
 
-def values_key(chart: ChartKind) -> dg.AssetKey:
-    return dg.AssetKey(f"{chart}_values")
+@dataclass(frozen=True)
+class Release:
+    """One of the Helm releases each environment has in the graph: the platform, or the jobs
+    of a data product. ``product`` is the product's slug when products are named
+    (``artifacts.paths``): its assets are then keyed under it (``customer-360/jobs_release``);
+    the one product of ``artifacts.path`` keeps the plain keys (``jobs_release``)."""
+
+    chart: ChartKind
+    product: str | None = None
+
+    def _key(self, name: str) -> dg.AssetKey:
+        return dg.AssetKey([self.product, name]) if self.product else dg.AssetKey(name)
+
+    @property
+    def values_key(self) -> dg.AssetKey:
+        return self._key(f"{self.chart}_values")
+
+    @property
+    def manifests_key(self) -> dg.AssetKey:
+        return self._key(f"{self.chart}_manifests")
+
+    @property
+    def release_key(self) -> dg.AssetKey:
+        return self._key(f"{self.chart}_release")
+
+    @property
+    def healthy_key(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(self.release_key, RELEASE_HEALTHY)
+
+    @property
+    def artifacts_key(self) -> dg.AssetKey:
+        """The CompiledArtifacts asset of the product (of the only one, for the platform of
+        ``artifacts.path``)."""
+        return self._key(COMPILED_ARTIFACTS.path[0])
+
+    @property
+    def title(self) -> str:
+        return f"floe-{self.chart}" + (f" of {self.product}" if self.product else "")
+
+    def __str__(self) -> str:  # in cursors, run keys and messages: platform, jobs, jobs/<p>
+        return f"{self.chart}/{self.product}" if self.product else self.chart
+
+    def ref(self, deployment: DeploymentConfigResource, environment: str) -> ReleaseRef:
+        return deployment.release(self.chart, environment, self.product)
+
+    def generator(
+        self, deployment: DeploymentConfigResource, environment: str
+    ) -> HelmValuesGenerator:
+        """The values of this release in ``environment``, from the products as they are now:
+        the platform's from all of them, the jobs' from their product's."""
+        products = deployment.products()
+        if self.chart == "jobs":
+            products = [p for p in products if not self.product or p.slug == self.product]
+            if not products:
+                raise dg.Failure(
+                    f"data product {self.product} is no longer in {deployment.path}: reload "
+                    "the code location"
+                )
+        return values_generator(deployment.config, products, environment, self.chart)
 
 
-def manifests_key(chart: ChartKind) -> dg.AssetKey:
-    return dg.AssetKey(f"{chart}_manifests")
+def releases(products: Sequence[DataProduct]) -> list[Release]:
+    """The releases of every environment, in deploy order: the platform, then each product's
+    jobs."""
+    return [
+        Release("platform"),
+        *(Release("jobs", p.slug if p.named_objects else None) for p in products),
+    ]
 
 
-def release_key(chart: ChartKind) -> dg.AssetKey:
-    return dg.AssetKey(f"{chart}_release")
+def values_key(chart: ChartKind, product: str | None = None) -> dg.AssetKey:
+    return Release(chart, product).values_key
 
 
-def release_healthy_key(chart: ChartKind) -> dg.AssetCheckKey:
-    return dg.AssetCheckKey(release_key(chart), RELEASE_HEALTHY)
+def manifests_key(chart: ChartKind, product: str | None = None) -> dg.AssetKey:
+    return Release(chart, product).manifests_key
+
+
+def release_key(chart: ChartKind, product: str | None = None) -> dg.AssetKey:
+    return Release(chart, product).release_key
+
+
+def release_healthy_key(chart: ChartKind, product: str | None = None) -> dg.AssetCheckKey:
+    return Release(chart, product).healthy_key
 
 
 def check_spec(
@@ -104,18 +177,6 @@ def environments(config: DeploymentConfig) -> dg.StaticPartitionsDefinition:
     return dg.StaticPartitionsDefinition(config.environments)
 
 
-def generator_for(
-    settings: DeploymentConfigResource, environment: str, chart: ChartKind
-) -> HelmValuesGenerator:
-    return values_generator(
-        settings.config,
-        settings.artifacts(),
-        environment,
-        chart,
-        str(settings.config.artifacts_path),
-    )
-
-
 def components_table(components: Sequence[DeployedComponent]) -> str:
     rows = [
         f"| {c.type} | {c.name} | {c.replicas.ready}/{c.replicas.desired} | {c.health} "
@@ -129,16 +190,16 @@ def components_table(components: Sequence[DeployedComponent]) -> str:
 def release_healthy_result(
     kubernetes: KubernetesResource,
     deployment: DeploymentConfigResource,
-    chart: ChartKind,
+    release: Release,
     environment: str,
 ) -> dg.AssetCheckResult:
     """The release's health as it is now. No release is a failure (a warning: nothing was
     deployed there), never a pass: "(no workloads)" of a release that does not exist is not
     health. A cluster that cannot be reached raises (the retries inside are spent): an error of
     the check's execution, not a verdict on the release."""
-    ref = deployment.release(chart, environment)
-    release = kubernetes.helm(ref.cluster).status(ref)
-    if release is None:
+    ref = release.ref(deployment, environment)
+    helm_release = kubernetes.helm(ref.cluster).status(ref)
+    if helm_release is None:
         return dg.AssetCheckResult(
             passed=False,
             severity=dg.AssetCheckSeverity.WARN,
@@ -158,8 +219,8 @@ def release_healthy_result(
             else "healthy: the release runs no workload (floe-jobs does while no model runs)"
         ),
         metadata={
-            "revision": release.revision,
-            "helm_status": release.status,
+            "revision": helm_release.revision,
+            "helm_status": helm_release.status,
             "unhealthy": dg.MetadataValue.json([c.name for c in unhealthy]),
             "components": dg.MetadataValue.md(components_table(components)),
         },
@@ -167,10 +228,10 @@ def release_healthy_result(
 
 
 def _release_healthy_check(
-    chart: ChartKind, partitions: dg.PartitionsDefinition
+    release: Release, partitions: dg.PartitionsDefinition
 ) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=release_key(chart),
+        asset=release.release_key,
         name=RELEASE_HEALTHY,
         partitions_def=partitions,
         description=CHECK_DESCRIPTIONS[RELEASE_HEALTHY],
@@ -180,21 +241,27 @@ def _release_healthy_check(
         deployment: DeploymentConfigResource,
         kubernetes: KubernetesResource,
     ) -> dg.AssetCheckResult:
-        return release_healthy_result(kubernetes, deployment, chart, context.partition_key)
+        return release_healthy_result(kubernetes, deployment, release, context.partition_key)
 
     return release_healthy
 
 
-def _compiled_artifacts_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _compiled_artifacts_asset(
+    jobs: Release, partitions: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
+    """The document of the product whose jobs release is ``jobs``."""
+
     @dg.asset(
-        key=COMPILED_ARTIFACTS,
+        key=jobs.artifacts_key,
         **_common(partitions, "json"),
-        description="The validated CompiledArtifacts document; its data version is its digest.",
+        description="The validated CompiledArtifacts document of the data product; its data "
+        "version is its digest.",
     )
     def compiled_artifacts(
         context: dg.AssetExecutionContext, deployment: DeploymentConfigResource
     ) -> dg.MaterializeResult:
-        artifacts = deployment.artifacts()
+        product = jobs.generator(deployment, context.partition_key).product
+        artifacts = product.artifacts
         if artifacts.newer_than_known:
             context.log.warning(
                 f"CompiledArtifacts {artifacts.version} is newer than this tool knows; read as 0.x"
@@ -206,7 +273,7 @@ def _compiled_artifacts_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsD
                 "product": artifacts.metadata.product_name,
                 "digest": artifacts.digest,
                 "models": len(artifacts.transforms.models) if artifacts.transforms else 0,
-                "path": str(deployment.config.artifacts_path),
+                "path": str(product.source),
             },
         )
 
@@ -214,23 +281,28 @@ def _compiled_artifacts_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsD
 
 
 def _values_asset(
-    chart: ChartKind, partitions: dg.PartitionsDefinition, chart_version: str
+    release: Release,
+    partitions: dg.PartitionsDefinition,
+    chart_version: str,
+    documents: Sequence[dg.AssetKey],
 ) -> dg.AssetsDefinition:
+    """``documents``: the CompiledArtifacts assets the values are made from."""
+
     @dg.asset(
-        key=values_key(chart),
-        deps=[COMPILED_ARTIFACTS],
+        key=release.values_key,
+        deps=documents,
         **_common(partitions, "helm"),
         code_version=chart_version,
-        description=f"Helm values of the floe-{chart} chart for the environment.",
+        description=f"Helm values of {release.title} for the environment.",
         check_specs=[
-            check_spec("values_match_schema", values_key(chart), partitions),
-            check_spec("no_plaintext_secrets", values_key(chart), partitions),
+            check_spec("values_match_schema", release.values_key, partitions),
+            check_spec("no_plaintext_secrets", release.values_key, partitions),
         ],
     )
     def values(
         context: dg.AssetExecutionContext, deployment: DeploymentConfigResource
     ) -> dg.MaterializeResult:
-        generator = generator_for(deployment, context.partition_key, chart)
+        generator = release.generator(deployment, context.partition_key)
         problems = generator.validate()
         by_rule = {
             "values_match_schema": [p for p in problems if p.rule == "schema"],
@@ -265,16 +337,16 @@ def _values_asset(
 
 
 def _manifests_asset(
-    chart: ChartKind, partitions: dg.PartitionsDefinition, chart_version: str
+    release: Release, partitions: dg.PartitionsDefinition, chart_version: str
 ) -> dg.AssetsDefinition:
-    key = manifests_key(chart)
+    key = release.manifests_key
 
     @dg.asset(
         key=key,
-        deps=[values_key(chart)],
+        deps=[release.values_key],
         **_common(partitions, "helm", "kubernetes"),
         code_version=chart_version,
-        description=f"The Kubernetes objects the floe-{chart} chart renders for the environment.",
+        description=f"The Kubernetes objects {release.title} renders for the environment.",
         check_specs=[
             check_spec("manifests_valid", key, partitions),
             check_spec("pod_security_restricted", key, partitions),
@@ -285,10 +357,10 @@ def _manifests_asset(
         context: dg.AssetExecutionContext, deployment: DeploymentConfigResource
     ) -> dg.MaterializeResult:
         environment = context.partition_key
-        generator = generator_for(deployment, environment, chart)
-        ref = deployment.release(chart, environment)
+        generator = release.generator(deployment, environment)
+        ref = release.ref(deployment, environment)
         objects = render_chart(
-            deployment.config.chart_path(chart),
+            deployment.config.chart_path(release.chart),
             generator.helm_values(),
             release_name=ref.name,
             namespace=ref.namespace,
@@ -390,39 +462,40 @@ def launched_by(run: dg.DagsterRun) -> str:
 
 
 def _release_asset(
-    chart: ChartKind,
+    release: Release,
     partitions: dg.PartitionsDefinition,
     chart_version: str,
     upstream: Sequence[dg.AssetKey],
 ) -> dg.AssetsDefinition:
-    key = release_key(chart)
+    key = release.release_key
 
     @dg.asset(
         key=key,
-        deps=[manifests_key(chart), *upstream],
+        deps=[release.manifests_key, *upstream],
         **_common(partitions, "helm", "kubernetes"),
         code_version=chart_version,
-        pool=f"floe-release-{chart}",  # one run at a time per release (and the Lease besides)
+        # One run at a time per release (and the Lease besides).
+        pool=f"floe-release-{release.chart}" + (f"-{release.product}" if release.product else ""),
         automation_condition=dg.AutomationCondition.eager()
         & dg.AutomationCondition.all_deps_blocking_checks_passed(),
-        description=f"The floe-{chart} Helm release of the environment: install, upgrade or "
-        "nothing, decided from the chart and values digests, under the release lock.",
+        description=f"The Helm release of {release.title} in the environment: install, "
+        "upgrade or nothing, decided from the chart and values digests, under the release lock.",
     )
-    def release(
+    def deploy_release(
         context: dg.AssetExecutionContext,
         deployment: DeploymentConfigResource,
         kubernetes: KubernetesResource,
     ) -> dg.MaterializeResult:
         environment = context.partition_key
-        generator = generator_for(deployment, environment, chart)
+        generator = release.generator(deployment, environment)
         problems = generator.validate()
         if problems:
             raise dg.Failure(
-                f"floe-{chart} values for {environment} fail {len(problems)} check(s); "
+                f"{release.title} values for {environment} fail {len(problems)} check(s); "
                 "nothing was applied (see the values asset's checks)",
                 metadata={"problems": dg.MetadataValue.json([str(p) for p in problems])},
             )
-        ref = deployment.release(chart, environment)
+        ref = release.ref(deployment, environment)
         engine, cluster = kubernetes.helm(ref.cluster), kubernetes.cluster(ref.cluster)
         missing = missing_secrets(cluster.core, ref.namespace, generator.required_secrets)
         if missing:
@@ -431,7 +504,7 @@ def _release_asset(
         outcome = deploy(
             engine,
             ref,
-            deployment.config.chart_path(chart),
+            deployment.config.chart_path(release.chart),
             generator.helm_values(),
             cluster=cluster,
             policy=deployment.policy(),
@@ -440,7 +513,7 @@ def _release_asset(
         if outcome.release is not None:
             record = outcome.platform_deployment(
                 environment,
-                generator.artifacts.version,  # the document these values came from
+                generator.artifacts_version,  # the documents these values came from
                 deployed_by=f"dagster run {context.run.run_id}",
             ).model_dump(mode="json", by_alias=True)
         metadata = release_metadata(outcome, before.manifest if before else "", record)
@@ -454,21 +527,26 @@ def _release_asset(
             )
         return dg.MaterializeResult(metadata=metadata)
 
-    return release
+    return deploy_release
 
 
 def deploy_assets(
-    config: DeploymentConfig,
+    config: DeploymentConfig, products: Sequence[DataProduct]
 ) -> Iterator[dg.AssetsDefinition | dg.AssetChecksDefinition]:
     partitions = environments(config)
     # A chart's digest is the code version of what is made from it: a changed chart shows as
     # changed code in the UI (the values digest of each environment is its data version).
     versions = {chart: chart_digest(config.chart_path(chart)) for chart in CHARTS}
-    yield _compiled_artifacts_asset(partitions)
-    for chart in CHARTS:
-        yield _values_asset(chart, partitions, versions[chart])
-        yield _manifests_asset(chart, partitions, versions[chart])
-        yield _release_healthy_check(chart, partitions)
-    yield _release_asset("platform", partitions, versions["platform"], upstream=[])
-    # The jobs run against the platform's collector and storage: released after it.
-    yield _release_asset("jobs", partitions, versions["jobs"], upstream=[release_key("platform")])
+    platform, *jobs = releases(products)
+    documents = [release.artifacts_key for release in jobs]
+    for release in jobs:
+        yield _compiled_artifacts_asset(release, partitions)
+    for release in (platform, *jobs):
+        version = versions[release.chart]
+        own = documents if release is platform else [release.artifacts_key]
+        yield _values_asset(release, partitions, version, own)
+        yield _manifests_asset(release, partitions, version)
+        yield _release_healthy_check(release, partitions)
+        # The jobs run against the platform's collector and storage: released after it.
+        upstream = [] if release is platform else [platform.release_key]
+        yield _release_asset(release, partitions, version, upstream)

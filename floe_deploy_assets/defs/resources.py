@@ -12,8 +12,8 @@ from kubernetes import config as kube_config
 from floe_deploy_assets.helm.deploy import DeployPolicy
 from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
 from floe_deploy_assets.kube.access import ClusterAccess
-from floe_deploy_assets.models.artifacts import CompiledArtifacts, load_compiled_artifacts
 from floe_deploy_assets.models.config import ChartKind, DeploymentConfig, load_deployment_config
+from floe_deploy_assets.models.products import DataProduct, load_products
 from floe_deploy_assets.release.decide import Remediation
 
 DEPLOY_DEFAULTS = DeployPolicy()
@@ -45,13 +45,16 @@ class DeploymentConfigResource(dg.ConfigurableResource):
     def config(self) -> DeploymentConfig:
         return _config(self.path)
 
-    def artifacts(self) -> CompiledArtifacts:
-        return load_compiled_artifacts(self.config.artifacts_path)
+    def products(self) -> list[DataProduct]:
+        """The data products, read again at each call: a recompiled document is used by the
+        next run without reloading the code location."""
+        return load_products(self.config)
 
-    def release(self, chart: ChartKind, environment: str) -> ReleaseRef:
+    def release(self, chart: ChartKind, environment: str, product: str | None = None) -> ReleaseRef:
+        """``product``: the slug of the product whose jobs release it is (with named products)."""
         mapping = self.config.mapping_for(environment)
         return ReleaseRef(
-            self.config.release_name(chart, environment),
+            self.config.release_name(chart, environment, product),
             mapping.namespace_for(environment),
             mapping.cluster,
         )

@@ -16,11 +16,11 @@ import logging
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from floe_deploy_assets.defs.deploy_assets import CHARTS, generator_for
+from floe_deploy_assets.defs.deploy_assets import releases
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.helm.deploy import SyncReport, sync_report
 from floe_deploy_assets.kube.retry import describe
-from floe_deploy_assets.models.config import ChartKind, DeploymentConfig
+from floe_deploy_assets.models.config import DeploymentConfig
 from floe_deploy_assets.models.rules import echo
 
 REASON_TAG = "floe.dev/redeploy-reason"
@@ -35,16 +35,17 @@ def schedule_name(environment: str) -> str:
 
 def environment_sync(
     deployment: DeploymentConfigResource, kubernetes: KubernetesResource, environment: str
-) -> dict[ChartKind, SyncReport]:
-    """Each release of the environment: would a deploy change it, and why."""
-    reports: dict[ChartKind, SyncReport] = {}
-    for chart in CHARTS:
-        ref = deployment.release(chart, environment)
-        reports[chart] = sync_report(
+) -> dict[str, SyncReport]:
+    """Each release of the environment (``platform``, ``jobs`` or ``jobs/<product>``): would
+    a deploy change it, and why."""
+    reports: dict[str, SyncReport] = {}
+    for release in releases(deployment.products()):
+        ref = release.ref(deployment, environment)
+        reports[str(release)] = sync_report(
             kubernetes.helm(ref.cluster),
             ref,
-            deployment.config.chart_path(chart),
-            generator_for(deployment, environment, chart).helm_values(),
+            deployment.config.chart_path(release.chart),
+            release.generator(deployment, environment).helm_values(),
             kubernetes.cluster(ref.cluster),
             deployment.policy(),
         )

@@ -27,18 +27,16 @@ from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from floe_deploy_assets.defs.deploy_assets import (
-    CHARTS,
     RELEASE_HEALTH_JOB,
+    Release,
     components_table,
-    release_healthy_key,
-    release_key,
+    releases,
 )
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.helm.engine import ReleaseRef
 from floe_deploy_assets.kube.health import release_health
 from floe_deploy_assets.kube.lease import current_holder
 from floe_deploy_assets.kube.retry import describe
-from floe_deploy_assets.models.config import ChartKind
 from floe_deploy_assets.models.deployment import Health
 from floe_deploy_assets.release.decide import PENDING_STATUSES, platform_status
 
@@ -71,7 +69,7 @@ class Observed:
 @dataclass(frozen=True)
 class Sighting:
     environment: str
-    chart: ChartKind
+    release: Release
     observed: Observed
     sequence: int  # how many changes of this release the sensor has seen: keys its run requests
     changed: bool  # since the last tick
@@ -81,13 +79,13 @@ def _fingerprint(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _releases(deployment: DeploymentConfigResource) -> Iterator[tuple[str, ChartKind, ReleaseRef]]:
+def _releases(deployment: DeploymentConfigResource) -> Iterator[tuple[str, Release, ReleaseRef]]:
     for environment in deployment.config.environments:
-        for chart in CHARTS:
-            yield environment, chart, deployment.release(chart, environment)
+        for release in releases(deployment.products()):
+            yield environment, release, release.ref(deployment, environment)
 
 
-Observe = Callable[[str, ChartKind, ReleaseRef, float], Observed]
+Observe = Callable[[str, Release, ReleaseRef, float], Observed]
 
 
 def _observe(
@@ -99,27 +97,27 @@ def _observe(
     budget leaves a bookmark, so the next tick starts where this one stopped and every release
     gets its turn."""
     seen: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
-    releases = list(_releases(deployment))
-    start = int(seen.get(NEXT, 0)) % len(releases)
+    found = list(_releases(deployment))
+    start = int(seen.get(NEXT, 0)) % len(found)
     sightings: list[Sighting] = []
     unreachable: dict[str, _Unanswered] = {}  # cluster -> the failure, and the release asked
     started = time.monotonic()
-    for index, (environment, chart, ref) in enumerate(releases[start:] + releases[:start]):
+    for index, (environment, release, ref) in enumerate(found[start:] + found[:start]):
         left = TICK_BUDGET_SECONDS - (time.monotonic() - started)
         if left <= 0:
             context.log.warning("tick budget spent; the other releases are observed next tick")
-            seen[NEXT] = (start + index) % len(releases)
+            seen[NEXT] = (start + index) % len(found)
             break
         if ref.cluster not in unreachable:
             try:
-                observed = observe(environment, chart, ref, left)
+                observed = observe(environment, release, ref, left)
             except Exception as error:  # an unreachable cluster is an observation, not a crash
                 unreachable[ref.cluster] = _Unanswered(
-                    type(error).__name__, describe(error), ref, f"{environment}/{chart}"
+                    type(error).__name__, describe(error), ref, f"{environment}/{release}"
                 )
         if ref.cluster in unreachable:
-            observed = _unreachable(environment, chart, ref, unreachable[ref.cluster])
-        key = f"{environment}/{chart}"
+            observed = _unreachable(environment, release, ref, unreachable[ref.cluster])
+        key = f"{environment}/{release}"
         # Earlier cursors kept the bare fingerprint; they count as a first sight.
         previous: dict[str, Any] = seen[key] if isinstance(seen.get(key), dict) else {}
         fingerprint = _fingerprint(observed.state)
@@ -128,7 +126,7 @@ def _observe(
         if changed:
             sequence += 1
             seen[key] = {"fingerprint": fingerprint, "changes": sequence}
-        sightings.append(Sighting(environment, chart, observed, sequence, changed))
+        sightings.append(Sighting(environment, release, observed, sequence, changed))
     else:
         seen[NEXT] = start
     return sightings, json.dumps(seen, sort_keys=True)
@@ -139,7 +137,7 @@ def _recorded(sightings: list[Sighting]) -> str:
     if not changes:
         return f"nothing changed in the {len(sightings)} release(s) observed"
     return "recorded: " + "; ".join(
-        f"{c.environment}/{c.chart} {c.observed.summary}" for c in changes
+        f"{c.environment}/{c.release} {c.observed.summary}" for c in changes
     )
 
 
@@ -150,7 +148,7 @@ class _Unanswered:
     kind: str  # the error's class
     message: str  # one line: what failed, where, why
     asked: ReleaseRef
-    asked_as: str  # environment/chart
+    asked_as: str  # environment/release
 
     def said_to(self, ref: ReleaseRef) -> str:
         """The observation's text for ``ref``: its own failure, or, for the other releases on
@@ -166,13 +164,13 @@ class _Unanswered:
 
 
 def _unreachable(
-    environment: str, chart: ChartKind, ref: ReleaseRef, unanswered: _Unanswered
+    environment: str, release: Release, ref: ReleaseRef, unanswered: _Unanswered
 ) -> Observed:
     # The error class, not its text: a retry count in the text must not count as news.
     return Observed(
         state={"unreachable": unanswered.kind},
         summary=f"cluster unreachable ({unanswered.kind})",
-        observation=_observation(chart, environment, {"unreachable": unanswered.said_to(ref)}),
+        observation=_observation(release, environment, {"unreachable": unanswered.said_to(ref)}),
         reachable=False,
     )
 
@@ -237,7 +235,7 @@ def workload_health_sensor(
                 dg.RunRequest(
                     run_key=run_key,
                     job_name=RELEASE_HEALTH_JOB,
-                    asset_check_keys=[release_healthy_key(sighting.chart)],
+                    asset_check_keys=[sighting.release.healthy_key],
                     # The partition as a tag, not partition_key: Dagster 1.13 finds a job's
                     # partitions from its assets, and this job has only (partitioned) checks.
                     tags={
@@ -265,13 +263,13 @@ def _check_run_key(instance: dg.DagsterInstance, sighting: Sighting) -> str | No
     for."""
     if not sighting.observed.reachable:
         return None
-    key = f"release_healthy-{sighting.environment}-{sighting.chart}-{sighting.sequence}"
+    key = f"release_healthy-{sighting.environment}-{sighting.release}-{sighting.sequence}"
     if sighting.changed:
         return key
     stored = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [release_healthy_key(sighting.chart)],
+        [sighting.release.healthy_key],
         partition_filter=PartitionKeyFilter(key=sighting.environment),
-    ).get(release_healthy_key(sighting.chart))
+    ).get(sighting.release.healthy_key)
     if stored is None:
         return key  # the change's own run has not started yet (or was lost): same key
     if VERDICT.get(stored.status, sighting.observed.healthy) == sighting.observed.healthy:
@@ -280,7 +278,7 @@ def _check_run_key(instance: dg.DagsterInstance, sighting: Sighting) -> str | No
 
 
 def _release_status(
-    kubernetes: KubernetesResource, environment: str, chart: ChartKind, ref: ReleaseRef, left: float
+    kubernetes: KubernetesResource, environment: str, graph: Release, ref: ReleaseRef, left: float
 ) -> Observed:
     release = kubernetes.helm(ref.cluster).status(ref)
     holder = current_holder(kubernetes.cluster(ref.cluster).coordination, ref.namespace, ref.name)
@@ -306,11 +304,11 @@ def _release_status(
             "release lock: the next deploy unlocks it (marks it failed) and converges"
         )
         summary += " (stuck)"
-    return Observed(state, summary, _observation(chart, environment, metadata))
+    return Observed(state, summary, _observation(graph, environment, metadata))
 
 
 def _workload_health(
-    kubernetes: KubernetesResource, environment: str, chart: ChartKind, ref: ReleaseRef, left: float
+    kubernetes: KubernetesResource, environment: str, graph: Release, ref: ReleaseRef, left: float
 ) -> Observed:
     if kubernetes.helm(ref.cluster).status(ref) is None:
         return Observed(
@@ -318,7 +316,7 @@ def _workload_health(
             summary="no release",
             healthy=False,
             observation=_observation(
-                chart, environment, {"components": f"no release {ref.name} in {ref.namespace}"}
+                graph, environment, {"components": f"no release {ref.name} in {ref.namespace}"}
             ),
         )
     components = release_health(
@@ -337,16 +335,16 @@ def _workload_health(
         summary,
         healthy=not unhealthy,
         observation=_observation(
-            chart, environment, {"components": dg.MetadataValue.md(components_table(components))}
+            graph, environment, {"components": dg.MetadataValue.md(components_table(components))}
         ),
     )
 
 
 def _observation(
-    chart: ChartKind, environment: str, metadata: dict[str, object]
+    release: Release, environment: str, metadata: dict[str, object]
 ) -> dg.AssetObservation:
     return dg.AssetObservation(
-        asset_key=release_key(chart),
+        asset_key=release.release_key,
         partition=environment,
         metadata=metadata,  # type: ignore[arg-type]
     )

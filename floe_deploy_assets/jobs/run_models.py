@@ -10,47 +10,87 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from floe_deploy_assets.cli import NotDeployedError
-from floe_deploy_assets.cluster_commands import per_chart
+from floe_deploy_assets.cluster_commands import per_release
 from floe_deploy_assets.jobs.plan import Outcome, select_models
 from floe_deploy_assets.jobs.runner import JobRunner, RunnerError, RunnerSettings, RunReport
 from floe_deploy_assets.jobs.spec import JobTemplate, check_run_id, new_run_id, with_job_settings
 from floe_deploy_assets.kube.errors import cluster_step
 from floe_deploy_assets.models.config import ConfigError
+from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 
 def run_models_command(args: argparse.Namespace) -> None:
+    """Each selected product's models in turn (``--select`` names models of any of them)."""
     run_id = check_run_id(args.run_id) if args.run_id else new_run_id()
-    for _, generator, ref, _, cluster in per_chart(args, charts=("jobs",)):
-        transforms = generator.artifacts.transforms
-        if transforms is None:
-            raise ConfigError(f"the CompiledArtifacts for {args.env} have no transforms.models")
-        models = select_models(transforms.models_in_dependency_order(), args.select)
+    releases = list(per_release(args, charts=("jobs",)))
+    selections = _selections(releases, args.select)
+    failed = False
+    for (generator, ref, _, cluster), models in zip(releases, selections, strict=True):
+        if not models:
+            continue
+        product = generator.product
         values = with_job_settings(generator.helm_values(), command=args.dbt_command)
         settings = RunnerSettings(**_given_settings(args))
         chart_dir = generator.config.chart_path("jobs")
+        product_run = product.run_id(run_id)
         with JobTemplate(chart_dir, values, release_name=ref.name, namespace=ref.namespace) as t:
-            print(f"run {run_id}: {len(models)} models in namespace {ref.namespace}", flush=True)
+            print(
+                f"run {product_run}: {len(models)} models of {product.name} in namespace "
+                f"{ref.namespace}",
+                flush=True,
+            )
             runner = JobRunner(cluster.api, t, settings)
             try:
-                with cluster_step(f"running the models (run {run_id})", ref):
-                    report = runner.run(models, run_id)
+                with cluster_step(f"running the models (run {product_run})", ref):
+                    report = runner.run(models, product_run)
             except RunnerError as error:
                 print(
-                    f"floe-deploy: running the models (run {run_id}) for {ref} failed: {error}",
+                    f"floe-deploy: running the models (run {product_run}) for {ref} failed: "
+                    f"{error}",
                     file=sys.stderr,
                 )
                 raise NotDeployedError from None
             except KeyboardInterrupt:  # SIGINT or SIGTERM: the runner cleaned up first
                 print(
-                    f"floe-deploy: run {run_id}: {runner.abandoned or 'no Job created'}",
+                    f"floe-deploy: run {product_run}: {runner.abandoned or 'no Job created'}",
                     file=sys.stderr,
                 )
                 raise
         print_report(report)
-        if report.failed:
-            raise NotDeployedError
+        failed = failed or bool(report.failed)
+    if failed:
+        raise NotDeployedError
+
+
+def _selections(
+    releases: list[tuple[HelmValuesGenerator, Any, Any, Any]], select: list[str] | None
+) -> list[dict[str, tuple[str, ...]]]:
+    """The models to run of each product: all, or those named by ``--select`` (each name must
+    be a model of at least one of the products)."""
+    documents = []
+    for generator, *_ in releases:
+        transforms = generator.artifacts.transforms
+        if transforms is None:
+            raise ConfigError(
+                f"{generator.product.source}: the CompiledArtifacts have no transforms.models"
+            )
+        documents.append(transforms.models_in_dependency_order())
+    if select is None or len(documents) == 1:
+        return [select_models(models, select) for models in documents]
+    known = {model.name for models in documents for model in models}
+    unknown = [name for name in select if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"--select {', '.join(unknown)}: no such model in the selected products' "
+            "transforms.models"
+        )
+    return [
+        select_models(models, [m.name for m in models if m.name in set(select)])
+        for models in documents
+    ]
 
 
 def _given_settings(args: argparse.Namespace) -> dict[str, int]:

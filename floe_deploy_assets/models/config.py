@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from enum import StrEnum
+from glob import glob
+from os.path import isfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -135,9 +137,31 @@ class ClusterMapping(FloeModel):
 
 
 class ArtifactsSource(FloeModel):
-    """Where the CompiledArtifacts document is read from (a file, relative to the config)."""
+    """Where the CompiledArtifacts documents are read from, relative to the configuration: one
+    data product's document (``path``), or any number of products' (``paths``: files and globs).
 
-    path: Path
+    The two differ in naming, not only in count: with ``path`` the product's jobs release and
+    profiles Secret keep the chart's names (``floe-jobs``, ``floe-dbt-profiles``), as before
+    several products existed; with ``paths`` every product's carry its name
+    (``floe-jobs-<product>``), even when one is listed, so adding or removing a product never
+    renames another's."""
+
+    path: Path | None = None
+    paths: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_of_path_and_paths(self) -> ArtifactsSource:
+        if (self.path is None) == (self.paths is None):
+            raise ValueError(
+                "give either path (one CompiledArtifacts document) or paths (a list of files "
+                "and globs, one document per data product), not "
+                + ("both" if self.path is not None else "neither")
+            )
+        return self
+
+    @property
+    def per_product_names(self) -> bool:
+        return self.paths is not None
 
 
 class ChartSource(FloeModel):
@@ -254,9 +278,16 @@ class DeploymentConfig(FloeModel):
     def _release_base(self, chart: ChartKind) -> str:
         return getattr(self.charts, chart).release_name
 
-    def release_name(self, chart: ChartKind, environment: str) -> str:
-        """Environments sharing a namespace (isolation 'label') need distinct release names."""
-        return _release_name(self._release_base(chart), self.mapping_for(environment), environment)
+    def release_name(self, chart: ChartKind, environment: str, product: str | None = None) -> str:
+        """Environments sharing a namespace (isolation 'label') need distinct release names,
+        and so do data products sharing an environment: with ``artifacts.paths`` a product's
+        jobs release is ``<releaseName>-<product>`` (``product``: its slug)."""
+        base = self._release_base(chart)
+        if chart == "jobs" and self.artifacts.per_product_names:
+            if product is None:
+                raise ValueError("the jobs release of which data product? (none given)")
+            base = f"{base}-{product}"
+        return _release_name(base, self.mapping_for(environment), environment)
 
     def overrides_for(self, chart: ChartKind, environment: str) -> dict[str, Any]:
         self.mapping_for(environment)
@@ -267,9 +298,27 @@ class DeploymentConfig(FloeModel):
         """A path from the file, made relative to the file's folder."""
         return self._base_dir / path
 
-    @property
-    def artifacts_path(self) -> Path:
-        return self.resolve(self.artifacts.path)
+    def artifacts_paths(self) -> list[Path]:
+        """Every CompiledArtifacts document named, in the order given (each glob's matches
+        sorted), each once. A glob that matches nothing is an error: a product silently
+        missing would look like a product removed."""
+        if self.artifacts.path is not None:
+            return [self.resolve(self.artifacts.path)]
+        found: dict[Path, None] = {}
+        for index, pattern in enumerate(self.artifacts.paths or ()):
+            if not any(char in pattern for char in "*?["):
+                found[self.resolve(Path(pattern))] = None
+                continue
+            matches = sorted(
+                Path(match) for match in glob(str(self.resolve(Path(pattern)))) if isfile(match)
+            )
+            if not matches:
+                raise ConfigError(
+                    f"artifacts.paths[{index}]: {echo(pattern)} matches no file in "
+                    f"{self._base_dir}; fix the pattern or remove it"
+                )
+            found.update(dict.fromkeys(matches))
+        return list(found)
 
     def chart_path(self, chart: ChartKind) -> Path:
         return self.resolve(getattr(self.charts, chart).path)

@@ -603,11 +603,12 @@ class JobSettings(ValuesModel):
 
 
 class ArtifactsSettings(ValuesModel):
-    config_map_name: str = Field(
-        default="floe-compiled-artifacts",
+    config_map_name: str | None = Field(
+        default=None,
         max_length=253,
         pattern=DNS1123_SUBDOMAIN,
-        description="ConfigMap holding the CompiledArtifacts mounted into the job",
+        description="ConfigMap holding the CompiledArtifacts mounted into the job; null: "
+        "<release>-artifacts, so each data product's release has its own",
     )
 
 

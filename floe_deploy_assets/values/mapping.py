@@ -30,12 +30,16 @@ The ``required_secrets`` of a layer say which Secrets the operator provides.
 
 from __future__ import annotations
 
+import copy
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from floe_deploy_assets.models.artifacts import CompiledArtifacts
+from floe_deploy_assets.models.config import ConfigError
 from floe_deploy_assets.values.secrets import find_plaintext_secrets
 
 POSTGRES_SECRET = "floe-postgresql"
@@ -143,7 +147,61 @@ def platform_layer(artifacts: CompiledArtifacts, environment: str) -> ArtifactsL
     return ArtifactsLayer(values, tuple(secrets))
 
 
-def jobs_layer(artifacts: CompiledArtifacts) -> ArtifactsLayer:
+def merge_platform_layers(layers: Mapping[str, ArtifactsLayer]) -> ArtifactsLayer:
+    """The platform layer of several data products (keyed by product name): what each needs.
+    A component any product enables is enabled (``enabled: true`` wins over ``false``); any
+    other setting two products give differently is a ConfigError naming both and the pointer,
+    since one platform cannot serve both."""
+    merged: dict[str, Any] = {}
+    owners: dict[str, str] = {}  # pointer -> the product that set it first
+    for product, layer in layers.items():
+        _merge_needs(merged, layer.values, "", product, owners)
+    secrets: dict[str, RequiredSecret] = {}
+    for layer in layers.values():
+        for secret in layer.required_secrets:
+            known = secrets.get(secret.name)
+            keys = tuple(dict.fromkeys((*known.keys, *secret.keys))) if known else secret.keys
+            secrets[secret.name] = RequiredSecret(secret.name, keys, secret.why)
+    return ArtifactsLayer(merged, tuple(secrets.values()))
+
+
+def _merge_needs(
+    merged: dict[str, Any], values: Mapping[str, Any], pointer: str, product: str, owners: dict
+) -> None:
+    for key, value in values.items():
+        at = f"{pointer}/{key}"
+        if key not in merged:
+            merged[key] = copy.deepcopy(value)
+            owners[at] = product
+        elif isinstance(value, Mapping) and isinstance(merged[key], dict):
+            _merge_needs(merged[key], value, at, product, owners)
+        elif key == "enabled" and isinstance(value, bool) and isinstance(merged[key], bool):
+            merged[key] = merged[key] or value
+        elif merged[key] != value:
+            other = owners.get(at) or _owner_above(owners, at)
+            raise ConfigError(
+                f"data products {other} and {product} need different platform settings at "
+                f"{at}: {_shown(merged[key])} and {_shown(value)}; one platform release serves "
+                "both, so make their CompiledArtifacts agree or deploy them to different "
+                "environments"
+            )
+
+
+def _owner_above(owners: dict[str, str], pointer: str) -> str:
+    while pointer and pointer not in owners:
+        pointer = pointer.rsplit("/", 1)[0]
+    return owners.get(pointer, "another product")
+
+
+def _shown(value: Any) -> str:
+    """A value for a message, unless it might be a credential."""
+    if find_plaintext_secrets({"value": value}):
+        return "(a value not shown: it may hold a credential)"
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def jobs_layer(artifacts: CompiledArtifacts, profiles_secret: str) -> ArtifactsLayer:
     transforms = artifacts.transforms
     models = [
         {"name": model.name, "dependsOn": list(model.depends_on), "tags": list(model.tags)}
@@ -156,10 +214,10 @@ def jobs_layer(artifacts: CompiledArtifacts) -> ArtifactsLayer:
         values["dbt"] = {"target": _dbt_target(profiles)}
         if profiles_hold_credentials(profiles):
             # The profiles hold credentials: mount them from a Secret, never from values.
-            values["dbt"]["profiles"] = {"source": "secret", "existingSecret": DBT_PROFILES_SECRET}
+            values["dbt"]["profiles"] = {"source": "secret", "existingSecret": profiles_secret}
             secrets.append(
                 RequiredSecret(
-                    DBT_PROFILES_SECRET,
+                    profiles_secret,
                     ("profiles.yml",),
                     "dbt profiles.yml (the artifacts' dbt_profiles hold credentials)",
                 )

@@ -28,7 +28,7 @@ def test_installing_starts_no_model(environment: str):
         "Pod",
     }
     models = json.loads(
-        rendered.named("ConfigMap", "floe-compiled-artifacts")["data"]["models.json"]
+        rendered.named("ConfigMap", "floe-jobs-artifacts")["data"]["models.json"]
     )
     assert [m["name"] for m in models] == [
         "stg_customers",

@@ -42,7 +42,7 @@ POLICY = DeployPolicy(timeout=timedelta(seconds=60))
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 RELEASE_SECRETS = r"/namespaces/[^/]+/secrets$"  # Helm creates a revision's record here
 RELEASE_RECORD = r"/namespaces/[^/]+/secrets/sh\.helm\.release\.v1\."  # and updates it here
-APPLY = r"/namespaces/[^/]+/configmaps/floe-compiled-artifacts$"  # one object, server-side applied
+APPLY = r"/namespaces/[^/]+/configmaps/floe-jobs-artifacts$"  # one object, server-side applied
 
 
 @pytest.fixture
@@ -437,7 +437,7 @@ def test_a_500_on_helms_history_and_status_reads_is_retried(
     assert [r.revision for r in proxied_engine.history(ref)] == [1]
 
 
-INVALID = Fault.status(422, 'ConfigMap "floe-compiled-artifacts" is invalid: injected: refused')
+INVALID = Fault.status(422, 'ConfigMap "floe-jobs-artifacts" is invalid: injected: refused')
 
 
 class FaultsAfterUpgradeFails(SdkHelmEngine):

@@ -30,7 +30,7 @@ def test_install_then_helm_test_then_uninstall_leaves_nothing(
 
     release = install_jobs_release(helm, namespace)
     assert (release["status"], release["revision"]) == ("deployed", 1)
-    assert core.read_namespaced_config_map("floe-compiled-artifacts", namespace).data["models.json"]
+    assert core.read_namespaced_config_map("floe-jobs-artifacts", namespace).data["models.json"]
     assert core.list_namespaced_pod(namespace).items == []  # installing starts no model
 
     tested = helm.test(RELEASE, timeout=60)
@@ -106,7 +106,7 @@ def test_the_jobs_service_account_can_read_its_inputs_and_nothing_else(
 
     wait_for(
         lambda: allowed(
-            lambda: dbt.read_namespaced_config_map("floe-compiled-artifacts", namespace)
+            lambda: dbt.read_namespaced_config_map("floe-jobs-artifacts", namespace)
         ),
         timeout=10,
         reason="the jobs' RoleBinding to take effect",
@@ -117,4 +117,4 @@ def test_the_jobs_service_account_can_read_its_inputs_and_nothing_else(
     assert not allowed(lambda: dbt.read_namespaced_secret("unrelated", namespace))
     assert not allowed(lambda: dbt.list_namespaced_secret(namespace))
     assert not allowed(lambda: dbt.list_namespaced_pod(namespace))
-    assert not allowed(lambda: dbt.read_namespaced_config_map("floe-compiled-artifacts", "default"))
+    assert not allowed(lambda: dbt.read_namespaced_config_map("floe-jobs-artifacts", "default"))

@@ -165,3 +165,63 @@ def test_a_sensor_tick_against_an_unreachable_cluster_reports_it_and_ends(tmp_pa
                 dg.build_sensor_context(instance=instance, resources=resources, cursor=first.cursor)
             )
             assert again.asset_events == []  # still down: no news
+
+
+def test_several_products_each_have_their_releases_models_and_jobs(tmp_path: Path):
+    """With ``artifacts.paths``, each product's documents, jobs release and models are keyed
+    under it; the platform's values come from every product's document."""
+    products = tmp_path / "products"
+    products.mkdir()
+    fixtures = ROOT / "tests" / "fixtures" / "upstream-compiled-artifacts"
+    for source in (ROOT / "examples" / "compiled-artifacts.json", *fixtures.glob("v0.[56]*")):
+        (products / source.name).write_text(source.read_text())
+    document = yaml.safe_load((ROOT / "floe-deploy.yaml").read_text())
+    document["artifacts"] = {"paths": ["products/*.json"]}
+    document["charts"] = {
+        chart: {"path": str(ROOT / "charts" / f"floe-{chart}"), "releaseName": f"floe-{chart}"}
+        for chart in ("platform", "jobs")
+    }
+    (tmp_path / "floe-deploy.yaml").write_text(yaml.safe_dump(document))
+
+    defs = build_definitions(str(tmp_path / "floe-deploy.yaml"))
+    graph = defs.resolve_asset_graph()
+
+    def parents(key: str) -> list[str]:
+        node = graph.get(dg.AssetKey.from_user_string(key))
+        return sorted(d.to_user_string() for d in node.parent_keys)
+
+    names = ("customer-360", "golden-semantic-test", "golden-ingestion-test")
+    assert parents("platform_values") == sorted(f"{p}/compiled_artifacts" for p in names)
+    for product in names:
+        assert parents(f"{product}/jobs_values") == [f"{product}/compiled_artifacts"]
+        assert parents(f"{product}/jobs_release") == [
+            f"{product}/jobs_manifests",
+            "platform_release",
+        ]
+    # Two products have models of the same names: their keys differ by product.
+    assert parents("data_products/golden-semantic-test/orders") == [
+        "data_products/golden-semantic-test/customers",
+        "golden-semantic-test/jobs_release",
+    ]
+    assert parents("data_products/golden-semantic-test/customers") == [
+        "golden-semantic-test/jobs_release"
+    ]
+    repository = defs.get_repository_def()
+    jobs = {job.name for job in repository.get_all_jobs() if not job.name.startswith("__")}
+    assert jobs == {
+        "deploy_platform",
+        "run_data_products",
+        "release_health",
+        *(f"{kind}_{p.replace('-', '_')}" for p in names for kind in ("deploy", "run")),
+    }
+    run_semantic = repository.get_job("run_golden_semantic_test")
+    assert {k.to_user_string() for k in run_semantic.asset_layer.selected_asset_keys} == {
+        "data_products/golden-semantic-test/customers",
+        "data_products/golden-semantic-test/orders",
+    }
+    healthy = {
+        key.asset_key.to_user_string()
+        for key in graph.asset_check_keys
+        if key.name == "release_healthy"
+    }
+    assert healthy == {"platform_release", *(f"{p}/jobs_release" for p in names)}

@@ -10,6 +10,7 @@ import helm_python
 from floe_deploy_assets.helm.render import RenderedChart, build_dependencies, render_chart
 from floe_deploy_assets.models.artifacts import load_compiled_artifacts
 from floe_deploy_assets.models.config import ChartKind, load_deployment_config
+from floe_deploy_assets.models.products import single_product
 from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
@@ -23,7 +24,7 @@ def values_generator(
 ) -> HelmValuesGenerator:
     files = ChartFiles.for_chart(CONFIG, chart)
     return HelmValuesGenerator(
-        load_compiled_artifacts(artifacts),
+        [single_product(load_compiled_artifacts(artifacts), artifacts)],
         environment,
         files.defaults(),
         config=CONFIG,

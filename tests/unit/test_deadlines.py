@@ -16,6 +16,7 @@ from kubernetes import client
 from urllib3 import exceptions as urllib3_errors
 
 from floe_deploy_assets.cli import Stopped, stop_on_signals
+from floe_deploy_assets.defs.deploy_assets import Release
 from floe_deploy_assets.defs.sensors import _Unanswered, _unreachable
 from floe_deploy_assets.helm.bounded import HelmDeadlineError, call_within, translate_deadline
 from floe_deploy_assets.helm.engine import ClusterError, ReleaseRef
@@ -144,8 +145,8 @@ def test_the_other_releases_of_an_unreachable_cluster_say_they_were_not_asked():
     unanswered = _Unanswered(
         "ClusterError", describe(ClusterError(other, "status", "EOF")), other, "prod/platform"
     )
-    asked = _unreachable("prod", "platform", other, unanswered).observation.metadata
-    skipped = _unreachable("prod", "jobs", REF, unanswered)
+    asked = _unreachable("prod", Release("platform"), other, unanswered).observation.metadata
+    skipped = _unreachable("prod", Release("jobs"), REF, unanswered)
     text = skipped.observation.metadata["unreachable"].value  # type: ignore[union-attr]
     assert asked["unreachable"].value.startswith("ClusterError: status of release floe-platform")  # type: ignore[union-attr]
     assert text.startswith("not asked this tick: cluster floe-local failed for another release")

@@ -11,6 +11,7 @@ import yaml
 from floe_deploy_assets.cli import main
 from floe_deploy_assets.models.artifacts import load_compiled_artifacts, parse_compiled_artifacts
 from floe_deploy_assets.models.config import ConfigError, DeploymentConfig, load_deployment_config
+from floe_deploy_assets.models.products import single_product
 from floe_deploy_assets.values.chart_values import JobsValues, PlatformValues
 from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
@@ -25,7 +26,12 @@ LEAKED = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 def generator(artifacts, environment="dev", chart="platform", config: DeploymentConfig = CONFIG):
     files = ChartFiles.for_chart(config, chart)
     return HelmValuesGenerator(
-        artifacts, environment, files.defaults(), config=config, chart=chart, schema=files.schema()
+        [single_product(artifacts)],
+        environment,
+        files.defaults(),
+        config=config,
+        chart=chart,
+        schema=files.schema(),
     )
 
 

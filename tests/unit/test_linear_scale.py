@@ -211,7 +211,7 @@ def test_selecting_most_of_2000_models_keeps_the_documents_order():
 def test_a_failed_runs_retryable_models_are_read_in_the_models_order_whatever_the_failures():
     names = ["stg", "mid", "top", "other"]  # the models' order
     keys = {name: f"data_products/p/{name}" for name in names}
-    ranked = {key: (rank, name) for rank, (name, key) in enumerate(keys.items())}
+    ranked = {key: (rank, "p", name) for rank, (name, key) in enumerate(keys.items())}
 
     def entry(reason: str, retryable: bool, phase: Outcome = Outcome.FAILED) -> dg.MetadataValue:
         details = {"phase": phase, "reason": reason, "retryable": retryable, "attempt": 2}

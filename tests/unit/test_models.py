@@ -244,7 +244,7 @@ def test_configuration_in_the_repository_loads():
     config = load_deployment_config(ROOT / "floe-deploy.yaml")
     assert config.environments == ["dev", "staging", "prod"]
     assert config.mapping_for("prod").resources.webserver.requests.cpu == "500m"
-    assert config.artifacts_path.name == "compiled-artifacts.json"
+    assert [p.name for p in config.artifacts_paths()] == ["compiled-artifacts.json"]
 
 
 def test_each_environment_must_be_in_exactly_one_mapping():

@@ -23,6 +23,7 @@ from floe_deploy_assets.checks.manifest_secrets import (
 )
 from floe_deploy_assets.models.artifacts import ArtifactsError, parse_compiled_artifacts
 from floe_deploy_assets.models.config import DeploymentConfig, load_deployment_config
+from floe_deploy_assets.models.products import single_product
 from floe_deploy_assets.release.diff import manifest_diff, release_change_markdown
 from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
@@ -556,7 +557,7 @@ def _generator(plant: Plant | None, chart: str) -> HelmValuesGenerator:
     config = _config(plant.overrides if plant else None)
     files = ChartFiles.for_chart(config, chart)  # type: ignore[arg-type]
     return HelmValuesGenerator(
-        parse_compiled_artifacts(json.dumps(document)),
+        [single_product(parse_compiled_artifacts(json.dumps(document)))],
         "dev",
         files.defaults(),
         config=config,
@@ -663,7 +664,7 @@ def test_plain_catalog_config_passes_and_shows_in_the_diff():
     document["plugins"]["catalog"]["config"] = FALSE_POSITIVE_CATALOG
     files = ChartFiles.for_chart(CONFIG, "platform")
     generator = HelmValuesGenerator(
-        parse_compiled_artifacts(json.dumps(document)),
+        [single_product(parse_compiled_artifacts(json.dumps(document)))],
         "dev",
         files.defaults(),
         config=CONFIG,
@@ -694,7 +695,7 @@ def test_dbt_profiles_without_credentials_stay_inline():
     }
     files = ChartFiles.for_chart(CONFIG, "jobs")
     generator = HelmValuesGenerator(
-        parse_compiled_artifacts(json.dumps(document)),
+        [single_product(parse_compiled_artifacts(json.dumps(document)))],
         "dev",
         files.defaults(),
         config=CONFIG,

@@ -522,7 +522,6 @@ AGREEMENT_CASES = [
     ("floe", "environment", "dev\n"),
     ("image", "tag", "1.8.2\n"),
     ("image", "tag", "\u0661.8.2"),
-    ("artifacts", "configMapName", "floe-compiled-artifacts\n"),
     ("dbt", "profiles", "key", "profiles.yml\n"),
     ("global", "labels", "team", "data\n"),
 ]

@@ -3,6 +3,11 @@
 {{- .Values.serviceAccount.name | default (include "floe-common.name" (list . "dbt")) -}}
 {{- end -}}
 
+{{/* The ConfigMap of the release's CompiledArtifacts: one per data product's release. */}}
+{{- define "floe-jobs.artifactsConfigMap" -}}
+{{- .Values.artifacts.configMapName | default (include "floe-common.name" (list . "artifacts")) -}}
+{{- end -}}
+
 {{/* Where profiles.yml comes from: the operator's Secret, or the chart's own ConfigMap. */}}
 {{- define "floe-jobs.profilesVolume" -}}
 {{- if eq .Values.dbt.profiles.source "secret" }}
@@ -66,7 +71,7 @@ spec:
       {{- include "floe-jobs.profilesVolume" $root | nindent 6 }}
     - name: artifacts
       configMap:
-        name: {{ $root.Values.artifacts.configMapName }}
+        name: {{ include "floe-jobs.artifactsConfigMap" $root }}
     # dbt writes target/ and logs/; the root filesystem is read-only.
     - {name: work, emptyDir: {}}
     - {name: tmp, emptyDir: {}}
