@@ -108,19 +108,25 @@ class Release:
     def ref(self, deployment: DeploymentConfigResource, environment: str) -> ReleaseRef:
         return deployment.release(self.chart, environment, self.product)
 
+    def data_product(self, deployment: DeploymentConfigResource) -> DataProduct:
+        """The product of these jobs, as its document is now."""
+        products = deployment.products()
+        found = [p for p in products if self.product in (None, p.slug)]
+        if self.chart != "jobs" or not found:
+            raise dg.Failure(
+                f"data product {self.product} is no longer in {deployment.path}: reload the "
+                "code location"
+            )
+        return found[0]
+
     def generator(
         self, deployment: DeploymentConfigResource, environment: str
     ) -> HelmValuesGenerator:
         """The values of this release in ``environment``, from the products as they are now:
         the platform's from all of them, the jobs' from their product's."""
-        products = deployment.products()
-        if self.chart == "jobs":
-            products = [p for p in products if not self.product or p.slug == self.product]
-            if not products:
-                raise dg.Failure(
-                    f"data product {self.product} is no longer in {deployment.path}: reload "
-                    "the code location"
-                )
+        products = (
+            [self.data_product(deployment)] if self.chart == "jobs" else deployment.products()
+        )
         return values_generator(deployment.config, products, environment, self.chart)
 
 
@@ -260,7 +266,7 @@ def _compiled_artifacts_asset(
     def compiled_artifacts(
         context: dg.AssetExecutionContext, deployment: DeploymentConfigResource
     ) -> dg.MaterializeResult:
-        product = jobs.generator(deployment, context.partition_key).product
+        product = jobs.data_product(deployment)
         artifacts = product.artifacts
         if artifacts.newer_than_known:
             context.log.warning(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import helm_python
 import pytest
-import yaml
-from kubernetes import client, config
+from kubernetes import client
 
 from floe_deploy_assets.helm.render import build_dependencies
-from localcluster.kubeconfig import mint_service_account_kubeconfig
 from tests.conftest import KubeCluster
 from tests.support.charts import CONFIG, generated_values, install_jobs_release, render
+from tests.support.rbac import allowed, as_service_account
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -92,22 +91,9 @@ def test_the_jobs_service_account_can_read_its_inputs_and_nothing_else(
     core.create_namespaced_secret(
         namespace, {"metadata": {"name": "unrelated"}, "stringData": {"password": "not-for-dbt"}}
     )
-    document = mint_service_account_kubeconfig(kube_cluster.kubeconfig, namespace, "floe-jobs-dbt")
-    dbt = client.CoreV1Api(config.new_client_from_config_dict(yaml.safe_load(document)))
-
-    def allowed(call) -> bool:
-        try:
-            call()
-            return True
-        except client.ApiException as exc:
-            if exc.status == 403:
-                return False
-            raise
-
+    dbt = as_service_account(kube_cluster.kubeconfig, namespace, "floe-jobs-dbt")
     wait_for(
-        lambda: allowed(
-            lambda: dbt.read_namespaced_config_map("floe-jobs-artifacts", namespace)
-        ),
+        lambda: allowed(lambda: dbt.read_namespaced_config_map("floe-jobs-artifacts", namespace)),
         timeout=10,
         reason="the jobs' RoleBinding to take effect",
     )

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
 from floe_deploy_assets.cli import main
 from floe_deploy_assets.helm.inputs import release_generators
 from floe_deploy_assets.models.config import load_deployment_config
 from floe_deploy_assets.models.products import load_products
-from localcluster.kubeconfig import mint_service_account_kubeconfig
 from tests.conftest import KubeCluster
 from tests.support.charts import EXAMPLE, ROOT
 from tests.support.deployment import write_config
+from tests.support.rbac import allowed, as_service_account
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -84,16 +84,6 @@ def _phases(output: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _allowed(call) -> bool:
-    try:
-        call()
-        return True
-    except client.ApiException as exc:
-        if exc.status == 403:
-            return False
-        raise
-
-
 def test_three_products_share_one_platform_and_keep_to_themselves(
     kube_cluster: KubeCluster, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
@@ -151,15 +141,12 @@ def test_three_products_share_one_platform_and_keep_to_themselves(
 
     # One product's ServiceAccount reads its own inputs and is denied the others' (403 from the
     # API server's RBAC authorizer).
-    def as_service_account(product: str) -> client.CoreV1Api:
-        document = mint_service_account_kubeconfig(
-            kube_cluster.kubeconfig, namespace, f"floe-jobs-{product}-dbt"
-        )
-        return client.CoreV1Api(config.new_client_from_config_dict(yaml.safe_load(document)))
+    def as_product(product: str) -> client.CoreV1Api:
+        return as_service_account(kube_cluster.kubeconfig, namespace, f"floe-jobs-{product}-dbt")
 
-    customer, ingestion = as_service_account(PRODUCTS[0]), as_service_account(PRODUCTS[2])
+    customer, ingestion = as_product(PRODUCTS[0]), as_product(PRODUCTS[2])
     wait_for(
-        lambda: _allowed(
+        lambda: allowed(
             lambda: customer.read_namespaced_config_map(
                 "floe-jobs-customer-360-artifacts", namespace
             )
@@ -168,17 +155,17 @@ def test_three_products_share_one_platform_and_keep_to_themselves(
         reason="the products' RoleBindings to take effect",
     )
     ingestion_secret = "floe-dbt-profiles-golden-ingestion-test"
-    assert _allowed(lambda: ingestion.read_namespaced_secret(ingestion_secret, namespace))
-    assert not _allowed(lambda: customer.read_namespaced_secret(ingestion_secret, namespace))
-    assert not _allowed(
+    assert allowed(lambda: ingestion.read_namespaced_secret(ingestion_secret, namespace))
+    assert not allowed(lambda: customer.read_namespaced_secret(ingestion_secret, namespace))
+    assert not allowed(
         lambda: customer.read_namespaced_config_map(
             "floe-jobs-golden-ingestion-test-artifacts", namespace
         )
     )
-    assert not _allowed(
+    assert not allowed(
         lambda: ingestion.read_namespaced_config_map("floe-jobs-customer-360-artifacts", namespace)
     )
-    assert not _allowed(
+    assert not allowed(
         lambda: ingestion.read_namespaced_config_map(
             "floe-jobs-customer-360-dbt-profiles", namespace
         )
