@@ -8,12 +8,14 @@ starts (and every fresh clone on the same machine) reuse them.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 from localcluster.config import KUBERNETES_VERSION, ClusterConfig
 from localcluster.errors import LocalClusterError
@@ -33,6 +35,7 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
 BUILD_LOG_TAIL_LINES = 40
+BUILD_LOCK_WAIT_SECONDS = 60 * 60  # a build takes 7-20 minutes on 2 cores
 
 
 def run_command(
@@ -96,16 +99,44 @@ def cached_binaries(config: ClusterConfig) -> dict[str, Path] | None:
 
 
 def ensure_binaries(config: ClusterConfig) -> dict[str, Path]:
-    """Return the control-plane binaries, building them first if the cache lacks them."""
+    """Return the control-plane binaries, building them first if the cache lacks them. One
+    build at a time per cache: a second one would delete the first's work tree under it."""
     found = cached_binaries(config)
     if found:
         return found
-    ensure_system_packages(BUILD_PACKAGES)
-    build_binaries(config)
+    config.cache_dir.mkdir(parents=True, exist_ok=True)
+    with (config.cache_dir / "build.lock").open("w") as lock:
+        _wait_for_lock(lock, config.cache_dir / "build.log")
+        found = cached_binaries(config)  # built by the one we waited for
+        if found:
+            return found
+        ensure_system_packages(BUILD_PACKAGES)
+        build_binaries(config)
     found = cached_binaries(config)
     if not found:
         raise LocalClusterError(f"build finished but binaries are missing in {config.binaries_dir}")
     return found
+
+
+def _wait_for_lock(lock: IO[str], log: Path) -> None:
+    """Take the build lock, waiting at most BUILD_LOCK_WAIT_SECONDS for a build in progress."""
+    deadline = time.monotonic() + BUILD_LOCK_WAIT_SECONDS
+    told = False
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise LocalClusterError(
+                    f"another build of the control plane held {lock.name} for more than "
+                    f"{BUILD_LOCK_WAIT_SECONDS // 60} minutes (its log: {log}); stop it or "
+                    "wait for it, then start again"
+                ) from None
+            if not told:
+                print(f"waiting for another build of the control plane (log: {log})", flush=True)
+                told = True
+            time.sleep(2)
 
 
 def _ensure_deb_src() -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from localcluster.build import run_command
+from localcluster import build
+from localcluster.build import CONTROL_PLANE_BINARIES, ensure_binaries, run_command
 from localcluster.cli import main
+from localcluster.config import ClusterConfig
 from localcluster.errors import LocalClusterError
 
 
@@ -43,3 +48,38 @@ def test_status_of_a_cluster_never_started_says_stopped(
     assert main(["--state-dir", str(tmp_path / "never-started"), "status"]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and all(" stopped " in line for line in lines)
+
+
+def _hold_build_lock(cache: Path):
+    holder = (cache / "build.lock").open("w")
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    return holder
+
+
+def test_a_second_build_waits_for_the_first_and_uses_what_it_built(tmp_path: Path):
+    config = ClusterConfig(cache_dir=tmp_path)
+    holder = _hold_build_lock(tmp_path)
+
+    def first_build_finishes() -> None:
+        time.sleep(0.5)
+        config.binaries_dir.mkdir(parents=True)
+        for name in CONTROL_PLANE_BINARIES:
+            (config.binaries_dir / name).write_text("#!/bin/sh\n")
+            (config.binaries_dir / name).chmod(0o755)
+        holder.close()
+
+    thread = threading.Thread(target=first_build_finishes)
+    thread.start()
+    found = ensure_binaries(config)  # would build (apt, make) if it did not wait
+    thread.join()
+    assert sorted(found) == sorted(CONTROL_PLANE_BINARIES)
+
+
+def test_waiting_for_another_build_has_a_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(build, "BUILD_LOCK_WAIT_SECONDS", 0.3)
+    holder = _hold_build_lock(tmp_path)
+    try:
+        with pytest.raises(LocalClusterError, match="another build of the control plane held"):
+            ensure_binaries(ClusterConfig(cache_dir=tmp_path))
+    finally:
+        holder.close()
