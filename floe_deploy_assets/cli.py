@@ -147,6 +147,11 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="also delete the releases' PersistentVolumeClaims (the PostgreSQL data)",
             )
+            command.add_argument(
+                "--removed-products",
+                action="store_true",
+                help="only the jobs releases of data products no longer in the configuration",
+            )
     add_run_models_parser(commands)
     return parser
 

@@ -77,6 +77,7 @@ def _policy(args: argparse.Namespace) -> DeployPolicy:
 
 def deploy_command(args: argparse.Namespace) -> None:
     policy = _policy(args)
+    platform = None  # the platform's values, release and cluster, once it is deployed
     for generator, ref, engine, cluster in per_release(args):
         chart_dir = generator.config.chart_path(generator.chart)
         values = generator.helm_values()
@@ -93,6 +94,15 @@ def deploy_command(args: argparse.Namespace) -> None:
         if not outcome.succeeded:
             # The jobs depend on the platform: nothing more is deployed after a failure.
             raise NotDeployedError
+        if generator.chart == "platform" and not args.dry_run:
+            platform = (generator, ref, cluster)
+    if platform is not None and not args.product:  # every product's release is deployed
+        for removed in _removed_products(*platform):
+            print(
+                f"note: {removed} belongs to no data product of {args.config} (was its product "
+                f"removed?); `floe-deploy uninstall --env {args.env} --removed-products` "
+                "uninstalls it"
+            )
 
 
 def _print_plan(
@@ -164,7 +174,33 @@ def history_command(args: argparse.Namespace) -> None:
         print(history_table(digest_history(engine, ref)))
 
 
+def _removed_products(
+    platform: HelmValuesGenerator, known: ReleaseRef, cluster: ClusterAccess
+) -> list[ReleaseRef]:
+    """The jobs releases in the environment's namespace whose data product the configuration
+    no longer lists: named as a product's would be (``<releaseName>-<product>``, with
+    ``artifacts.paths``) and not one of the products' now. ``platform``: the platform's values
+    (made from every product), ``known``: its release."""
+    config, environment = platform.config, platform.environment
+    if not config.artifacts.per_product_names:
+        return []
+    current = {config.release_name("jobs", environment, p.slug) for p in platform.products}
+    # What a product's release name has around the product's slug.
+    prefix, suffix = config.release_name("jobs", environment, "\0").split("\0")
+    with cluster_step("listing Helm's releases", known):
+        records = cluster.core.list_namespaced_secret(known.namespace, label_selector="owner=helm")
+    names = {record.metadata.labels.get("name", "") for record in records.items}
+    return [
+        ReleaseRef(name, known.namespace, known.cluster)
+        for name in sorted(names - current)
+        if name.startswith(prefix) and name.endswith(suffix) and len(name) > len(prefix + suffix)
+    ]
+
+
 def uninstall_command(args: argparse.Namespace) -> None:
+    if args.removed_products:
+        _uninstall_removed_products(args)
+        return
     # The jobs first: they use the platform's services. With --product, only those products'
     # jobs: the platform serves the others.
     charts: tuple[ChartKind, ...] = ("jobs",) if args.product else ("jobs", "platform")
@@ -177,3 +213,19 @@ def uninstall_command(args: argparse.Namespace) -> None:
             print(f"  deleted PersistentVolumeClaim {claim}")
         for claim in outcome.kept_claims:
             print(f"  kept PersistentVolumeClaim {claim} (its data); --delete-data deletes it")
+
+
+def _uninstall_removed_products(args: argparse.Namespace) -> None:
+    if args.product or args.chart:
+        raise ConfigError(
+            "--removed-products uninstalls the jobs releases of products no longer configured; "
+            "it takes no --product or --chart"
+        )
+    generator, platform, engine, cluster = next(per_release(args, charts=("platform",)))
+    removed = _removed_products(generator, platform, cluster)
+    if not removed:
+        print(f"no jobs release of a removed data product in namespace {platform.namespace}")
+    for ref in removed:
+        with cluster_step("uninstalling", ref):
+            uninstall(engine, ref, cluster, delete_data=args.delete_data)
+        print(f"jobs: {ref} uninstalled (its data product is no longer configured)")

@@ -189,3 +189,21 @@ def test_three_products_share_one_platform_and_keep_to_themselves(
     assert "platform: in-sync -> would nothing" in plan
     assert f"jobs of {PRODUCTS[0]}: in-sync -> would nothing" in plan
     assert PRODUCTS[2] not in plan
+
+    # A product removed from the configuration: the others stay as they are, its release is
+    # pointed out, and uninstalled on request.
+    (tmp_path / "products" / "c-ingestion.json").unlink()
+    assert main(["deploy", *args]) == 0
+    removed = capsys.readouterr().out
+    assert removed.count("-> nothing") == 2
+    assert f"note: release floe-jobs-{PRODUCTS[2]} in namespace {namespace}" in removed
+    assert main(["uninstall", *args, "--removed-products", "--product", PRODUCTS[0]]) == 2
+    capsys.readouterr()
+    assert main(["uninstall", *args, "--removed-products"]) == 0
+    assert f"floe-jobs-{PRODUCTS[2]} in namespace" in capsys.readouterr().out
+    assert main(["status", *args]) == 0
+    status = capsys.readouterr().out
+    assert PRODUCTS[2] not in status and "unhealthy" not in status
+    assert f"jobs of {PRODUCTS[0]}: release floe-jobs-{PRODUCTS[0]}" in status
+    assert main(["deploy", *args]) == 0
+    assert "note:" not in capsys.readouterr().out
