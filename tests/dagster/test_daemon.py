@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 import pytest
+import yaml
 
 from floe_deploy_assets.defs.build import build_definitions
 from floe_deploy_assets.defs.data_products import DataProductsResource
@@ -256,3 +257,72 @@ def test_a_failed_model_is_rerun_by_the_sensor_under_the_daemon(
         }
     # The failed model and the models skipped below it; not the model that succeeded.
     assert rebuilt == {"stg_orders", "customer_orders", "customer_360"}
+
+
+@pytest.mark.timeout(600)  # two products deployed, run and rerun through the daemon
+@pytest.mark.parametrize("dagster_home", ["sqlite"], indirect=True)
+def test_failed_models_of_two_products_are_rerun_each_within_its_product(
+    kube_cluster: KubeCluster, namespace: str, tmp_path: Path, dagster_home: Path
+):
+    """Two products (upstream fixtures) whose models have the same names, customers and
+    orders: orders fails in both; each is rerun, in its own product, by its own request."""
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "upstream-compiled-artifacts"
+    products = tmp_path / "products"
+    products.mkdir()
+    for source in fixtures.glob("v0.[56]_*.json"):
+        (products / source.name).write_text(source.read_text())
+    create_operator_secrets(kube_cluster.core, namespace)
+    config = write_config(tmp_path, kube_cluster.kubeconfig, namespace)
+    document = yaml.safe_load(config.read_text())
+    document["artifacts"] = {"paths": ["products/*.json"]}
+    config.write_text(yaml.safe_dump(document))
+    deploy_through_graph(config, kube_cluster.kubeconfig, dagster_home)
+    environment = {
+        "FLOE_DEPLOY_CONFIG": str(config),
+        "FLOE_KUBECONFIG": str(kube_cluster.kubeconfig),
+        "FLOE_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL),
+    }
+    faulty = DataProductsResource(pod_annotations={"orders": {f"{SIM}exit-code": "3"}})
+    with webserver(dagster_home, environment) as url, daemon(dagster_home, environment):
+        instance = DagsterUI(url)
+        wait_for(
+            lambda: instance.ticks("failed_model_reruns"),
+            timeout=SENSOR_INTERVAL * 2 + 30,
+            reason="the first tick of failed_model_reruns",
+        )
+        with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
+            failed = (
+                build_definitions(
+                    str(config), kubeconfig=str(kube_cluster.kubeconfig), data_products=faulty
+                )
+                .resolve_job_def("run_data_products")
+                .execute_in_process(partition_key="dev", instance=stored, raise_on_error=False)
+            )
+        assert not failed.success
+
+        def reruns() -> list[dict[str, Any]] | None:
+            done = [
+                run
+                for run in instance.runs()
+                if run["tags"].get("floe.dev/attempt") == "2"
+                and run["status"] in ("SUCCESS", "FAILURE")
+            ]
+            return done if len(done) == 2 else None
+
+        done = wait_for(
+            reruns, timeout=30 + SENSOR_INTERVAL * 2 + CHECK_RUN_SLACK + 60, reason="the reruns"
+        )
+        assert {run["status"] for run in done} == {"SUCCESS"}, done
+    with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
+        rebuilt = sorted(
+            record.asset_key.to_user_string()
+            for run in done
+            for record in stored.get_records_for_run(
+                run["runId"], of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            ).records
+            if record.asset_key is not None
+        )
+    assert rebuilt == [
+        "data_products/golden-ingestion-test/orders",
+        "data_products/golden-semantic-test/orders",
+    ]
