@@ -29,9 +29,15 @@ from kubernetes.client.exceptions import ApiException
 from floe_deploy_assets.jobs import pods
 from floe_deploy_assets.jobs.plan import Outcome, RunPlan
 from floe_deploy_assets.jobs.spec import RUN_LABEL, JobTemplate, ModelJob, job_name
-from floe_deploy_assets.jobs.watch import CountingApiClient, Observed, RunWatch
+from floe_deploy_assets.jobs.watch import (
+    CountingApiClient,
+    Observed,
+    RunWatch,
+    job_from_json,
+    pod_from_json,
+)
 from floe_deploy_assets.kube.access import bounded_copy
-from floe_deploy_assets.kube.retry import call_with_retry, describe
+from floe_deploy_assets.kube.retry import call_with_retry, describe, discard, read_json
 from floe_deploy_assets.models.jobs import DataProductJob, JobPhase
 
 ALREADY_EXISTS, NOT_FOUND = 409, 404
@@ -155,11 +161,16 @@ class JobRunner:
         )
         watch.start()
         pool = ThreadPoolExecutor(min(CREATE_WORKERS, self.settings.concurrency), "create-job")
+        checked = time.monotonic()
         try:
             while not state.plan.finished:
                 self._start_ready(state, pool)
                 self._drain(state)
-                self._enforce_deadlines(state)
+                # Deadlines are seconds long: checking them once a tick is enough, and the
+                # check walks every active Job, so not after every burst of events.
+                if time.monotonic() - checked >= self.settings.tick:
+                    self._enforce_deadlines(state)
+                    checked = time.monotonic()
         finally:
             # Also on KeyboardInterrupt (SIGINT, and SIGTERM as floe-deploy's main turns it):
             # the creations in flight end, then every Job of the run is deleted.
@@ -243,14 +254,20 @@ class JobRunner:
                 ) from None
 
     def _create(self, spec: ModelJob, events: queue.Queue) -> None:
-        """On the pool: create the Job, or adopt the one this run already has."""
+        """On the pool: create the Job, or adopt the one this run already has. The created Job
+        is not read back (the Job watch brings its status): its body is left unparsed."""
         what = f"creating Job {spec.name} in namespace {self.namespace}"
         try:
             try:
-                job = call_with_retry(
-                    self._batch.create_namespaced_job, self.namespace, spec.manifest, what=what
+                response = call_with_retry(
+                    self._batch.create_namespaced_job,
+                    self.namespace,
+                    spec.manifest,
+                    _preload_content=False,
+                    what=what,
                 )
-                events.put(_Created(spec.name, job, adopted=False))
+                discard(response)
+                events.put(_Created(spec.name, None, adopted=False))
             except ApiException as error:
                 if error.status != ALREADY_EXISTS:
                     raise
@@ -258,9 +275,10 @@ class JobRunner:
                     self._batch.read_namespaced_job,
                     spec.name,
                     self.namespace,
+                    _preload_content=False,
                     what=f"reading the existing Job {spec.name} in namespace {self.namespace}",
                 )
-                events.put(_Created(spec.name, job, adopted=True))
+                events.put(_Created(spec.name, job_from_json(read_json(job)), adopted=True))
         except Exception as error:
             events.put(_Created(spec.name, None, adopted=False, error=error))
 
@@ -320,7 +338,7 @@ class JobRunner:
 
     def _job_exists(self, name: str) -> bool:
         try:
-            self._batch.read_namespaced_job(name, self.namespace)
+            discard(self._batch.read_namespaced_job(name, self.namespace, _preload_content=False))
             return True
         except ApiException as error:
             if error.status == NOT_FOUND:
@@ -506,9 +524,10 @@ class JobRunner:
     # --- reading the pod ------------------------------------------------------------------
     def _latest_pod(self, active: _Active) -> V1Pod | None:
         """The Job's pod as it is now (the pod watch may lag the Job watch by an event)."""
-        listed = self._core.list_namespaced_pod(
-            self.namespace, label_selector=f"job-name={active.spec.name}"
-        ).items
+        response = self._core.list_namespaced_pod(
+            self.namespace, label_selector=f"job-name={active.spec.name}", _preload_content=False
+        )
+        listed = [pod_from_json(item) for item in read_json(response).get("items") or []]
         if not listed:
             return active.pod
         return max(listed, key=lambda p: p.metadata.creation_timestamp)

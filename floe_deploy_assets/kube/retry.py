@@ -18,8 +18,9 @@ accepts connections and never answers costs at most the deadline, not forever.
 A retried request that never got an answer may have been applied: a create retried after a
 dropped connection can come back 409 AlreadyExists, which is, again, the caller's to judge.
 
-``watch_with_relist`` lists, then watches from the list's resourceVersion, and lists again when
-the API server says that version is gone (410), as an informer does.
+``watch_with_relist`` lists, then watches from the list's resourceVersion, and lists again only
+when the API server says that version is gone (410), as an informer does; it reads raw JSON,
+which costs a hundredth of the client's deserialization of a pod.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import email.utils
 import http.client
 import json
+import math
 import random
 import re
 import time
@@ -35,8 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from kubernetes import watch as kube_watch
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 from urllib3 import exceptions as urllib3_errors
 
 T = TypeVar("T")
@@ -243,12 +245,34 @@ def _within(timeout: tuple[float, float], left: float) -> tuple[float, float]:
     return (min(timeout[0], bound), min(timeout[1], bound))
 
 
+def read_json(response: Any) -> Any:
+    """The JSON body of a ``_preload_content=False`` answer; its connection goes back to the
+    pool."""
+    try:
+        return json.loads(response.data)
+    finally:
+        response.release_conn()
+
+
+def discard(response: Any) -> None:
+    """Reads and drops the body of a ``_preload_content=False`` answer, so that its connection
+    goes back to the pool clean."""
+    try:
+        response.drain_conn()
+    finally:
+        response.release_conn()
+
+
+def _as_is(raw: dict[str, Any]) -> Any:
+    return raw
+
+
 @dataclass(frozen=True)
 class WatchEvent:
-    """``type`` is ``SYNC`` after each list (``object`` is the list response: the whole state,
-    to replace what the consumer knew), else the watch event's (ADDED, MODIFIED, DELETED);
-    ``resource_version`` is where the watch stands after it; ``relists`` counts the lists
-    made after the first."""
+    """``type`` is ``SYNC`` after each list (``object`` is the list of the listed objects: the
+    whole state, to replace what the consumer knew), else the watch event's (ADDED, MODIFIED,
+    DELETED); ``resource_version`` is where the watch stands after it; ``relists`` counts the
+    lists made after the first."""
 
     type: str
     object: Any
@@ -261,59 +285,81 @@ def watch_with_relist(
     /,
     *args: Any,
     what: str,
-    duration: float,
+    duration: float | None = None,
+    stopped: Callable[[], bool] = lambda: False,
+    watch_seconds: float = 300.0,
+    resource_version: str | None = None,
+    convert: Callable[[dict[str, Any]], Any] = _as_is,
     deadline: float = DEFAULT_DEADLINE,
     policy: RetryPolicy = DEFAULT_POLICY,
     **kwargs: Any,
 ) -> Generator[WatchEvent, None, None]:
-    """List with ``list_fn(*args, **kwargs)``, then watch from there, for ``duration`` seconds.
+    """List with ``list_fn(*args, **kwargs)``, then watch from there, for ``duration`` seconds
+    (None: until ``stopped()``, which is asked whenever a watch ends: at the latest every
+    ``watch_seconds``, when the server ends it). Given a ``resource_version``, it watches from
+    there without listing first. Objects are read as raw JSON, each given to ``convert``.
 
     A 410 Gone (the watched resourceVersion is too old; as an HTTP answer or an ERROR event)
-    lists again. A retryable failure of the watch re-watches from the last resourceVersion seen,
-    after a backoff; a streak of them lasting past ``deadline`` raises ``RetryDeadlineError``
-    naming ``what``, as ``call_with_retry`` does for each list. Anything else is raised.
-    Stop early by breaking out of the loop; the watch's connection is closed then."""
-    end = policy.clock() + duration
-    relists = -1
-    resource_version: str | None = None
+    lists again: the only time it lists after the first. A retryable failure of the watch
+    re-watches from the last resourceVersion seen (bookmarks included), after a backoff; a
+    streak of them lasting past ``deadline`` raises ``RetryDeadlineError`` naming ``what``, as
+    ``call_with_retry`` does for each list. Anything else is raised. Stop early by breaking out
+    of the loop; the watch's connection is closed then."""
+    end = policy.clock() + duration if duration is not None else math.inf
+    relists = -1 if resource_version is None else 0
     failures: list[BaseException] = []
     failing_since: float | None = None
 
-    while policy.clock() < end:
+    while policy.clock() < end and not stopped():
         if resource_version is None:
-            listed = call_with_retry(
-                list_fn,
-                *args,
-                what=f"{what} (list)",
-                deadline=max(0.1, min(deadline, end - policy.clock())),
-                policy=policy,
-                **kwargs,
+            listed = read_json(
+                call_with_retry(
+                    list_fn,
+                    *args,
+                    what=f"{what} (list)",
+                    deadline=max(0.1, min(deadline, end - policy.clock())),
+                    policy=policy,
+                    _preload_content=False,
+                    **kwargs,
+                )
             )
             relists += 1
-            resource_version = listed.metadata.resource_version
-            yield WatchEvent("SYNC", listed, resource_version or "", relists)
-        remaining = int(end - policy.clock())
-        if remaining < 1:
+            resource_version = listed["metadata"].get("resourceVersion") or ""
+            items = [convert(item) for item in listed.get("items") or []]
+            del listed
+            yield WatchEvent("SYNC", items, resource_version, relists)
+        seconds = int(min(watch_seconds, end - policy.clock()))
+        if seconds < 1:
             return
-        # The server ends the watch after timeoutSeconds; a read timeout beyond that ends a
-        # watch whose server went silent (a watch event can be minutes apart: not shorter).
-        stream = kube_watch.Watch().stream(
-            list_fn,
-            *args,
-            resource_version=resource_version,
-            timeout_seconds=remaining,
-            **{"_request_timeout": (REQUEST_TIMEOUT[0], remaining + WATCH_READ_MARGIN), **kwargs},
-        )
+        response = None
+        ended = False  # the server ended the watch: its connection may serve the next one
         try:
-            for event in stream:
+            # The server ends the watch after timeoutSeconds; a read timeout beyond that ends
+            # a watch whose server went silent (events can be minutes apart: not shorter).
+            response = list_fn(
+                *args,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=seconds,
+                _preload_content=False,
+                _request_timeout=(REQUEST_TIMEOUT[0], seconds + WATCH_READ_MARGIN),
+                **kwargs,
+            )
+            for line in iter_resp_lines(response):
+                if not line:
+                    continue
+                event = json.loads(line)
+                kind, body = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":  # a Status: 410 when the version is gone
+                    raise ApiException(status=body.get("code"), reason=body.get("message"))
                 failures.clear()
                 failing_since = None
-                raw = event.get("raw_object") or {}
-                version = (raw.get("metadata") or {}).get("resourceVersion")
+                version = (body.get("metadata") or {}).get("resourceVersion")
                 resource_version = version or resource_version
-                if event["type"] == "BOOKMARK":
-                    continue
-                yield WatchEvent(event["type"], event["object"], resource_version or "", relists)
+                if kind != "BOOKMARK":
+                    yield WatchEvent(kind, convert(body), resource_version, relists)
+            ended = True
         except Exception as error:
             if isinstance(error, ApiException) and error.status == GONE:
                 resource_version = None  # too old: list again
@@ -330,4 +376,7 @@ def watch_with_relist(
                 ) from error
             policy.sleep(min(wait, max(0.0, end - now)))
         finally:
-            stream.close()
+            if response is not None:
+                if not ended:
+                    response.close()
+                response.release_conn()

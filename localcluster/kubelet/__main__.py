@@ -18,6 +18,9 @@ from localcluster.kubelet.provisioner import Provisioner, ensure_storage_class
 from localcluster.kubelet.timeline import Backoff
 
 HEARTBEAT_SECONDS = 20.0
+# Threads writing pod status (localcluster.kubelet.pods): enough for a few dozen pods a second
+# through a busy API server, each waiting for its write's answer.
+STATUS_WORKERS = 8
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     api_client = config.new_client_from_config(args.kubeconfig)
-    api_client.configuration.connection_pool_maxsize = 8
+    # A connection for each status worker, the three informers' watches, and the heartbeat.
+    api_client.configuration.connection_pool_maxsize = STATUS_WORKERS + 4
     core = client.CoreV1Api(api_client)
     specs = [
         nodes.NodeSpec(
@@ -63,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         (core.list_persistent_volume_claim_for_all_namespaces, provisioner.on_claim, "claim"),
         (core.list_persistent_volume, provisioner.on_volume, "volume"),
     ]
-    threading.Thread(target=agent.run, args=(stop,), daemon=True).start()
+    for _ in range(STATUS_WORKERS):
+        threading.Thread(target=agent.run, args=(stop,), daemon=True).start()
     for list_func, handler, what in informers:
         threading.Thread(
             target=run_informer, args=(list_func, handler, stop, what), daemon=True

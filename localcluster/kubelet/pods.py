@@ -1,8 +1,14 @@
 """Follow the pods bound to our nodes and write the status a kubelet would.
 
-One informer feeds pod events in; one worker writes status at the moments the pod's timeline
-says it changes (a heap of due times, no polling per pod). A pod being deleted is finalized the
-way a kubelet does once its containers are gone: deleted with grace period 0.
+One informer feeds pod events in; workers write status at the moments the pod's timeline says
+it changes (a heap of due times, no polling per pod). A pod being deleted is finalized the way a
+kubelet does once its containers are gone: deleted with grace period 0.
+
+Several workers (``run`` in as many threads) write at once: one worker, waiting for each write's
+answer in turn, held a busy cluster to about 12 pods/s, with pods' final status written seconds
+after their containers ended. A pod is synced by one worker at a time (a pod due while another
+worker syncs it is synced again after), so its writes never overtake one another. The answers
+to status writes are not read into client objects: nothing uses them.
 """
 
 from __future__ import annotations
@@ -107,6 +113,15 @@ def pod_facts(pod: dict[str, Any]) -> PodFacts:
     )
 
 
+def _discard(response: Any) -> None:
+    """Drops the body of a ``_preload_content=False`` answer and gives its connection back to
+    the pool."""
+    try:
+        response.drain_conn()
+    finally:
+        response.release_conn()
+
+
 def _parse_stamp(stamp: str) -> datetime:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
@@ -121,6 +136,8 @@ class PodAgent:
         self._sequence = itertools.count()
         self._ip_counter = itertools.count(2)
         self._wake = threading.Condition()
+        self._syncing: set[str] = set()  # pods a worker is syncing now
+        self._again: set[str] = set()  # of those, pods that came due meanwhile
 
     # --- informer side -------------------------------------------------------------------------
     def on_event(self, kind: str, pod: dict[str, Any]) -> None:
@@ -177,9 +194,21 @@ class PodAgent:
                     if stop.is_set():
                         return
                 _, _, uid = heapq.heappop(self._due)
+                if uid in self._syncing:
+                    self._again.add(uid)
+                    continue
                 tracked = self.pods.get(uid)
-            if tracked is not None:
+                if tracked is None:
+                    continue
+                self._syncing.add(uid)
+            try:
                 self._sync(tracked)
+            finally:
+                with self._wake:
+                    self._syncing.discard(uid)
+                    if uid in self._again:
+                        self._again.discard(uid)
+                        self._schedule(uid, 0.0)
 
     def _sync(self, tracked: TrackedPod) -> None:
         facts = tracked.facts
@@ -189,8 +218,14 @@ class PodAgent:
                 return
             status, next_change = self.desired_status(tracked)
             if status != tracked.written:
-                self.core.patch_namespaced_pod_status(
-                    facts.name, facts.namespace, {"status": status}, _content_type=MERGE_PATCH
+                _discard(
+                    self.core.patch_namespaced_pod_status(
+                        facts.name,
+                        facts.namespace,
+                        {"status": status},
+                        _content_type=MERGE_PATCH,
+                        _preload_content=False,
+                    )
                 )
                 tracked.written = status
         except ApiException as exc:
@@ -255,7 +290,9 @@ class PodAgent:
             else self.core.read_namespaced_config_map
         )
         try:
-            read(ref.name, tracked.facts.namespace, _preload_content=False)
+            # Read to the end and given back: a connection left holding an unread answer is
+            # not reused, and a new one costs a TLS handshake on both sides (two per pod).
+            _discard(read(ref.name, tracked.facts.namespace, _preload_content=False))
         except ApiException as exc:
             if exc.status == 404:
                 return False

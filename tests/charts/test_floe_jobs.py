@@ -27,9 +27,7 @@ def test_installing_starts_no_model(environment: str):
         "ConfigMap",
         "Pod",
     }
-    models = json.loads(
-        rendered.named("ConfigMap", "floe-jobs-artifacts")["data"]["models.json"]
-    )
+    models = json.loads(rendered.named("ConfigMap", "floe-jobs-artifacts")["data"]["models.json"])
     assert [m["name"] for m in models] == [
         "stg_customers",
         "stg_orders",

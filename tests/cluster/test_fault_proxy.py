@@ -136,7 +136,7 @@ def test_a_watch_ended_with_410_gone_is_relisted_and_sees_later_events(
                 kube_cluster.core.create_namespaced_config_map(
                     namespace, {"metadata": {"name": name}}
                 )
-            if event.type == "ADDED" and event.object.metadata.name == name:
+            if event.type == "ADDED" and event.object["metadata"]["name"] == name:
                 break
     finally:
         events.close()

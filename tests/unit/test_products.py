@@ -191,4 +191,4 @@ def test_the_jobs_chart_needs_a_product_when_there_are_several(
     args = ["--config", path, "--env", "dev", "--chart", "jobs", "--product", "customer-360"]
     assert main(["values", *args]) == 0
     values = yaml.safe_load(capsys.readouterr().out)
-    assert [m["name"] for m in values["models"]][0] == "stg_customers"
+    assert values["models"][0]["name"] == "stg_customers"

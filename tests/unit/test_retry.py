@@ -175,7 +175,8 @@ def test_what_is_retryable():
 
 
 class FakeStream:
-    """What a watch request with ``_preload_content=False`` returns: lines of JSON events."""
+    """What a watch request with ``_preload_content=False`` returns: lines of JSON events
+    (lists are read raw too: an object with ``data``)."""
 
     def __init__(self, events: list[dict[str, Any]]):
         self.lines = [json.dumps(e).encode() + b"\n" for e in events]
@@ -209,7 +210,8 @@ class FakeLister:
         if not kwargs.get("watch"):
             version = self.versions[len(self.lists)]
             self.lists.append(version)
-            return SimpleNamespace(metadata=SimpleNamespace(resource_version=version), items=[])
+            body = {"metadata": {"resourceVersion": version}, "items": []}
+            return SimpleNamespace(data=json.dumps(body).encode(), release_conn=lambda: None)
         self.watched_from.append(kwargs.get("resource_version"))
         answer = self.watches.pop(0)
         if isinstance(answer, BaseException):
