@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from floe_deploy_assets.jobs.cli import add_run_models_parser
-from floe_deploy_assets.release.decide import Remediation  # deploy --remediation's choices
+from floe_deploy_assets.release.remediation import Remediation  # --remediation's choices
 
 EXIT_INVALID_VALUES = 1
 EXIT_BAD_INPUT = 2

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from floe_deploy_assets.models.deployment import DeploymentStatus
+from floe_deploy_assets.release.remediation import Remediation
 
 PENDING_STATUSES = frozenset({"pending-install", "pending-upgrade", "pending-rollback"})
 GOOD_STATUSES = frozenset({"deployed", "superseded"})
@@ -54,14 +55,6 @@ class Action(StrEnum):
     UPGRADE = "upgrade"
     NOTHING = "nothing"
     CORRECT_DRIFT = "correct-drift"
-
-
-class Remediation(StrEnum):
-    """What to do with a failed release."""
-
-    RETRY = "retry"
-    ROLLBACK = "rollback"
-    HOLD = "hold"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import yaml
 
 from floe_deploy_assets.models.config import ChartKind, ConfigError, DeploymentConfig
 
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass(frozen=True)
 class ChartFiles:
@@ -33,7 +35,8 @@ class ChartFiles:
 
     def defaults(self) -> dict[str, Any]:
         try:
-            document = yaml.safe_load(self._read("values.yaml")) or {}
+            # libyaml's parser when there is one: a tenth of the time of PyYAML's own.
+            document = yaml.load(self._read("values.yaml"), Loader=SAFE_LOADER) or {}
         except yaml.YAMLError:
             raise ConfigError(f"{self.path / 'values.yaml'}: not valid YAML") from None
         if not isinstance(document, dict):

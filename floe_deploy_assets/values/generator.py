@@ -64,6 +64,11 @@ class HelmValuesGenerator:
         return self.products[0]
 
     @property
+    def product_named(self) -> bool:
+        """Whether the configuration names its products (``artifacts.paths``)."""
+        return self.products[0].named_objects
+
+    @property
     def artifacts(self) -> CompiledArtifacts:
         return self.product.artifacts
 
@@ -80,7 +85,7 @@ class HelmValuesGenerator:
     @property
     def title(self) -> str:
         """What these values are of, for messages: ``platform``, ``jobs`` or ``jobs of <p>``."""
-        named = self.chart == "jobs" and self.product.named_objects
+        named = self.chart == "jobs" and self.product_named
         return f"jobs of {self.product.name}" if named else self.chart
 
     @cached_property
@@ -123,9 +128,10 @@ class HelmValuesGenerator:
             "isolation": str(self.mapping.isolation),
         }
         identity: dict[str, Any] = {"environment": self.environment}
-        # The platform serving several products names none of them: adding a product must not
-        # change (and so redeploy) it unless the product needs something of it.
-        if len(self.products) == 1:
+        # With named products (artifacts.paths) the platform names none of them, even when it
+        # serves one: adding a product must not change (and so redeploy) it unless the product
+        # needs something of it. The one product of artifacts.path is named, as it always was.
+        if self.chart == "jobs" or not self.product_named:
             metadata = self.artifacts.metadata
             if len(metadata.product_name) <= LABEL_VALUE_MAX:
                 labels["floe.dev/product"] = metadata.product_name

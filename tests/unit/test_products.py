@@ -153,9 +153,12 @@ def test_platform_values_do_not_change_when_a_product_needing_nothing_new_is_add
 ):
     config = load_deployment_config(_three(tmp_path))
     products = load_products(config)
-    three = release_generators(config, products, "dev", ("platform",))[0].helm_values()
-    two = release_generators(config, products[:2], "dev", ("platform",))[0].helm_values()
-    assert three == two
+    values = [
+        release_generators(config, products[:count], "dev", ("platform",))[0].helm_values()
+        for count in (1, 2, 3)
+    ]
+    assert values[0] == values[1] == values[2]
+    assert "floe.dev/product" not in values[0]["global"]["labels"]
 
 
 def test_products_needing_different_platform_settings_are_a_conflict_naming_both(
