@@ -203,23 +203,33 @@ def _chart_problems(source: Path, error: ValidationError) -> str:
 
 def check_chart_paths(config: DeploymentConfig) -> None:
     """Every chart the configuration names, and the ``file://`` dependencies below them, can
-    be used: what the command line and the code location check before anything else."""
+    be used: what the command line and the code location check before anything else. Each
+    chart's Chart.yaml is read once (the components all depend on floe-common)."""
+    checked: set[Path] = set()
     for chart in CHARTS:
         chart_dir = config.chart_path(chart)
         load_floe_chart(chart_dir)
-        _check_dependencies(chart_dir, [_resolved(chart_dir)])
+        metadata = read_chart_metadata(chart_dir)
+        _check_dependencies(chart_dir, metadata, [_resolved(chart_dir)], checked)
 
 
-def _check_dependencies(chart_dir: Path, path: list[Path]) -> None:
-    for dependency in local_dependency_dirs(chart_dir, read_chart_metadata(chart_dir)):
+def _check_dependencies(
+    chart_dir: Path, metadata: dict[str, Any], path: list[Path], checked: set[Path]
+) -> None:
+    """Depth first; a chart whose dependencies were all checked is not checked again (a cycle
+    through it would have been found then)."""
+    for dependency in local_dependency_dirs(chart_dir, metadata):
         if dependency in path:
             cycle = " -> ".join(str(p) for p in [*path[path.index(dependency) :], dependency])
             raise ChartPathError(f"{chart_dir}: file:// dependencies form a cycle: {cycle}")
+        if dependency in checked:
+            continue
         try:
-            read_chart_metadata(dependency)
+            below = read_chart_metadata(dependency)
         except ChartPathError as error:
             raise ChartPathError(f"{chart_dir}: a file:// dependency: {error}") from None
-        _check_dependencies(dependency, [*path, dependency])
+        _check_dependencies(dependency, below, [*path, dependency], checked)
+        checked.add(dependency)
 
 
 def _version(text: str) -> tuple[int, int, int]:

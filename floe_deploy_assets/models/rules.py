@@ -32,6 +32,12 @@ SUMMARY_LIMIT = 5
 ECHO_LIMIT = 64
 
 
+# Keywords of the values schemas that the values check enforces beyond JSON Schema
+# (values/chart_values.py writes them, values/validation.py reads them).
+CRON_FORMAT = "cron"
+LIMITS_KEYWORD = "x-limits-cover-requests"
+
+
 def summarize(items: Iterable[str], limit: int = SUMMARY_LIMIT, sep: str = ", ") -> str:
     """``a, b, c, d, e and 4995 more``: a list in a message stays short, whatever its size."""
     items = list(items)

@@ -41,10 +41,12 @@ from floe_deploy_assets.models.resources import (
 )
 from floe_deploy_assets.models.rules import (
     CRON_DESCRIPTORS,
+    CRON_FORMAT,
     LABEL_KEY_LENGTH_PATTERN,
     LABEL_KEY_PATTERN,
     LABEL_NAME_MAX,
     LABEL_VALUE_PATTERN,
+    LIMITS_KEYWORD,
     cron_problem,
     label_key_problem,
     label_value_problem,
@@ -52,11 +54,9 @@ from floe_deploy_assets.models.rules import (
 
 # Every pattern is portable (models/rules.py): explicit ASCII classes, ^ and $ only, so Python,
 # pydantic (Rust) and Helm (Go) give the same answer; our values check reads $ as Go does.
-# Formats and the LIMITS_KEYWORD carry what a pattern cannot say (bounds, cron fields, limits
-# >= requests): our values check enforces them (values/validation.py); Helm, which asserts no
-# format and ignores unknown keywords, reads them as annotations.
-CRON_FORMAT = "cron"
-LIMITS_KEYWORD = "x-limits-cover-requests"
+# Formats and the LIMITS_KEYWORD (models/rules.py) carry what a pattern cannot say (bounds,
+# cron fields, limits >= requests): our values check enforces them (values/validation.py);
+# Helm, which asserts no format and ignores unknown keywords, reads them as annotations.
 DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"

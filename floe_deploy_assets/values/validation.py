@@ -35,8 +35,13 @@ from floe_deploy_assets.models.resources import (
     memory_bytes,
     memory_problem,
 )
-from floe_deploy_assets.models.rules import cron_problem, echo, summarize
-from floe_deploy_assets.values.chart_values import CRON_FORMAT, LIMITS_KEYWORD
+from floe_deploy_assets.models.rules import (
+    CRON_FORMAT,
+    LIMITS_KEYWORD,
+    cron_problem,
+    echo,
+    summarize,
+)
 from floe_deploy_assets.values.layers import pointer_token
 
 PATTERN_SHOWN_MAX = 60
