@@ -197,29 +197,41 @@ SIM = "sim.kubelet.floe.dev/"
 PRODUCT = ["data_products", "customer-360"]
 
 
+def _run_models_once_the_rerun_sensor_ticks(
+    instance: DagsterUI,
+    dagster_home: Path,
+    environment: dict[str, str],
+    data_products: DataProductsResource,
+) -> dg.ExecuteInProcessResult:
+    """Run dev's models (``run_data_products``), stored in the daemon's instance, after the
+    rerun sensor's first tick: it starts from the moment it runs, its first tick only
+    bookmarks."""
+    wait_for(
+        lambda: instance.ticks("failed_model_reruns"),
+        timeout=SENSOR_INTERVAL * 2 + 30,
+        reason="the first tick of failed_model_reruns",
+    )
+    with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
+        return (
+            build_definitions(
+                environment["FLOE_DEPLOY_CONFIG"],
+                kubeconfig=environment["FLOE_KUBECONFIG"],
+                data_products=data_products,
+            )
+            .resolve_job_def("run_data_products")
+            .execute_in_process(partition_key="dev", instance=stored, raise_on_error=False)
+        )
+
+
 def test_a_failed_model_is_rerun_by_the_sensor_under_the_daemon(
     kube_cluster: KubeCluster, dagster_home: Path, deployed: dict[str, str]
 ):
-    config = deployed["FLOE_DEPLOY_CONFIG"]
     faulty = DataProductsResource(
         pod_annotations={"stg_orders": {f"{SIM}exit-code": "3", f"{SIM}logs": "Database Error"}}
     )
     with webserver(dagster_home, deployed) as url, daemon(dagster_home, deployed):
         instance = DagsterUI(url)
-        # The rerun sensor starts from the moment it runs: its first tick only bookmarks.
-        wait_for(
-            lambda: instance.ticks("failed_model_reruns"),
-            timeout=SENSOR_INTERVAL * 2 + 30,
-            reason="the first tick of failed_model_reruns",
-        )
-        with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
-            failed = (
-                build_definitions(
-                    config, kubeconfig=deployed["FLOE_KUBECONFIG"], data_products=faulty
-                )
-                .resolve_job_def("run_data_products")
-                .execute_in_process(partition_key="dev", instance=stored, raise_on_error=False)
-            )
+        failed = _run_models_once_the_rerun_sensor_ticks(instance, dagster_home, deployed, faulty)
         assert not failed.success
         # What the UI shows: the failed model, and the model skipped below it, failed in dev.
         for model in ("stg_orders", "customer_orders"):
@@ -285,19 +297,9 @@ def test_failed_models_of_two_products_are_rerun_each_within_its_product(
     faulty = DataProductsResource(pod_annotations={"orders": {f"{SIM}exit-code": "3"}})
     with webserver(dagster_home, environment) as url, daemon(dagster_home, environment):
         instance = DagsterUI(url)
-        wait_for(
-            lambda: instance.ticks("failed_model_reruns"),
-            timeout=SENSOR_INTERVAL * 2 + 30,
-            reason="the first tick of failed_model_reruns",
+        failed = _run_models_once_the_rerun_sensor_ticks(
+            instance, dagster_home, environment, faulty
         )
-        with dg.DagsterInstance.from_config(str(dagster_home)) as stored:
-            failed = (
-                build_definitions(
-                    str(config), kubeconfig=str(kube_cluster.kubeconfig), data_products=faulty
-                )
-                .resolve_job_def("run_data_products")
-                .execute_in_process(partition_key="dev", instance=stored, raise_on_error=False)
-            )
         assert not failed.success
 
         def reruns() -> list[dict[str, Any]] | None:
