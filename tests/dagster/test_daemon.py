@@ -86,9 +86,11 @@ def test_health_under_the_daemon_fails_on_a_fault_and_passes_on_recovery(
             reason="the first release_healthy result of dev from a sensor-requested run",
         )
         assert healthy["evaluation"]["partition"] == "dev"
+        # Its run was requested on the same tick as dev's, after dev's two: it may start only
+        # once they ended (on 2 cores a check run's process takes up to CHECK_RUN_SLACK).
         missing = wait_for(
             lambda: instance.latest_check("platform_release", "release_healthy", "staging"),
-            timeout=CHECK_RUN_SLACK,
+            timeout=3 * CHECK_RUN_SLACK,
             reason="release_healthy of staging, which has no release",
         )
         assert missing["status"] == "FAILED"  # no release is never a pass
