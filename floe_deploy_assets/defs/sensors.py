@@ -80,8 +80,9 @@ def _fingerprint(value: object) -> str:
 
 
 def _releases(deployment: DeploymentConfigResource) -> Iterator[tuple[str, Release, ReleaseRef]]:
+    graph = releases(deployment.products())  # the documents read once a tick
     for environment in deployment.config.environments:
-        for release in releases(deployment.products()):
+        for release in graph:
             yield environment, release, release.ref(deployment, environment)
 
 

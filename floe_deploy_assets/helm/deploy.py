@@ -309,6 +309,12 @@ class _Guard:
         if self.lock is not None:
             self.lock.check()
 
+    def decide(
+        self, engine: HelmEngine, ref: ReleaseRef, desired: Digests, policy: DeployPolicy
+    ) -> Decision:
+        """What ``decide`` says now, with this run's verdicts on its own revisions."""
+        return _decide(engine, ref, desired, policy, self.cluster is not None, self.verdicts)
+
 
 def _act(
     engine: HelmEngine,
@@ -521,18 +527,7 @@ def _decide_while_handling(
 ) -> Decision | None:
     """What ``decide`` says now, with this run's verdicts, while ``error`` is being handled:
     None when deciding fails (that failure is added after ``error``)."""
-    return _secondary(
-        error,
-        what,
-        lambda: None,
-        _decide,
-        engine,
-        ref,
-        desired,
-        policy,
-        guard.cluster is not None,
-        guard.verdicts,
-    )
+    return _secondary(error, what, lambda: None, guard.decide, engine, ref, desired, policy)
 
 
 def _remediate(
@@ -545,7 +540,7 @@ def _remediate(
     """After a failed action, what the policy says now: only a rollback is done in this run
     (a retry waits for the next run, so a failing upgrade is not hammered). The rollback is
     retried after transient failures, as any action."""
-    decision = _decide(engine, ref, desired, policy, guard.cluster is not None, guard.verdicts)
+    decision = guard.decide(engine, ref, desired, policy)
     if decision.action is not Action.ROLLBACK or decision.target_revision is None:
         return decision
     done = _attempt(engine, ref, Path(), {}, {}, desired, decision, guard, policy)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from floe_deploy_assets.cli import NotDeployedError
 from floe_deploy_assets.cluster_commands import per_release
@@ -26,7 +25,7 @@ def run_models_command(args: argparse.Namespace) -> None:
     """Each selected product's models in turn (``--select`` names models of any of them)."""
     run_id = check_run_id(args.run_id) if args.run_id else new_run_id()
     releases = list(per_release(args, charts=("jobs",)))
-    selections = _selections(releases, args.select)
+    selections = _selections([generator for generator, *_ in releases], args.select)
     failed = False
     for (generator, ref, _, cluster), models in zip(releases, selections, strict=True):
         if not models:
@@ -66,12 +65,12 @@ def run_models_command(args: argparse.Namespace) -> None:
 
 
 def _selections(
-    releases: list[tuple[HelmValuesGenerator, Any, Any, Any]], select: list[str] | None
+    generators: list[HelmValuesGenerator], select: list[str] | None
 ) -> list[dict[str, tuple[str, ...]]]:
     """The models to run of each product: all, or those named by ``--select`` (each name must
     be a model of at least one of the products)."""
     documents = []
-    for generator, *_ in releases:
+    for generator in generators:
         transforms = generator.artifacts.transforms
         if transforms is None:
             raise ConfigError(
