@@ -224,6 +224,43 @@ def stage_delays(api: client.ApiClient, namespace: str) -> dict[str, list[float]
     return stages
 
 
+# The processes whose CPU time is shown beside the run's: the control plane and its
+# simulated kubelets (every cluster on the machine: run the benchmark against one).
+CLUSTER_PROCESSES = {
+    "kube-apiserver": "kube-apiserver",
+    "etcd": "etcd",
+    "kube-controller-manager": "kube-controller-manager",
+    "kube-scheduler": "kube-scheduler",
+    "localcluster.kubelet": "simulated kubelets",
+}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_component() -> dict[str, float]:
+    """CPU seconds so far of the cluster's processes, by component, and the machine's busy
+    and total CPU seconds (``/proc/stat``), to say where the CPU of a run went."""
+    seconds: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        text = " ".join(part.decode(errors="replace") for part in command[:3])
+        for needle, component in CLUSTER_PROCESSES.items():
+            if needle in text:
+                used = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+                seconds[component] = seconds.get(component, 0.0) + used
+                break
+    jiffies = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = jiffies[3] + jiffies[4]  # idle + iowait
+    seconds["(machine busy)"] = (sum(jiffies) - idle) / CLOCK_TICKS
+    seconds["(machine total)"] = sum(jiffies) / CLOCK_TICKS
+    return seconds
+
+
 @dataclass
 class Result:
     size: int
@@ -238,6 +275,7 @@ class Result:
     deploy_seconds: float
     latencies: list[float]  # per Job: created to seen ended, by the observer
     stages: dict[str, list[float]]
+    cpu_used: dict[str, float]  # CPU seconds during run-models, by component (cpu_by_component)
 
     @property
     def overall_rate(self) -> float:
@@ -369,6 +407,7 @@ def run_size(
             observer = JobObserver(kube_config.new_client_from_config(str(kubeconfig)), namespace)
             calls_file = directory / "api-calls.json"
             run_options = ["--concurrency", str(concurrency), "--run-id", "bench"]
+            cpu_before = cpu_by_component()
             try:
                 code, wall, rss, cpu = run_child(
                     [sys.executable, "-c", WRAPPER, "run-models", *common, *run_options],
@@ -376,6 +415,7 @@ def run_size(
                     max(300.0, size * 1.0),
                     directory / "run-models.log",
                 )
+                cpu_after = cpu_by_component()
                 time.sleep(1.0)  # the last events to reach the observer
             finally:
                 observer.stop()
@@ -410,6 +450,7 @@ def run_size(
                     if name in observer.ended
                 ],
                 stages,
+                {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after},
             )
         finally:
             delete_namespace(core, namespace)
@@ -449,6 +490,15 @@ def report(result: Result, concurrency: int) -> None:
                 f"p90 {percentile(delays, 0.9):.1f} s, max {max(delays):.0f} s"
             )
     print(f"  peak RSS of run-models: {result.rss_mib:.0f} MiB")
+    used = dict(result.cpu_used)
+    total, busy = used.pop("(machine total)", 0.0), used.pop("(machine busy)", 0.0)
+    if total > 0:
+        cores = os.cpu_count() or 1
+        shares = ", ".join(f"{name} {seconds:.0f}" for name, seconds in used.items())
+        print(
+            f"  CPU during the run: machine {100 * busy / total:.0f} % busy of {cores} cores; "
+            f"seconds: run-models {result.cpu_seconds:.0f}, {shares}"
+        )
     print(
         f"  API calls: {sum(result.api_calls.values())} ({result.calls_per_job:.2f} per Job): "
         f"{dict(sorted(result.api_calls.items()))}"

@@ -20,6 +20,24 @@ from floe_deploy_assets.models.products import load_products, select_products
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """libyaml's emitter when PyYAML has it (several times faster to print), with multi-line
+    strings (an inline profiles.yml, a dagster.yaml) as literal blocks that read as the file
+    they hold; the emitter quotes a string that a block cannot carry exactly."""
+
+
+def _block_when_multiline(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _block_when_multiline)
+
+
+def _yaml(document: object) -> str:
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False)
+
+
 def validated_generators(
     args: argparse.Namespace, charts: Sequence[ChartKind]
 ) -> list[HelmValuesGenerator]:
@@ -77,7 +95,7 @@ def values_command(args: argparse.Namespace) -> None:
     generator = validated_generator(args)
     layered = generator.layered
     if not args.provenance:
-        print(yaml.safe_dump(generator.generate(), sort_keys=False), end="")
+        print(_yaml(generator.generate()), end="")
         return
     for pointer in sorted(layered.provenance):
         value = _at(layered.values, pointer)
@@ -97,12 +115,12 @@ def render_command(args: argparse.Namespace) -> None:
         namespace=generator.mapping.namespace_for(args.env),
     )
     if args.output_dir is None:
-        print(yaml.safe_dump_all(rendered.objects, sort_keys=False), end="")
+        print(yaml.dump_all(rendered.objects, Dumper=_Dumper, sort_keys=False), end="")
         return
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for index, obj in enumerate(rendered.objects):
         name = f"{index:03d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-        (args.output_dir / name).write_text(yaml.safe_dump(obj, sort_keys=False))
+        (args.output_dir / name).write_text(_yaml(obj))
     print(f"wrote {len(rendered.objects)} objects to {args.output_dir}", file=sys.stderr)
 
 

@@ -6,6 +6,7 @@ annotation ``floe.dev/compatibility`` as JSON, so it travels with the packaged c
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import re
@@ -69,12 +70,25 @@ def check_chart_dir(chart_dir: Path) -> None:
         raise ChartPathError(f"{chart_dir}: has no Chart.yaml, so it is not a chart")
 
 
+# Chart.yaml as last parsed, by path and text: a command asks for the same charts several
+# times (the checks, the chart model, the renderer's dependencies); reading a file again is
+# cheap, parsing it is not, and comparing the text keeps an edited file seen at once.
+_metadata_parsed: dict[Path, tuple[str, dict[str, Any]]] = {}
+
+
 def read_chart_metadata(chart_dir: Path) -> dict[str, Any]:
     """Chart.yaml of a chart folder, with the fields Helm requires (apiVersion, name, version)
     and the shapes we read (dependencies, annotations) checked."""
     check_chart_dir(chart_dir)
     source = chart_dir / "Chart.yaml"
     text = read_text(source, what="a Chart.yaml", limit=CHART_FILE_MAX_BYTES, error=ChartPathError)
+    parsed = _metadata_parsed.get(source)
+    if parsed is None or parsed[0] != text:
+        parsed = _metadata_parsed[source] = (text, _checked_metadata(source, text))
+    return copy.deepcopy(parsed[1])  # callers may change theirs
+
+
+def _checked_metadata(source: Path, text: str) -> dict[str, Any]:
     metadata = load_yaml(text, str(source), ChartPathError)
     if not isinstance(metadata, dict):
         raise ChartPathError(

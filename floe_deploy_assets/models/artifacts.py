@@ -74,11 +74,16 @@ class ArtifactsError(ValueError):
 
 class _Strict(BaseModel):
     # hide_input_in_errors: a ValidationError's str() would otherwise echo credentials.
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+    # defer_build: built on first use, as FloeModel's.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, defer_build=True
+    )
 
 
 class _PassThrough(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow", hide_input_in_errors=True)
+    model_config = ConfigDict(
+        frozen=True, extra="allow", hide_input_in_errors=True, defer_build=True
+    )
 
     @model_validator(mode="after")
     def _no_near_misses(self) -> _PassThrough:

@@ -12,8 +12,14 @@ from pydantic.alias_generators import to_camel
 
 
 class FloeModel(BaseModel):
+    # defer_build: a model's validator is built when it is first used, not at import, so a
+    # command pays only for the models it reads (``floe-deploy values`` starts ~0.1 s sooner).
     model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        defer_build=True,
     )
 
     def to_document(self) -> dict:

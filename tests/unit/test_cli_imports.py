@@ -7,14 +7,17 @@ maps each as before."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import ProtocolError
 
@@ -27,6 +30,7 @@ from floe_deploy_assets.kube.lease import LockLostError, ReleaseBusyError
 from floe_deploy_assets.kube.retry import RetryDeadlineError
 from floe_deploy_assets.models.artifacts import ArtifactsError
 from floe_deploy_assets.models.config import ConfigError
+from floe_deploy_assets.offline_commands import validated_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "floe-deploy.yaml")
@@ -192,3 +196,17 @@ def test_an_unusable_kubeconfig_is_bad_input_naming_it_and_the_context(
         assert code == 2, err
         assert f"kubeconfig {kubeconfig} cannot be used for context 'floe-local'" in err
         assert "environment dev" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("chart", ["platform", "jobs"])
+def test_printed_values_are_the_generated_values_with_multiline_strings_as_blocks(chart: str):
+    # Printed with libyaml's emitter and literal blocks: the same values, and an embedded file
+    # (the jobs chart's inline profiles.yml) reads as that file.
+    code, _, output, _ = run_fresh("values", "--config", CONFIG, "--env", "dev", "--chart", chart)
+    arguments = argparse.Namespace(
+        config=Path(CONFIG), artifacts=None, env="dev", chart=chart, product=None
+    )
+    assert code == 0
+    assert yaml.safe_load(output) == validated_generator(arguments).generate()
+    if chart == "jobs":
+        assert re.search(r"\n    inline: \|\n      customer_360:\n", output), output

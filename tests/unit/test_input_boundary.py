@@ -610,3 +610,16 @@ def test_parsing_is_unchanged_for_good_files(tmp_path: Path):
         load_compiled_artifacts(ARTIFACTS).digest
         == parse_compiled_artifacts(ARTIFACTS.read_text()).digest
     )
+
+
+def test_chart_metadata_read_again_sees_an_edit_of_the_same_size_at_once(tmp_path: Path):
+    # Parsed Chart.yaml is kept by its text, not its timestamp: an edit within the same clock
+    # tick, to the same size, is still seen; and a caller's change to its copy is its own.
+    chart = tmp_path / "chart"
+    chart.mkdir()
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    first = read_chart_metadata(chart)
+    first["version"] = "changed by a caller"
+    assert read_chart_metadata(chart)["version"] == "0.1.0"
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.2.0\n")
+    assert read_chart_metadata(chart)["version"] == "0.2.0"
