@@ -1,9 +1,12 @@
-"""Install the test bed's system packages and build the Kubernetes control-plane binaries once.
+"""Install the test bed's system packages and build the Kubernetes binaries once.
 
 kind, k3d and minikube need a Docker engine, which these machines lack. Debian bookworm ships the
 full Kubernetes 1.20.2 tree (with ``vendor/``) as a *source* package, and Debian's Go 1.19 builds
-it offline. The three binaries are cached outside the repository, keyed by version, so later
-starts (and every fresh clone on the same machine) reuse them.
+it offline. Two sets are built from it: the control plane (every cluster needs it) and what a
+real node runs (the kubelet, kube-proxy, and the pod sandbox's ``pause`` compiled from the
+tree's ``build/pause/linux/pause.c``), with the container runtime's Debian packages. They are
+cached outside the repository, keyed by version, so later starts (and every fresh clone on the
+same machine) reuse them; ``up`` builds only the control plane unless it starts real nodes.
 """
 
 from __future__ import annotations
@@ -21,10 +24,28 @@ from localcluster.config import KUBERNETES_VERSION, ClusterConfig
 from localcluster.errors import LocalClusterError
 
 CONTROL_PLANE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# Built with make from cmd/; pause is compiled on its own (see _build_pause).
+NODE_GO_BINARIES = ("kubelet", "kube-proxy")
+NODE_BINARIES = (*NODE_GO_BINARIES, "pause")
+ALL_BINARIES = (*CONTROL_PLANE_BINARIES, *NODE_BINARIES)
 
 # Debian package -> a program it provides, used to tell whether it is already installed.
 RUNTIME_PACKAGES = {"etcd-server": "etcd", "openssl": "openssl"}
 BUILD_PACKAGES = {"golang-go": "go", "rsync": "rsync", "make": "make", "dpkg-dev": "dpkg-source"}
+# What a real node runs beside the kubelet (REAL-NODE.md): the container runtime, the CNI
+# plugins (not on PATH: named by their path), iptables for kube-proxy and the pod network's
+# rules, conntrack for kube-proxy's clean-up; gcc and a static libc for pause.
+NODE_PACKAGES = {
+    "containerd": "containerd",
+    "runc": "runc",
+    "containernetworking-plugins": "/usr/lib/cni/bridge",
+    "iptables": "iptables",
+    "conntrack": "conntrack",
+}
+NODE_BUILD_PACKAGES = {"gcc": "gcc", "libc6-dev": "/usr/lib/x86_64-linux-gnu/libc.a"}
+PAUSE_SOURCE = Path("build/pause/linux/pause.c")
+# build/pause/Makefile's TAG; its REV comes from git, which the source package has not.
+PAUSE_VERSION = "v3.4"
 
 DEB_SRC_FILE = Path("/etc/apt/sources.list.d/floe-localcluster-deb-src.sources")
 DEB_SRC_ENTRY = """\
@@ -68,7 +89,12 @@ def run_command(
 
 
 def missing_system_packages(packages: dict[str, str]) -> list[str]:
-    return [pkg for pkg, program in packages.items() if shutil.which(program) is None]
+    """The packages whose program (a name on PATH, or an absolute path) is not there."""
+
+    def present(program: str) -> bool:
+        return Path(program).exists() if program.startswith("/") else bool(shutil.which(program))
+
+    return [pkg for pkg, program in packages.items() if not present(program)]
 
 
 def ensure_system_packages(packages: dict[str, str] = RUNTIME_PACKAGES) -> None:
@@ -91,28 +117,33 @@ def ensure_system_packages(packages: dict[str, str] = RUNTIME_PACKAGES) -> None:
         )
 
 
-def cached_binaries(config: ClusterConfig) -> dict[str, Path] | None:
-    paths = {name: config.binaries_dir / name for name in CONTROL_PLANE_BINARIES}
+def cached_binaries(
+    config: ClusterConfig, names: tuple[str, ...] = CONTROL_PLANE_BINARIES
+) -> dict[str, Path] | None:
+    paths = {name: config.binaries_dir / name for name in names}
     if all(path.is_file() and os.access(path, os.X_OK) for path in paths.values()):
         return paths
     return None
 
 
-def ensure_binaries(config: ClusterConfig) -> dict[str, Path]:
-    """Return the control-plane binaries, building them first if the cache lacks them. One
-    build at a time per cache: a second one would delete the first's work tree under it."""
-    found = cached_binaries(config)
+def ensure_binaries(
+    config: ClusterConfig, names: tuple[str, ...] = CONTROL_PLANE_BINARIES
+) -> dict[str, Path]:
+    """Return the binaries ``names``, building first those the cache lacks. One build at a
+    time per cache: a second one would delete the first's work tree under it."""
+    found = cached_binaries(config, names)
     if found:
         return found
     config.cache_dir.mkdir(parents=True, exist_ok=True)
     with (config.cache_dir / "build.lock").open("w") as lock:
         _wait_for_lock(lock, config.cache_dir / "build.log")
-        found = cached_binaries(config)  # built by the one we waited for
-        if found:
-            return found
-        ensure_system_packages(BUILD_PACKAGES)
-        build_binaries(config)
-    found = cached_binaries(config)
+        missing = tuple(name for name in names if not cached_binaries(config, (name,)))
+        if missing:  # else built by the one we waited for
+            ensure_system_packages(BUILD_PACKAGES)
+            if set(missing) & set(NODE_BINARIES):
+                ensure_system_packages(NODE_BUILD_PACKAGES)
+            build_binaries(config, missing)
+    found = cached_binaries(config, names)
     if not found:
         raise LocalClusterError(f"build finished but binaries are missing in {config.binaries_dir}")
     return found
@@ -129,12 +160,14 @@ def _wait_for_lock(lock: IO[str], log: Path) -> None:
         except BlockingIOError:
             if time.monotonic() > deadline:
                 raise LocalClusterError(
-                    f"another build of the control plane held {lock.name} for more than "
+                    f"another build of the Kubernetes binaries held {lock.name} for more than "
                     f"{BUILD_LOCK_WAIT_SECONDS // 60} minutes (its log: {log}); stop it or "
                     "wait for it, then start again"
                 ) from None
             if not told:
-                print(f"waiting for another build of the control plane (log: {log})", flush=True)
+                print(
+                    f"waiting for another build of the Kubernetes binaries (log: {log})", flush=True
+                )
                 told = True
             time.sleep(2)
 
@@ -148,8 +181,8 @@ def _ensure_deb_src() -> None:
     run_command(["apt-get", "update", "-q"], what="apt-get update (deb-src)")
 
 
-def build_binaries(config: ClusterConfig) -> None:
-    """Fetch Debian's kubernetes source package and build the three control-plane binaries."""
+def build_binaries(config: ClusterConfig, names: tuple[str, ...] = CONTROL_PLANE_BINARIES) -> None:
+    """Fetch Debian's kubernetes source package and build ``names`` from it."""
     _ensure_deb_src()
     work = config.cache_dir / "build"
     shutil.rmtree(work, ignore_errors=True)
@@ -172,31 +205,67 @@ def build_binaries(config: ClusterConfig) -> None:
     gopath_link.parent.mkdir(parents=True, exist_ok=True)
     if not gopath_link.exists():
         gopath_link.symlink_to(Path("../../.."))
-    env = {**os.environ, "GOPATH": str(tree / ".go"), "CGO_ENABLED": "0"}
     log = config.cache_dir / "build.log"
     print(
-        f"building {', '.join(CONTROL_PLANE_BINARIES)} from {dsc[-1].name} "
+        f"building {', '.join(names)} from {dsc[-1].name} "
         f"(takes minutes the first time; log: {log})",
         flush=True,
     )
+    env = {**os.environ, "GOPATH": str(tree / ".go")}
+    control_plane = [name for name in names if name in CONTROL_PLANE_BINARIES]
+    if control_plane:
+        # Static: the control plane runs on the host as it is, nothing links against libc.
+        _make(tree, control_plane, {**env, "CGO_ENABLED": "0"}, log)
+    node = [name for name in names if name in NODE_GO_BINARIES]
+    if node:
+        # The kubelet as Kubernetes builds it (cgo on: its cAdvisor reads the host with it).
+        _make(tree, node, env, config.cache_dir / "build-node.log")
+    built = {name: tree / "_output" / "bin" / name for name in [*control_plane, *node]}
+    if "pause" in names:
+        built["pause"] = _build_pause(tree)
+    config.binaries_dir.mkdir(parents=True, exist_ok=True)
+    for name, path in built.items():
+        staged = config.binaries_dir / f".{name}.tmp"
+        shutil.copy2(path, staged)
+        staged.replace(config.binaries_dir / name)  # atomic: a half-copied binary never counts
+    manifest_file = config.binaries_dir / "manifest.json"
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {}
+    seconds = round(time.monotonic() - started, 1)
+    manifest.update({"kubernetes_version": KUBERNETES_VERSION, "source_package": dsc[-1].name})
+    builds = manifest.get("build_seconds")
+    builds = builds if isinstance(builds, dict) else {}  # one number in earlier caches
+    builds.update(dict.fromkeys(names, seconds))
+    manifest["build_seconds"] = builds
+    manifest_file.write_text(json.dumps(manifest, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"built in {seconds} s into {config.binaries_dir}", flush=True)
+
+
+def _make(tree: Path, names: list[str], env: dict[str, str], log: Path) -> None:
     run_command(
-        ["make", "WHAT=" + " ".join(f"cmd/{name}" for name in CONTROL_PLANE_BINARIES)],
-        what="building the Kubernetes control plane",
+        ["make", "WHAT=" + " ".join(f"cmd/{name}" for name in names)],
+        what=f"building {', '.join(names)}",
         cwd=tree,
         env=env,
         log=log,
     )
-    config.binaries_dir.mkdir(parents=True, exist_ok=True)
-    for name in CONTROL_PLANE_BINARIES:
-        built = tree / "_output" / "bin" / name
-        staged = config.binaries_dir / f".{name}.tmp"
-        shutil.copy2(built, staged)
-        staged.replace(config.binaries_dir / name)  # atomic: a half-copied binary never counts
-    manifest = {
-        "kubernetes_version": KUBERNETES_VERSION,
-        "source_package": dsc[-1].name,
-        "build_seconds": round(time.monotonic() - started, 1),
-    }
-    (config.binaries_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    shutil.rmtree(work, ignore_errors=True)
-    print(f"built in {manifest['build_seconds']} s into {config.binaries_dir}", flush=True)
+
+
+def _build_pause(tree: Path) -> Path:
+    """The pod sandbox's process, as build/pause/Makefile compiles it: static, a few KB."""
+    output = tree / "_output" / "pause"
+    run_command(
+        [
+            "gcc",
+            "-Os",
+            "-Wall",
+            "-Werror",
+            "-static",
+            f"-DVERSION={PAUSE_VERSION}",
+            "-o",
+            str(output),
+            str(tree / PAUSE_SOURCE),
+        ],
+        what="compiling pause",
+    )
+    return output

@@ -9,7 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from localcluster import cluster
-from localcluster.build import ensure_binaries
+from localcluster.build import (
+    ALL_BINARIES,
+    NODE_PACKAGES,
+    RUNTIME_PACKAGES,
+    ensure_binaries,
+    ensure_system_packages,
+)
 from localcluster.config import DEFAULT_CLUSTER_NAME, ClusterConfig, NodeShape, default_state_root
 from localcluster.errors import LocalClusterError
 from localcluster.kubeconfig import mint_service_account_kubeconfig
@@ -38,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--node-cpu", help="CPU per node (default 4)")
     up.add_argument("--node-memory", help="memory per node (default 8Gi)")
     up.add_argument("--node-pods", type=int, help="pods per node (default 110)")
+    up.add_argument(
+        "--real-nodes",
+        type=int,
+        default=0,
+        help="real nodes: a real kubelet on containerd running real containers (default 0); "
+        "pods need to tolerate the node.floe.dev/real taint to land there",
+    )
     down = commands.add_parser("down", help="stop every process `up` started")
     down.add_argument("--wipe", action="store_true", help="also delete the state directory")
     commands.add_parser("status", help="health of each component; exit 1 unless all healthy")
@@ -47,7 +60,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAMESPACE/NAME",
         help="print a kubeconfig that authenticates as this ServiceAccount",
     )
-    commands.add_parser("build", help="build (or find cached) control-plane binaries")
+    commands.add_parser(
+        "build",
+        help="install the system packages and build (or find cached) the control plane and "
+        "what a real node runs (kubelet, kube-proxy, pause)",
+    )
     return parser
 
 
@@ -82,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     config = resolve_config(args)
     try:
         if args.command == "build":
-            for name, path in ensure_binaries(config).items():
+            ensure_system_packages(RUNTIME_PACKAGES)
+            ensure_system_packages(NODE_PACKAGES)
+            for name, path in ensure_binaries(config, ALL_BINARIES).items():
                 print(f"{name}: {path}")
         elif args.command == "up":
-            timings = cluster.up(config)
+            timings = cluster.up(config, real_nodes=args.real_nodes)
             for name, seconds in timings.items():
                 print(f"  {name:<25} healthy after {seconds:.1f} s")
             total = sum(timings.values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import ssl
+import subprocess
 import sys
 import time
 import urllib.error
@@ -18,8 +19,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from localcluster import process
-from localcluster.build import ensure_binaries, ensure_system_packages
+from localcluster import process, realnode
+from localcluster.build import (
+    ALL_BINARIES,
+    CONTROL_PLANE_BINARIES,
+    NODE_PACKAGES,
+    ensure_binaries,
+    ensure_system_packages,
+)
 from localcluster.config import ClusterConfig
 from localcluster.errors import LocalClusterError
 from localcluster.kubeconfig import write_admin_kubeconfig
@@ -120,6 +127,8 @@ def _apiserver_argv(config: ClusterConfig, binaries: dict[str, Path]) -> list[st
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         f"--service-cluster-ip-range={config.service_cluster_ip_range}",
         f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+        f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
         "--kubelet-preferred-address-types=InternalIP",
         "--allow-privileged=true",
         f"--feature-gates={FEATURE_GATES}",
@@ -261,11 +270,14 @@ def _wait_healthy(
 
 
 def up(
-    config: ClusterConfig, deadline_seconds: float = HEALTH_DEADLINE_SECONDS
+    config: ClusterConfig, deadline_seconds: float = HEALTH_DEADLINE_SECONDS, real_nodes: int = 0
 ) -> dict[str, float]:
-    """Start every component that is not running; returns seconds to healthy per component."""
+    """Start every component that is not running, then ``real_nodes`` real nodes; returns
+    seconds to healthy per component."""
     ensure_system_packages()
-    binaries = ensure_binaries(config)
+    if real_nodes:
+        ensure_system_packages(NODE_PACKAGES)
+    binaries = ensure_binaries(config, ALL_BINARIES if real_nodes else CONTROL_PLANE_BINARIES)
     started = time.monotonic()
     for directory in (config.state_dir, config.log_dir, config.run_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -301,7 +313,29 @@ def up(
             process.stop(config.run_dir, name)
         raise
     _write_cluster_info(config)
+    nodes = [realnode.RealNode(config, index) for index in range(real_nodes)]
+    try:
+        for node in nodes:
+            timings.update(realnode.start(node, binaries, deadline_seconds))
+    except (LocalClusterError, OSError, subprocess.SubprocessError) as error:
+        for node in nodes:
+            realnode.stop(node)
+        if isinstance(error, LocalClusterError):
+            raise
+        raise LocalClusterError(f"starting the real nodes failed: {error}") from error
     return timings
+
+
+def real_nodes(config: ClusterConfig) -> list[realnode.RealNode]:
+    """The real nodes this state directory has started (their directories)."""
+    directory = config.state_dir / "real-nodes"
+    prefix = f"{config.name}-real-"
+    found = sorted(directory.glob(prefix + "*")) if directory.is_dir() else []
+    return [
+        realnode.RealNode(config, int(path.name.removeprefix(prefix)))
+        for path in found
+        if path.name.removeprefix(prefix).isdigit()
+    ]
 
 
 def _running(config: ClusterConfig, name: str) -> bool:
@@ -321,8 +355,10 @@ def _write_cluster_info(config: ClusterConfig) -> None:
 
 
 def down(config: ClusterConfig, wipe: bool = False) -> list[str]:
-    """Stop every component this state directory started; returns the names stopped."""
-    stopped = [
+    """Stop every component this state directory started, real nodes first (their pods are
+    deleted through the API server); returns the names stopped."""
+    stopped = [name for node in real_nodes(config) for name in realnode.stop(node)]
+    stopped += [
         component.name
         for component in reversed(components(config))
         if process.stop(config.run_dir, component.name)

@@ -28,13 +28,16 @@ def _openssl(*args: str) -> None:
         raise LocalClusterError(f"openssl {args[0]} failed: {result.stderr.strip()}")
 
 
-def _signed_certificate(pki: Path, name: str, subject: str, sans: str) -> None:
+def signed_certificate(
+    pki: Path, name: str, subject: str, sans: str, usage: str = "serverAuth"
+) -> None:
     key, csr, crt = pki / f"{name}.key", pki / f"{name}.csr", pki / f"{name}.crt"
     _openssl("genrsa", "-out", str(key), "2048")
     _openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
     extensions = pki / f"{name}.ext"
     extensions.write_text(
-        f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+        f"subjectAltName={sans}\nextendedKeyUsage={usage}\n"
+        "keyUsage=digitalSignature,keyEncipherment\n"
     )
     _openssl(
         "x509",
@@ -79,9 +82,19 @@ def ensure_pki(config: ClusterConfig) -> None:
             f"/CN={config.name}-ca",
         )
     if not (pki / "apiserver.crt").exists():
-        _signed_certificate(pki, "apiserver", "/CN=kube-apiserver", API_SERVER_SANS)
+        signed_certificate(pki, "apiserver", "/CN=kube-apiserver", API_SERVER_SANS)
     if not (pki / "kubelet.crt").exists():
-        _signed_certificate(pki, "kubelet", "/CN=simulated-kubelet", KUBELET_SANS)
+        signed_certificate(pki, "kubelet", "/CN=simulated-kubelet", KUBELET_SANS)
+    if not (pki / "apiserver-kubelet-client.crt").exists():
+        # The API server's identity towards real kubelets (pods/log, exec), which authorize
+        # it through the API server like any other client.
+        signed_certificate(
+            pki,
+            "apiserver-kubelet-client",
+            "/O=system:masters/CN=kube-apiserver-kubelet-client",
+            "DNS:kube-apiserver-kubelet-client",
+            usage="clientAuth",
+        )
     if not (pki / "sa.key").exists():
         _openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
         _openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))

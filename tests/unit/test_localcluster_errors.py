@@ -79,7 +79,9 @@ def test_waiting_for_another_build_has_a_deadline(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(build, "BUILD_LOCK_WAIT_SECONDS", 0.3)
     holder = _hold_build_lock(tmp_path)
     try:
-        with pytest.raises(LocalClusterError, match="another build of the control plane held"):
+        with pytest.raises(
+            LocalClusterError, match="another build of the Kubernetes binaries held"
+        ):
             ensure_binaries(ClusterConfig(cache_dir=tmp_path))
     finally:
         holder.close()

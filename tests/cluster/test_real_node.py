@@ -1,0 +1,179 @@
+"""A real node (issue 15): a real kubelet on containerd and runc, in the local control plane.
+
+What only a real node shows: a container's command really runs, its exit code is the one the
+kernel reports, its output comes back through the API server from the kubelet; and ``down``
+leaves nothing of it on the machine. Its own cluster (``up --real-nodes 1``), beside the
+session's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+from kubernetes import config as kube_config
+
+from localcluster import ClusterConfig, cluster, realnode
+from tests.conftest import TEST_PORT_BASE
+from tests.support.waits import create_namespace_ready_for_pods, wait_for
+
+BUSYBOX = "docker.io/local/busybox:debian-bookworm"
+TOLERATE_THE_REAL_NODE = {
+    "key": realnode.REAL_NODE_LABEL,
+    "operator": "Exists",
+    "effect": "NoSchedule",
+}
+
+
+@pytest.fixture(scope="module")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterConfig]:
+    config = ClusterConfig(
+        name="floe-real",
+        state_dir=tmp_path_factory.mktemp("real"),
+        port_base=TEST_PORT_BASE + 30,
+    )
+    try:
+        cluster.up(config, real_nodes=1)
+        yield config
+    finally:
+        cluster.down(config, wipe=True)
+
+
+@pytest.fixture(scope="module")
+def core(real_cluster: ClusterConfig) -> client.CoreV1Api:
+    return client.CoreV1Api(kube_config.new_client_from_config(str(real_cluster.admin_kubeconfig)))
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api) -> Iterator[str]:
+    name = f"real-{uuid.uuid4().hex[:8]}"
+    create_namespace_ready_for_pods(core, name)
+    yield name
+    core.delete_namespace(name, propagation_policy="Background")
+
+
+def _job_on_the_real_node(name: str, script: str) -> dict:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "nodeSelector": {realnode.REAL_NODE_LABEL: "true"},
+                    "tolerations": [
+                        {
+                            "key": realnode.REAL_NODE_LABEL,
+                            "operator": "Exists",
+                            "effect": "NoSchedule",
+                        }
+                    ],
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": BUSYBOX,
+                            "imagePullPolicy": "Never",
+                            "command": ["sh", "-c", script],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+
+
+def _finished(batch: client.BatchV1Api, namespace: str, name: str) -> str | None:
+    job = batch.read_namespaced_job(name, namespace)
+    for condition in job.status.conditions or []:
+        if condition.type in ("Complete", "Failed") and condition.status == "True":
+            return condition.type
+    return None
+
+
+def _the_pod(core: client.CoreV1Api, namespace: str, job: str) -> client.V1Pod:
+    pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+    assert len(pods) == 1, [p.metadata.name for p in pods]
+    return pods[0]
+
+
+@pytest.mark.parametrize(("exit_code", "outcome"), [(0, "Complete"), (3, "Failed")])
+def test_a_job_runs_for_real_with_its_exit_code_and_output(
+    real_cluster: ClusterConfig,
+    core: client.CoreV1Api,
+    namespace: str,
+    exit_code: int,
+    outcome: str,
+):
+    batch = client.BatchV1Api(core.api_client)
+    name = f"exits-{exit_code}"
+    # Output only a real process can give: its own PID namespace (the shell is PID 1) and the
+    # kernel's name. "$$$$": Kubernetes reads "$$" in a command as a literal "$".
+    script = f'echo "pid $$$$ on $(uname -s)"; echo to-stderr >&2; exit {exit_code}'
+    batch.create_namespaced_job(namespace, _job_on_the_real_node(name, script))
+    seen = wait_for(
+        lambda: _finished(batch, namespace, name),
+        timeout=90,
+        reason=f"Job {name} to finish on the real node",
+    )
+    assert seen == outcome
+    pod = _the_pod(core, namespace, name)
+    assert pod.spec.node_name == realnode.RealNode(real_cluster, 0).name
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert terminated.exit_code == exit_code
+    assert terminated.reason == ("Completed" if exit_code == 0 else "Error")
+    # As the runner reads it: the raw bytes (the client would mangle a non-JSON answer).
+    log = core.read_namespaced_pod_log(pod.metadata.name, namespace, _preload_content=False)
+    # Both streams, in the order the runtime read them (which may differ from the writes').
+    assert sorted(log.data.decode().splitlines()) == ["pid 1 on Linux", "to-stderr"]
+
+
+def test_pods_without_the_toleration_stay_off_the_real_node(
+    real_cluster: ClusterConfig, core: client.CoreV1Api
+):
+    node = core.read_node(realnode.RealNode(real_cluster, 0).name)
+    assert node.metadata.labels[realnode.REAL_NODE_LABEL] == "true"
+    assert [(t.key, t.effect) for t in node.spec.taints] == [
+        (realnode.REAL_NODE_LABEL, "NoSchedule")
+    ]
+
+
+def test_down_leaves_nothing_of_the_real_node(tmp_path_factory: pytest.TempPathFactory):
+    # A cluster of its own, with a pod still running when it goes down.
+    config = ClusterConfig(
+        name="floe-real-down",
+        state_dir=tmp_path_factory.mktemp("real-down"),
+        port_base=TEST_PORT_BASE + 40,
+    )
+    node = realnode.RealNode(config, 0)
+    try:
+        cluster.up(config, real_nodes=1)
+        core = client.CoreV1Api(kube_config.new_client_from_config(str(config.admin_kubeconfig)))
+        create_namespace_ready_for_pods(core, "busy")
+        job = _job_on_the_real_node("sleeper", "sleep 600")
+        client.BatchV1Api(core.api_client).create_namespaced_job("busy", job)
+
+        def sleeper_running() -> bool:
+            pods = core.list_namespaced_pod("busy", label_selector="job-name=sleeper").items
+            return bool(pods) and pods[0].status.phase == "Running"
+
+        wait_for(
+            sleeper_running,
+            timeout=90,
+            reason="the sleeper pod running on the real node",
+        )
+        assert realnode.leftovers(node), "the running node is seen by leftovers()"
+        sandboxes = realnode.pod_network_namespaces(node)
+        assert len(sandboxes) == 1, sandboxes
+    finally:
+        stopping = time.monotonic()
+        cluster.down(config, wipe=True)
+        print(f"down took {time.monotonic() - stopping:.1f} s")
+    assert realnode.leftovers(node) == []
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    assert sandboxes[0] not in listed.stdout
