@@ -283,9 +283,7 @@ def up(
         directory.mkdir(parents=True, exist_ok=True)
     ensure_pki(config)
     write_admin_kubeconfig(config)
-    to_start = [
-        component for component in components(config) if not _running(config, component.name)
-    ]
+    to_start = [c for c in components(config) if not process.running(config.run_dir, c.name)]
     # Every port is checked before anything starts, so a busy port leaves nothing half-started.
     for component in to_start:
         busy = [port for port in component.ports if process.port_in_use(port)]
@@ -336,11 +334,6 @@ def real_nodes(config: ClusterConfig) -> list[realnode.RealNode]:
         for path in found
         if path.name.removeprefix(prefix).isdigit()
     ]
-
-
-def _running(config: ClusterConfig, name: str) -> bool:
-    record = process.read_record(config.run_dir, name)
-    return record is not None and process.is_alive(record)
 
 
 def _write_cluster_info(config: ClusterConfig) -> None:

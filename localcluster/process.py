@@ -63,6 +63,12 @@ def is_alive(record: ProcessRecord) -> bool:
     return _start_ticks(record.pid) == record.start_ticks
 
 
+def running(run_dir: Path, name: str) -> bool:
+    """Whether the process recorded under ``name`` is alive."""
+    record = read_record(run_dir, name)
+    return record is not None and is_alive(record)
+
+
 def start(
     run_dir: Path, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None
 ) -> ProcessRecord:

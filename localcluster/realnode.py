@@ -133,7 +133,7 @@ def start(node: RealNode, binaries: dict[str, Path], deadline_seconds: float) ->
     started = time.monotonic()
     containerd_name, kubelet_name = node.process_names
     _write_containerd_files(node)
-    if not _running(node.config, containerd_name):
+    if not process.running(node.config.run_dir, containerd_name):
         process.start(
             node.config.run_dir,
             containerd_name,
@@ -149,7 +149,7 @@ def start(node: RealNode, binaries: dict[str, Path], deadline_seconds: float) ->
     started = time.monotonic()
     _write_kubelet_files(node)
     _create_cgroup_root(node)
-    if not _running(node.config, kubelet_name):
+    if not process.running(node.config.run_dir, kubelet_name):
         process.start(
             node.config.run_dir,
             kubelet_name,
@@ -159,11 +159,6 @@ def start(node: RealNode, binaries: dict[str, Path], deadline_seconds: float) ->
     _wait(lambda: _node_ready(node), deadline_seconds, f"the kubelet of {node.name}", node)
     timings[kubelet_name] = time.monotonic() - started
     return timings
-
-
-def _running(config: ClusterConfig, name: str) -> bool:
-    record = process.read_record(config.run_dir, name)
-    return record is not None and process.is_alive(record)
 
 
 def _wait(ready: Callable[[], bool], deadline_seconds: float, what: str, node: RealNode) -> None:
@@ -379,7 +374,7 @@ def stop(node: RealNode) -> list[str]:
     stopped: list[str] = []
     if process.stop(node.config.run_dir, kubelet_name):
         stopped.append(kubelet_name)
-    if _running(node.config, containerd_name):
+    if process.running(node.config.run_dir, containerd_name):
         _remove_containers(node)
     if process.stop(node.config.run_dir, containerd_name):
         stopped.append(containerd_name)
