@@ -30,12 +30,12 @@ The cluster needs room for ``--concurrency`` pods at once (a finished pod holds 
 pods request 250m CPU and 512Mi memory each (the chart's small profile), so with 2 nodes:
 
     .venv/bin/python -m localcluster --name scale --state-dir /tmp/scalecluster \\
-        --port-base 35000 up --nodes 2 --node-pods 250 --node-cpu 128 --node-memory 512Gi
+        --port-base 25000 up --nodes 2 --node-pods 250 --node-cpu 128 --node-memory 512Gi
     .venv/bin/python -m benchmarks.bench_run_models_scale --kubeconfig \\
         $(.venv/bin/python -m localcluster --name scale --state-dir /tmp/scalecluster \\
-        --port-base 35000 kubeconfig) [--sizes 20 200 2000] [--concurrency 100]
+        --port-base 25000 kubeconfig) [--sizes 20 200 2000] [--concurrency 100]
     .venv/bin/python -m localcluster --name scale --state-dir /tmp/scalecluster \\
-        --port-base 35000 down --wipe
+        --port-base 25000 down --wipe
 
 Each namespace it creates is deleted at the end (and waited for, so that one size's clean-up
 does not load the next); every wait has a deadline. About 4 minutes for the three sizes on 2
