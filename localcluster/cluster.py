@@ -348,14 +348,18 @@ def _write_cluster_info(config: ClusterConfig) -> None:
 
 
 def down(config: ClusterConfig, wipe: bool = False) -> list[str]:
-    """Stop every component this state directory started, real nodes first (their pods are
-    deleted through the API server); returns the names stopped."""
-    stopped = [name for node in real_nodes(config) for name in realnode.stop(node)]
-    stopped += [
-        component.name
-        for component in reversed(components(config))
-        if process.stop(config.run_dir, component.name)
-    ]
+    """Stop every component this state directory started, real nodes first; returns the names
+    stopped. The control plane is stopped even when removing a real node failed."""
+    stopped: list[str] = []
+    try:
+        for node in real_nodes(config):
+            stopped += realnode.stop(node)
+    finally:
+        stopped += [
+            component.name
+            for component in reversed(components(config))
+            if process.stop(config.run_dir, component.name)
+        ]
     if wipe:
         shutil.rmtree(config.state_dir, ignore_errors=True)
     return stopped

@@ -133,6 +133,41 @@ def test_a_job_runs_for_real_with_its_exit_code_and_output(
     assert sorted(log.data.decode().splitlines()) == ["pid 1 on Linux", "to-stderr"]
 
 
+def _dropped_by_the_isolation_rule(node: realnode.RealNode) -> int:
+    """Packets the node's FORWARD rule has dropped (its counter in ``iptables -L -v -x``)."""
+    listed = subprocess.run(
+        ["iptables", "-L", "FORWARD", "-v", "-x", "-n"], capture_output=True, text=True, check=True
+    ).stdout
+    for line in listed.splitlines():
+        words = line.split()
+        if "DROP" in words and node.pod_cidr in words and f"!{node.tag}" in words:
+            return int(words[0])
+    raise AssertionError(f"no isolation rule for {node.pod_cidr} in:\n{listed}")
+
+
+def test_a_pod_has_no_way_off_the_machine(
+    real_cluster: ClusterConfig, core: client.CoreV1Api, namespace: str
+):
+    # The machine forwards (ip_forward is on): without the rule, a pod's packet to the VM's
+    # gateway would leave through eth0. With it, the packet is dropped on the way out.
+    node = realnode.RealNode(real_cluster, 0)
+    before = _dropped_by_the_isolation_rule(node)
+    batch = client.BatchV1Api(core.api_client)
+    # nc, not wget: the static busybox's wget crashes looking the address up (static glibc).
+    # Any address off the pod range goes the same way: out by the default route.
+    script = "if echo x | nc -w 3 192.0.2.1 80; then exit 0; else exit 7; fi"
+    batch.create_namespaced_job(namespace, _job_on_the_real_node("egress", script))
+    outcome = wait_for(
+        lambda: _finished(batch, namespace, "egress"), timeout=90, reason="the egress Job"
+    )
+    assert outcome == "Failed"
+    assert (
+        _the_pod(core, namespace, "egress").status.container_statuses[0].state.terminated.exit_code
+        == 7
+    )
+    assert _dropped_by_the_isolation_rule(node) > before
+
+
 def test_pods_without_the_toleration_stay_off_the_real_node(
     real_cluster: ClusterConfig, core: client.CoreV1Api
 ):
