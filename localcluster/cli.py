@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     config = resolve_config(args)
     try:
         if args.command == "build":
-            ensure_system_packages(RUNTIME_PACKAGES)
-            ensure_system_packages(NODE_PACKAGES)
+            ensure_system_packages({**RUNTIME_PACKAGES, **NODE_PACKAGES})  # one apt pass
             for name, path in ensure_binaries(config, ALL_BINARIES).items():
                 print(f"{name}: {path}")
         elif args.command == "up":

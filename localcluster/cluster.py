@@ -24,6 +24,7 @@ from localcluster.build import (
     ALL_BINARIES,
     CONTROL_PLANE_BINARIES,
     NODE_PACKAGES,
+    RUNTIME_PACKAGES,
     ensure_binaries,
     ensure_system_packages,
 )
@@ -274,9 +275,8 @@ def up(
 ) -> dict[str, float]:
     """Start every component that is not running, then ``real_nodes`` real nodes; returns
     seconds to healthy per component."""
-    ensure_system_packages()
-    if real_nodes:
-        ensure_system_packages(NODE_PACKAGES)
+    # One apt pass for what is missing.
+    ensure_system_packages({**RUNTIME_PACKAGES, **(NODE_PACKAGES if real_nodes else {})})
     binaries = ensure_binaries(config, ALL_BINARIES if real_nodes else CONTROL_PLANE_BINARIES)
     started = time.monotonic()
     for directory in (config.state_dir, config.log_dir, config.run_dir):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -74,10 +73,15 @@ class ImageRecipe:
         return hasher.hexdigest()
 
 
+PAUSE_NAME, PAUSE_TAG = "pause", "3.4"
+# The pod sandbox's image, as containerd's CRI and the kubelet are told it.
+PAUSE_IMAGE = f"{IMAGE_REGISTRY}/{PAUSE_NAME}:{PAUSE_TAG}"
+
+
 def pause_recipe(pause_binary: Path) -> ImageRecipe:
     """The pod sandbox's image: Kubernetes' own pause program (built by ``build``), alone."""
     return ImageRecipe(
-        name="pause", tag="3.4", files=(("/pause", pause_binary),), entrypoint=("/pause",)
+        name=PAUSE_NAME, tag=PAUSE_TAG, files=(("/pause", pause_binary),), entrypoint=("/pause",)
     )
 
 
@@ -240,5 +244,4 @@ def import_image(recipe: ImageRecipe, archive: Path, containerd_socket: Path) ->
             str(archive),
         ],
         what=f"importing the image {recipe.reference}",
-        env={**os.environ},
     )

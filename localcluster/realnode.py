@@ -48,7 +48,13 @@ import yaml
 from localcluster import process
 from localcluster.config import ClusterConfig
 from localcluster.errors import LocalClusterError
-from localcluster.images import busybox_recipe, image_archive, import_image, pause_recipe
+from localcluster.images import (
+    PAUSE_IMAGE,
+    busybox_recipe,
+    image_archive,
+    import_image,
+    pause_recipe,
+)
 from localcluster.pki import admin_token, signed_certificate
 
 REAL_NODE_LABEL = "node.floe.dev/real"
@@ -56,7 +62,6 @@ REAL_NODE_TAINT = f"{REAL_NODE_LABEL}=true:NoSchedule"
 CNI_PLUGINS = Path("/usr/lib/cni")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 RUNTIME_ROOT = Path("/var/lib/floe-localcluster")
-READY_DEADLINE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -215,7 +220,7 @@ state = "{base / "state"}"
 [metrics]
   address = ""
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{pause_recipe(Path()).reference}"
+  sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
@@ -324,7 +329,7 @@ def _kubelet_argv(node: RealNode, binaries: dict[str, Path]) -> list[str]:
         f"--kubeconfig={node.config.admin_kubeconfig}",
         "--container-runtime=remote",
         f"--container-runtime-endpoint=unix://{node.containerd_socket}",
-        f"--pod-infra-container-image={pause_recipe(Path()).reference}",
+        f"--pod-infra-container-image={PAUSE_IMAGE}",
         f"--root-dir={node.kubelet_root}",
         f"--hostname-override={node.name}",
         f"--node-ip={node.node_ip}",
@@ -403,19 +408,28 @@ def _remove_containers(node: RealNode) -> None:
         _ctr(node, "containers", "delete", container, check=False)
 
 
-def _kill_leftover_shims(node: RealNode) -> None:
-    """A shim outlives containerd by design; those of this node's containerd are ended."""
-    needle = str(node.socket_dir).encode()  # a shim is given its containerd's address
+def _processes_naming(*needles: str) -> dict[int, bytes]:
+    """Processes whose command line names any of ``needles``: PID -> command line."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             command = (entry / "cmdline").read_bytes()
         except OSError:
-            continue
-        if b"containerd-shim" in command and needle in command:
+            continue  # gone meanwhile
+        if any(needle.encode() in command for needle in needles):
+            found[int(entry.name)] = command
+    return found
+
+
+def _kill_leftover_shims(node: RealNode) -> None:
+    """A shim outlives containerd by design; those of this node's containerd are ended (a
+    shim is given its containerd's address)."""
+    for pid, command in _processes_naming(str(node.socket_dir)).items():
+        if b"containerd-shim" in command:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
 
 def _mounts_below(directory: Path) -> list[str]:
@@ -502,16 +516,9 @@ def leftovers(node: RealNode) -> list[str]:
     the kubelet, shims: each names the node's directory or sockets), the bridge, the
     forwarding rule, cgroups, the sockets' directory."""
     found = []
-    needles = (str(node.directory).encode(), str(node.runtime_dir).encode())
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if any(needle in command for needle in needles):
-                shown = command.replace(b"\0", b" ").decode(errors="replace")
-                found.append(f"process {entry.name}: {shown}")
+    for pid, command in _processes_naming(str(node.directory), str(node.runtime_dir)).items():
+        shown = command.replace(b"\0", b" ").decode(errors="replace")
+        found.append(f"process {pid}: {shown}")
     if subprocess.run(["ip", "link", "show", node.tag], capture_output=True).returncode == 0:
         found.append(f"bridge {node.tag}")
     if (
