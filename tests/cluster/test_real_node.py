@@ -56,36 +56,64 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
     core.delete_namespace(name, propagation_policy="Background")
 
 
-def _job_on_the_real_node(name: str, script: str) -> dict:
+def _pod_spec_on_the_real_node(script: str, restart_policy: str, **container: object) -> dict:
+    """A pod spec whose one container runs ``script`` in busybox on the real node; ``container``
+    adds fields to the container (resources, securityContext, probes)."""
+    return {
+        "restartPolicy": restart_policy,
+        "nodeSelector": {realnode.REAL_NODE_LABEL: "true"},
+        "tolerations": [TOLERATE_THE_REAL_NODE],
+        "terminationGracePeriodSeconds": 1,
+        "containers": [
+            {
+                "name": "main",
+                "image": BUSYBOX,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", script],
+                **container,
+            }
+        ],
+    }
+
+
+def _job_on_the_real_node(name: str, script: str, **container: object) -> dict:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": name},
         "spec": {
             "backoffLimit": 0,
-            "template": {
-                "spec": {
-                    "restartPolicy": "Never",
-                    "nodeSelector": {realnode.REAL_NODE_LABEL: "true"},
-                    "tolerations": [
-                        {
-                            "key": realnode.REAL_NODE_LABEL,
-                            "operator": "Exists",
-                            "effect": "NoSchedule",
-                        }
-                    ],
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": BUSYBOX,
-                            "imagePullPolicy": "Never",
-                            "command": ["sh", "-c", script],
-                        }
-                    ],
-                }
-            },
+            "template": {"spec": _pod_spec_on_the_real_node(script, "Never", **container)},
         },
     }
+
+
+def _pod_on_the_real_node(name: str, script: str, **container: object) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": _pod_spec_on_the_real_node(script, "Always", **container),
+    }
+
+
+def _run_job(core: client.CoreV1Api, namespace: str, job: dict) -> client.V1Pod:
+    """Create ``job``, wait until it finishes on the real node, and return its pod."""
+    batch = client.BatchV1Api(core.api_client)
+    name = job["metadata"]["name"]
+    batch.create_namespaced_job(namespace, job)
+    wait_for(
+        lambda: _finished(batch, namespace, name),
+        timeout=90,
+        reason=f"Job {name} to finish on the real node",
+    )
+    return _the_pod(core, namespace, name)
+
+
+def _log(core: client.CoreV1Api, namespace: str, pod: client.V1Pod) -> list[str]:
+    # As the runner reads it: the raw bytes (the client would mangle a non-JSON answer).
+    log = core.read_namespaced_pod_log(pod.metadata.name, namespace, _preload_content=False)
+    return log.data.decode().splitlines()
 
 
 def _finished(batch: client.BatchV1Api, namespace: str, name: str) -> str | None:
@@ -110,27 +138,121 @@ def test_a_job_runs_for_real_with_its_exit_code_and_output(
     exit_code: int,
     outcome: str,
 ):
-    batch = client.BatchV1Api(core.api_client)
-    name = f"exits-{exit_code}"
     # Output only a real process can give: its own PID namespace (the shell is PID 1) and the
     # kernel's name. "$$$$": Kubernetes reads "$$" in a command as a literal "$".
     script = f'echo "pid $$$$ on $(uname -s)"; echo to-stderr >&2; exit {exit_code}'
-    batch.create_namespaced_job(namespace, _job_on_the_real_node(name, script))
-    seen = wait_for(
-        lambda: _finished(batch, namespace, name),
-        timeout=90,
-        reason=f"Job {name} to finish on the real node",
+    job = _job_on_the_real_node(f"exits-{exit_code}", script)
+    pod = _run_job(core, namespace, job)
+    assert _finished(client.BatchV1Api(core.api_client), namespace, f"exits-{exit_code}") == (
+        outcome
     )
-    assert seen == outcome
-    pod = _the_pod(core, namespace, name)
     assert pod.spec.node_name == realnode.RealNode(real_cluster, 0).name
     terminated = pod.status.container_statuses[0].state.terminated
     assert terminated.exit_code == exit_code
     assert terminated.reason == ("Completed" if exit_code == 0 else "Error")
-    # As the runner reads it: the raw bytes (the client would mangle a non-JSON answer).
-    log = core.read_namespaced_pod_log(pod.metadata.name, namespace, _preload_content=False)
     # Both streams, in the order the runtime read them (which may differ from the writes').
-    assert sorted(log.data.decode().splitlines()) == ["pid 1 on Linux", "to-stderr"]
+    assert sorted(_log(core, namespace, pod)) == ["pid 1 on Linux", "to-stderr"]
+
+
+def test_a_container_over_its_memory_limit_is_oom_killed_by_the_kernel(
+    core: client.CoreV1Api, namespace: str
+):
+    # The shell holds 200 MB of "a" in a variable: far past its 32 MiB cgroup limit, so the
+    # kernel's OOM killer ends it and the runtime reports why (no swap on these machines).
+    memory = {"memory": "32Mi", "cpu": "100m"}
+    script = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}"
+    job = _job_on_the_real_node("hog", script, resources={"limits": memory, "requests": memory})
+    terminated = _run_job(core, namespace, job).status.container_statuses[0].state.terminated
+    assert (terminated.reason, terminated.exit_code) == ("OOMKilled", 137)
+
+
+def test_the_security_context_is_enforced_by_the_runtime(core: client.CoreV1Api, namespace: str):
+    locked_down = {
+        "runAsUser": 1000,
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    script = (
+        'echo "uid $(id -u)"; '
+        "if touch /written; then echo root-fs-writable; else echo root-fs-read-only; fi 2>&-; "
+        "grep -E '^Cap(Eff|Bnd)' /proc/self/status"
+    )
+    pod = _run_job(
+        core, namespace, _job_on_the_real_node("locked", script, securityContext=locked_down)
+    )
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+    assert _log(core, namespace, pod) == [
+        "uid 1000",
+        "root-fs-read-only",
+        "CapEff:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+    ]
+
+
+def test_run_as_non_root_refuses_an_image_that_runs_as_root(core: client.CoreV1Api, namespace: str):
+    # The busybox image runs as root; the kubelet must refuse to start it, not run it.
+    pod = _pod_on_the_real_node("rooted", "sleep 600", securityContext={"runAsNonRoot": True})
+    core.create_namespaced_pod(namespace, pod)
+
+    def refused() -> client.V1ContainerStateWaiting | None:
+        statuses = core.read_namespaced_pod("rooted", namespace).status.container_statuses
+        waiting = statuses[0].state.waiting if statuses else None
+        return waiting if waiting and waiting.reason == "CreateContainerConfigError" else None
+
+    waiting = wait_for(refused, timeout=60, reason="the kubelet to refuse the root image")
+    assert "runAsNonRoot" in waiting.message, waiting.message
+
+
+def _condition(pod: client.V1Pod, kind: str) -> client.V1PodCondition | None:
+    return next((c for c in pod.status.conditions or [] if c.type == kind), None)
+
+
+def test_a_readiness_probe_on_a_real_http_server_gates_ready(
+    core: client.CoreV1Api, namespace: str
+):
+    # busybox's httpd serves only after 5 s: until then the kubelet's HTTP probe fails.
+    script = "mkdir /www && echo ok > /www/index.html && sleep 5 && exec httpd -f -p 8080 -h /www"
+    probe = {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1}
+    core.create_namespaced_pod(
+        namespace, _pod_on_the_real_node("web", script, readinessProbe=probe)
+    )
+
+    def running() -> client.V1Pod | None:
+        pod = core.read_namespaced_pod("web", namespace)
+        return pod if pod.status.phase == "Running" else None
+
+    pod = wait_for(running, timeout=60, reason="the web pod running")
+    assert _condition(pod, "Ready").status == "False"
+
+    def ready() -> client.V1PodCondition | None:
+        condition = _condition(core.read_namespaced_pod("web", namespace), "Ready")
+        return condition if condition and condition.status == "True" else None
+
+    became_ready = wait_for(ready, timeout=30, reason="the web pod Ready once httpd answers")
+    started = pod.status.container_statuses[0].state.running.started_at
+    assert (became_ready.last_transition_time - started).total_seconds() >= 4, became_ready
+    assert pod.status.container_statuses[0].restart_count == 0
+
+
+def test_a_failing_liveness_probe_restarts_the_container(core: client.CoreV1Api, namespace: str):
+    # Healthy for 3 s, then not: the kubelet's exec probe fails and the kubelet kills it.
+    script = "touch /tmp/alive && sleep 3 && rm /tmp/alive && sleep 600"
+    probe = {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 2}
+    core.create_namespaced_pod(
+        namespace, _pod_on_the_real_node("sick", script, livenessProbe=probe)
+    )
+
+    def restarted() -> client.V1ContainerStatus | None:
+        statuses = core.read_namespaced_pod("sick", namespace).status.container_statuses
+        return statuses[0] if statuses and statuses[0].restart_count >= 1 else None
+
+    status = wait_for(
+        restarted, timeout=60, reason="the kubelet to restart the unhealthy container"
+    )
+    # Killed by the kubelet (SIGKILL after the 1 s grace: sh ignores SIGTERM as PID 1).
+    assert status.last_state.terminated.exit_code == 137, status.last_state
 
 
 def _dropped_by_the_isolation_rule(node: realnode.RealNode) -> int:
