@@ -41,6 +41,7 @@ NODE_PACKAGES = {
     "containernetworking-plugins": "/usr/lib/cni/bridge",
     "iptables": "iptables",
     "conntrack": "conntrack",
+    "dnsmasq-base": "/usr/sbin/dnsmasq",  # cluster DNS (no CoreDNS can be had here)
 }
 NODE_BUILD_PACKAGES = {"gcc": "gcc", "libc6-dev": "/usr/lib/x86_64-linux-gnu/libc.a"}
 PAUSE_SOURCE = Path("build/pause/linux/pause.c")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from localcluster import process, realnode
+from localcluster import process, realnode, servicenet
 from localcluster.build import (
     ALL_BINARIES,
     CONTROL_PLANE_BINARIES,
@@ -275,6 +275,8 @@ def up(
 ) -> dict[str, float]:
     """Start every component that is not running, then ``real_nodes`` real nodes; returns
     seconds to healthy per component."""
+    if real_nodes:
+        servicenet.check_free(config)
     # One apt pass for what is missing.
     ensure_system_packages({**RUNTIME_PACKAGES, **(NODE_PACKAGES if real_nodes else {})})
     binaries = ensure_binaries(config, ALL_BINARIES if real_nodes else CONTROL_PLANE_BINARIES)
@@ -315,9 +317,10 @@ def up(
     try:
         for node in nodes:
             timings.update(realnode.start(node, binaries, deadline_seconds))
+        if nodes:
+            timings.update(servicenet.start(config, nodes, binaries, deadline_seconds))
     except (LocalClusterError, OSError, subprocess.SubprocessError) as error:
-        for node in nodes:
-            realnode.stop(node)
+        _stop_real_nodes(config, nodes)
         if isinstance(error, LocalClusterError):
             raise
         raise LocalClusterError(f"starting the real nodes failed: {error}") from error
@@ -336,6 +339,18 @@ def real_nodes(config: ClusterConfig) -> list[realnode.RealNode]:
     ]
 
 
+def _stop_real_nodes(config: ClusterConfig, nodes: list[realnode.RealNode]) -> list[str]:
+    """The nodes, then their Service network (whose clean-up needs the kubelets gone); the
+    names stopped."""
+    stopped: list[str] = []
+    try:
+        for node in nodes:
+            stopped += realnode.stop(node)
+    finally:
+        stopped += servicenet.stop(config)
+    return stopped
+
+
 def _write_cluster_info(config: ClusterConfig) -> None:
     info = {
         "name": config.name,
@@ -352,8 +367,7 @@ def down(config: ClusterConfig, wipe: bool = False) -> list[str]:
     stopped. The control plane is stopped even when removing a real node failed."""
     stopped: list[str] = []
     try:
-        for node in real_nodes(config):
-            stopped += realnode.stop(node)
+        stopped += _stop_real_nodes(config, real_nodes(config))
     finally:
         stopped += [
             component.name

@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import time
 import urllib.error
@@ -45,8 +44,9 @@ from pathlib import Path
 
 import yaml
 
-from localcluster import process
+from localcluster import api, process
 from localcluster.config import ClusterConfig
+from localcluster.dns import CLUSTER_DOMAIN
 from localcluster.errors import LocalClusterError
 from localcluster.images import (
     PAUSE_IMAGE,
@@ -55,13 +55,19 @@ from localcluster.images import (
     import_image,
     pause_recipe,
 )
-from localcluster.pki import admin_token, signed_certificate
+from localcluster.pki import signed_certificate
 
 REAL_NODE_LABEL = "node.floe.dev/real"
 REAL_NODE_TAINT = f"{REAL_NODE_LABEL}=true:NoSchedule"
 CNI_PLUGINS = Path("/usr/lib/cni")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 RUNTIME_ROOT = Path("/var/lib/floe-localcluster")
+
+
+def pod_range(config: ClusterConfig) -> str:
+    """The /16 of a cluster's real pods, chosen by its port base: clusters side by side (each
+    has its own port base) do not share addresses."""
+    return f"10.{128 + (config.port_base // 10) % 120}.0.0/16"
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,8 @@ class RealNode:
 
     @property
     def pod_cidr(self) -> str:
-        # One /24 per node, in a /16 chosen by the port base: clusters side by side (each has
-        # its own port base) do not share addresses.
-        return f"10.{128 + (self.config.port_base // 10) % 120}.{self.index}.0/24"
+        """One /24 per node, in the cluster's pod range."""
+        return pod_range(self.config).replace(".0.0/16", f".{self.index}.0/24")
 
     @property
     def node_ip(self) -> str:
@@ -310,7 +315,9 @@ def _write_kubelet_files(node: RealNode) -> None:
         "cgroupDriver": "cgroupfs",
         "cgroupRoot": node.cgroup_parent,
         "failSwapOn": False,
-        "clusterDomain": "cluster.local",
+        "clusterDomain": CLUSTER_DOMAIN,
+        # The cluster's dnsmasq listens on the node's own address (servicenet.py).
+        "clusterDNS": [node.node_ip],
         "maxPods": 110,
         # The VM's disk is shared with everything else; a real node must not evict pods
         # because a build elsewhere filled it for a while.
@@ -339,26 +346,11 @@ def _kubelet_argv(node: RealNode, binaries: dict[str, Path]) -> list[str]:
     ]
 
 
-def _api(node: RealNode, method: str, path: str, patch: dict | None = None) -> dict:
-    """One call to the cluster's API server as its admin; HTTPError for an error status."""
-    request = urllib.request.Request(
-        node.config.server_url + path,
-        method=method,
-        data=json.dumps(patch).encode() if patch is not None else None,
-    )
-    request.add_header("Authorization", f"Bearer {admin_token(node.config)}")
-    if patch is not None:
-        request.add_header("Content-Type", "application/merge-patch+json")
-    context = ssl.create_default_context(cafile=str(node.config.pki_dir / "ca.crt"))
-    with urllib.request.urlopen(request, context=context, timeout=5) as response:
-        return json.loads(response.read() or b"{}")
-
-
 def _node_ready(node: RealNode) -> bool:
     """Ready, and without the not-ready taint admission gave it at registration (no node
     lifecycle controller runs here to take it off, as for the simulated nodes)."""
     try:
-        found = _api(node, "GET", f"/api/v1/nodes/{node.name}")
+        found = api.request(node.config, "GET", f"/api/v1/nodes/{node.name}")
     except urllib.error.HTTPError as error:
         if error.code == 404:
             return False  # not registered yet
@@ -369,7 +361,7 @@ def _node_ready(node: RealNode) -> bool:
     taints = found.get("spec", {}).get("taints") or []
     kept = [t for t in taints if not t["key"].startswith("node.kubernetes.io/")]
     if len(kept) != len(taints):
-        _api(node, "PATCH", f"/api/v1/nodes/{node.name}", {"spec": {"taints": kept}})
+        api.request(node.config, "PATCH", f"/api/v1/nodes/{node.name}", {"spec": {"taints": kept}})
         return False  # seen untainted on the next look
     return True
 
@@ -408,7 +400,7 @@ def _remove_containers(node: RealNode) -> None:
         _ctr(node, "containers", "delete", container, check=False)
 
 
-def _processes_naming(*needles: str) -> dict[int, bytes]:
+def processes_naming(*needles: str) -> dict[int, bytes]:
     """Processes whose command line names any of ``needles``: PID -> command line."""
     found = {}
     for entry in Path("/proc").iterdir():
@@ -423,10 +415,16 @@ def _processes_naming(*needles: str) -> dict[int, bytes]:
     return found
 
 
+def process_line(pid: int, command: bytes) -> str:
+    """A process as ``leftovers`` lists it: its PID and command line."""
+    shown = command.replace(b"\0", b" ").decode(errors="replace")
+    return f"process {pid}: {shown}"
+
+
 def _kill_leftover_shims(node: RealNode) -> None:
     """A shim outlives containerd by design; those of this node's containerd are ended (a
     shim is given its containerd's address)."""
-    for pid, command in _processes_naming(str(node.socket_dir)).items():
+    for pid, command in processes_naming(str(node.socket_dir)).items():
         if b"containerd-shim" in command:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -516,9 +514,8 @@ def leftovers(node: RealNode) -> list[str]:
     the kubelet, shims: each names the node's directory or sockets), the bridge, the
     forwarding rule, cgroups, the sockets' directory."""
     found = []
-    for pid, command in _processes_naming(str(node.directory), str(node.runtime_dir)).items():
-        shown = command.replace(b"\0", b" ").decode(errors="replace")
-        found.append(f"process {pid}: {shown}")
+    for pid, command in processes_naming(str(node.directory), str(node.runtime_dir)).items():
+        found.append(process_line(pid, command))
     if subprocess.run(["ip", "link", "show", node.tag], capture_output=True).returncode == 0:
         found.append(f"bridge {node.tag}")
     if (

@@ -9,7 +9,6 @@ session's.
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -17,16 +16,10 @@ import pytest
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from localcluster import ClusterConfig, cluster, realnode
+from localcluster import ClusterConfig, LocalClusterError, cluster, dns, realnode
 from tests.conftest import TEST_PORT_BASE
+from tests.support.real_node import job_on_the_real_node, pod_on_the_real_node
 from tests.support.waits import create_namespace_ready_for_pods, wait_for
-
-BUSYBOX = "docker.io/local/busybox:debian-bookworm"
-TOLERATE_THE_REAL_NODE = {
-    "key": realnode.REAL_NODE_LABEL,
-    "operator": "Exists",
-    "effect": "NoSchedule",
-}
 
 
 @pytest.fixture(scope="module")
@@ -54,47 +47,6 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
     create_namespace_ready_for_pods(core, name)
     yield name
     core.delete_namespace(name, propagation_policy="Background")
-
-
-def _pod_spec_on_the_real_node(script: str, restart_policy: str, **container: object) -> dict:
-    """A pod spec whose one container runs ``script`` in busybox on the real node; ``container``
-    adds fields to the container (resources, securityContext, probes)."""
-    return {
-        "restartPolicy": restart_policy,
-        "nodeSelector": {realnode.REAL_NODE_LABEL: "true"},
-        "tolerations": [TOLERATE_THE_REAL_NODE],
-        "terminationGracePeriodSeconds": 1,
-        "containers": [
-            {
-                "name": "main",
-                "image": BUSYBOX,
-                "imagePullPolicy": "Never",
-                "command": ["sh", "-c", script],
-                **container,
-            }
-        ],
-    }
-
-
-def _job_on_the_real_node(name: str, script: str, **container: object) -> dict:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {
-            "backoffLimit": 0,
-            "template": {"spec": _pod_spec_on_the_real_node(script, "Never", **container)},
-        },
-    }
-
-
-def _pod_on_the_real_node(name: str, script: str, **container: object) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": _pod_spec_on_the_real_node(script, "Always", **container),
-    }
 
 
 def _run_job(core: client.CoreV1Api, namespace: str, job: dict) -> client.V1Pod:
@@ -141,7 +93,7 @@ def test_a_job_runs_for_real_with_its_exit_code_and_output(
     # Output only a real process can give: its own PID namespace (the shell is PID 1) and the
     # kernel's name. "$$$$": Kubernetes reads "$$" in a command as a literal "$".
     script = f'echo "pid $$$$ on $(uname -s)"; echo to-stderr >&2; exit {exit_code}'
-    job = _job_on_the_real_node(f"exits-{exit_code}", script)
+    job = job_on_the_real_node(f"exits-{exit_code}", script)
     pod = _run_job(core, namespace, job)
     assert _finished(client.BatchV1Api(core.api_client), namespace, f"exits-{exit_code}") == (
         outcome
@@ -161,7 +113,7 @@ def test_a_container_over_its_memory_limit_is_oom_killed_by_the_kernel(
     # kernel's OOM killer ends it and the runtime reports why (no swap on these machines).
     memory = {"memory": "32Mi", "cpu": "100m"}
     script = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}"
-    job = _job_on_the_real_node("hog", script, resources={"limits": memory, "requests": memory})
+    job = job_on_the_real_node("hog", script, resources={"limits": memory, "requests": memory})
     terminated = _run_job(core, namespace, job).status.container_statuses[0].state.terminated
     assert (terminated.reason, terminated.exit_code) == ("OOMKilled", 137)
 
@@ -180,7 +132,7 @@ def test_the_security_context_is_enforced_by_the_runtime(core: client.CoreV1Api,
         "grep -E '^Cap(Eff|Bnd)' /proc/self/status"
     )
     pod = _run_job(
-        core, namespace, _job_on_the_real_node("locked", script, securityContext=locked_down)
+        core, namespace, job_on_the_real_node("locked", script, securityContext=locked_down)
     )
     assert pod.status.container_statuses[0].state.terminated.exit_code == 0
     assert _log(core, namespace, pod) == [
@@ -193,7 +145,7 @@ def test_the_security_context_is_enforced_by_the_runtime(core: client.CoreV1Api,
 
 def test_run_as_non_root_refuses_an_image_that_runs_as_root(core: client.CoreV1Api, namespace: str):
     # The busybox image runs as root; the kubelet must refuse to start it, not run it.
-    pod = _pod_on_the_real_node("rooted", "sleep 600", securityContext={"runAsNonRoot": True})
+    pod = pod_on_the_real_node("rooted", "sleep 600", securityContext={"runAsNonRoot": True})
     core.create_namespaced_pod(namespace, pod)
 
     def refused() -> client.V1ContainerStateWaiting | None:
@@ -215,9 +167,7 @@ def test_a_readiness_probe_on_a_real_http_server_gates_ready(
     # busybox's httpd serves only after 5 s: until then the kubelet's HTTP probe fails.
     script = "mkdir /www && echo ok > /www/index.html && sleep 5 && exec httpd -f -p 8080 -h /www"
     probe = {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1}
-    core.create_namespaced_pod(
-        namespace, _pod_on_the_real_node("web", script, readinessProbe=probe)
-    )
+    core.create_namespaced_pod(namespace, pod_on_the_real_node("web", script, readinessProbe=probe))
 
     def running() -> client.V1Pod | None:
         pod = core.read_namespaced_pod("web", namespace)
@@ -240,9 +190,7 @@ def test_a_failing_liveness_probe_restarts_the_container(core: client.CoreV1Api,
     # Healthy for 3 s, then not: the kubelet's exec probe fails and the kubelet kills it.
     script = "touch /tmp/alive && sleep 3 && rm /tmp/alive && sleep 600"
     probe = {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 2}
-    core.create_namespaced_pod(
-        namespace, _pod_on_the_real_node("sick", script, livenessProbe=probe)
-    )
+    core.create_namespaced_pod(namespace, pod_on_the_real_node("sick", script, livenessProbe=probe))
 
     def restarted() -> client.V1ContainerStatus | None:
         statuses = core.read_namespaced_pod("sick", namespace).status.container_statuses
@@ -278,7 +226,7 @@ def test_a_pod_has_no_way_off_the_machine(
     # nc, not wget: the static busybox's wget crashes looking the address up (static glibc).
     # Any address off the pod range goes the same way: out by the default route.
     script = "if echo x | nc -w 3 192.0.2.1 80; then exit 0; else exit 7; fi"
-    batch.create_namespaced_job(namespace, _job_on_the_real_node("egress", script))
+    batch.create_namespaced_job(namespace, job_on_the_real_node("egress", script))
     outcome = wait_for(
         lambda: _finished(batch, namespace, "egress"), timeout=90, reason="the egress Job"
     )
@@ -300,37 +248,64 @@ def test_pods_without_the_toleration_stay_off_the_real_node(
     ]
 
 
-def test_down_leaves_nothing_of_the_real_node(tmp_path_factory: pytest.TempPathFactory):
-    # A cluster of its own, with a pod still running when it goes down.
-    config = ClusterConfig(
-        name="floe-real-down",
-        state_dir=tmp_path_factory.mktemp("real-down"),
+def _serving(core: client.CoreV1Api, namespace: str, service: str) -> list[str]:
+    """The ready addresses behind ``service`` (none before its Endpoints object exists)."""
+    try:
+        endpoints = core.read_namespaced_endpoints(service, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return []
+        raise
+    return [a.ip for subset in endpoints.subsets or [] for a in subset.addresses or []]
+
+
+def test_a_pod_reaches_a_service_by_its_dns_name(core: client.CoreV1Api, namespace: str):
+    # A real server (busybox's httpd) behind a ClusterIP Service; a client pod that knows only
+    # the Service's short name: the cluster DNS resolves it through the pod's search path,
+    # kube-proxy's rules carry the TCP connection to the server pod.
+    page = "mkdir /www && echo hello from web > /www/index.html && exec httpd -f -p 8080 -h /www"
+    ready = {"tcpSocket": {"port": 8080}, "periodSeconds": 1}
+    server = pod_on_the_real_node("web", page, readinessProbe=ready)
+    server["metadata"]["labels"] = {"app": "web"}
+    core.create_namespaced_pod(namespace, server)
+    service = core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
+    wait_for(lambda: _serving(core, namespace, "web"), timeout=60, reason="web's endpoint")
+    # busybox's own resolver (its wget and nc would use the static glibc's, which crashes).
+    script = (
+        "ip=$(nslookup -type=a web | sed -n 's/^Address: //p' | head -n 1); "
+        'echo "resolved $ip"; '
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 \"$ip\" 80 | tail -n 1"
+    )
+    pod = _run_job(core, namespace, job_on_the_real_node("client", script))
+    assert _log(core, namespace, pod) == [f"resolved {service.spec.cluster_ip}", "hello from web"]
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+
+
+def test_cluster_dns_knows_only_the_clusters_names(real_cluster: ClusterConfig):
+    dns_server = realnode.RealNode(real_cluster, 0).node_ip
+    assert dns.query("kubernetes.default.svc.cluster.local", dns_server) == ["10.96.0.1"]
+    assert dns.query("missing.default.svc.cluster.local", dns_server) == []
+    # No upstream: a name outside the cluster gets no address (pods have no way out anyway).
+    assert dns.query("deb.debian.org", dns_server) == []
+
+
+def test_a_second_cluster_with_real_nodes_is_refused_before_it_starts(
+    real_cluster: ClusterConfig, tmp_path_factory: pytest.TempPathFactory
+):
+    other = ClusterConfig(
+        name="floe-real-other",
+        state_dir=tmp_path_factory.mktemp("real-other"),
         port_base=TEST_PORT_BASE + 40,
     )
-    node = realnode.RealNode(config, 0)
-    try:
-        cluster.up(config, real_nodes=1)
-        core = client.CoreV1Api(kube_config.new_client_from_config(str(config.admin_kubeconfig)))
-        create_namespace_ready_for_pods(core, "busy")
-        job = _job_on_the_real_node("sleeper", "sleep 600")
-        client.BatchV1Api(core.api_client).create_namespaced_job("busy", job)
-
-        def sleeper_running() -> bool:
-            pods = core.list_namespaced_pod("busy", label_selector="job-name=sleeper").items
-            return bool(pods) and pods[0].status.phase == "Running"
-
-        wait_for(
-            sleeper_running,
-            timeout=90,
-            reason="the sleeper pod running on the real node",
-        )
-        assert realnode.leftovers(node), "the running node is seen by leftovers()"
-        sandboxes = realnode.pod_network_namespaces(node)
-        assert len(sandboxes) == 1, sandboxes
-    finally:
-        stopping = time.monotonic()
-        cluster.down(config, wipe=True)
-        print(f"down took {time.monotonic() - stopping:.1f} s")
-    assert realnode.leftovers(node) == []
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
-    assert sandboxes[0] not in listed.stdout
+    with pytest.raises(LocalClusterError) as refused:
+        cluster.up(other, real_nodes=1)
+    message = str(refused.value)
+    assert f"cluster {real_cluster.name!r} (state dir {real_cluster.state_dir})" in message
+    assert "one cluster with real nodes at a time" in message
+    assert not other.run_dir.exists() or not list(other.run_dir.iterdir())

@@ -1,0 +1,29 @@
+"""One call to a local cluster's API server as its admin, without the Kubernetes client (the
+control plane's own helpers and processes stay free of it)."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.request
+
+from localcluster.config import ClusterConfig
+from localcluster.pki import admin_token
+
+
+def request(
+    config: ClusterConfig, method: str, path: str, patch: dict | None = None, timeout: float = 5
+) -> dict:
+    """The decoded answer; ``urllib.error.HTTPError`` for an error status, ``URLError`` or
+    ``OSError`` when the server cannot be reached. ``patch`` is sent as a JSON merge patch."""
+    sent = urllib.request.Request(
+        config.server_url + path,
+        method=method,
+        data=json.dumps(patch).encode() if patch is not None else None,
+    )
+    sent.add_header("Authorization", f"Bearer {admin_token(config)}")
+    if patch is not None:
+        sent.add_header("Content-Type", "application/merge-patch+json")
+    context = ssl.create_default_context(cafile=str(config.pki_dir / "ca.crt"))
+    with urllib.request.urlopen(sent, context=context, timeout=timeout) as answer:
+        return json.loads(answer.read() or b"{}")
