@@ -202,6 +202,8 @@ def _kubelet_argv(config: ClusterConfig, _: dict[str, Path]) -> list[str]:
         str(config.crash_backoff_base),
         "--crash-backoff-cap",
         str(config.crash_backoff_cap),
+        "--volumes-dir",
+        str(config.volumes_dir),
     ]
 
 

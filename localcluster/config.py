@@ -86,6 +86,11 @@ class ClusterConfig:
         return self.state_dir / "pki"
 
     @property
+    def volumes_dir(self) -> Path:
+        """Where the default StorageClass's volumes are (a directory per claim)."""
+        return self.state_dir / "volumes"
+
+    @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
 

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", type=Path, required=True)
     parser.add_argument("--crash-backoff-base", type=float, default=10.0)
     parser.add_argument("--crash-backoff-cap", type=float, default=300.0)
+    parser.add_argument("--volumes-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_storage_class(client.StorageV1Api(api_client))
     for spec in specs:
         nodes.register(core, spec)
-    provisioner = Provisioner(core)
+    provisioner = Provisioner(core, args.volumes_dir)
     informers = [
         (core.list_pod_for_all_namespaces, agent.on_event, "pod"),
         (core.list_persistent_volume_claim_for_all_namespaces, provisioner.on_claim, "claim"),

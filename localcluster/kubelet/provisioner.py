@@ -1,13 +1,19 @@
 """A default StorageClass and a provisioner for it, so claims bind and StatefulSets schedule.
 
-Volumes are bookkeeping only (no data is stored): a claim of class ``standard`` gets a
-PersistentVolume made for it with a ``claimRef``, and the real PV controller binds the two. A
-released volume we provisioned is deleted, as its reclaim policy says.
+A claim of class ``standard`` gets a directory of its own under the cluster's volumes directory
+and a ``hostPath`` PersistentVolume for it with a ``claimRef``; the real PV controller binds the
+two. A simulated node stores nothing in it; a real node's kubelet mounts it, so what a pod
+writes outlives the pod (every real node is on this machine, so no node affinity is needed). The
+directory is open to every user, as local-path provisioners make theirs: a pod running as any
+user can write to its volume. A released volume we provisioned is deleted, directory and all,
+as its reclaim policy says.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -39,8 +45,9 @@ def ensure_storage_class(storage: client.StorageV1Api) -> None:
 
 
 class Provisioner:
-    def __init__(self, core: client.CoreV1Api):
+    def __init__(self, core: client.CoreV1Api, volumes_dir: Path):
         self.core = core
+        self.volumes_dir = volumes_dir
 
     def on_claim(self, kind: str, claim: dict[str, Any]) -> None:
         spec, meta = claim["spec"], claim["metadata"]
@@ -51,6 +58,9 @@ class Provisioner:
             or claim.get("status", {}).get("phase") != "Pending"
         ):
             return
+        directory = self.volumes_dir / meta["uid"]
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o777)  # not the umask's: any pod user writes to its own volume
         volume = {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
@@ -64,7 +74,7 @@ class Provisioner:
                 "persistentVolumeReclaimPolicy": "Delete",
                 "storageClassName": STORAGE_CLASS,
                 "volumeMode": spec.get("volumeMode", "Filesystem"),
-                "hostPath": {"path": f"/var/lib/floe-localcluster/{meta['uid']}"},
+                "hostPath": {"path": str(directory), "type": "Directory"},
                 "claimRef": {
                     "apiVersion": "v1",
                     "kind": "PersistentVolumeClaim",
@@ -90,3 +100,7 @@ class Provisioner:
             except ApiException as exc:
                 if exc.status != 404:
                     log.warning("deleting released volume %s: %s", meta["name"], exc.reason)
+                    return
+            path = Path((volume["spec"].get("hostPath") or {}).get("path", ""))
+            if path.parent == self.volumes_dir:  # only what this provisioner made
+                shutil.rmtree(path, ignore_errors=True)

@@ -309,3 +309,45 @@ def test_a_second_cluster_with_real_nodes_is_refused_before_it_starts(
     assert f"cluster {real_cluster.name!r} (state dir {real_cluster.state_dir})" in message
     assert "one cluster with real nodes at a time" in message
     assert not other.run_dir.exists() or not list(other.run_dir.iterdir())
+
+
+def test_a_claim_on_the_real_node_keeps_its_data_from_one_pod_to_the_next(
+    real_cluster: ClusterConfig, core: client.CoreV1Api, namespace: str
+):
+    claim = core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },  # the default StorageClass
+        },
+    )
+    volume = {"name": "data", "persistentVolumeClaim": {"claimName": "data"}}
+    mount = [{"name": "data", "mountPath": "/data"}]
+    # Written by one pod, as an unprivileged user, read by another after the first has gone.
+    writer = job_on_the_real_node(
+        "writer",
+        "echo written by $(id -u) > /data/note",
+        volumeMounts=mount,
+        securityContext={"runAsUser": 1000},
+    )
+    writer["spec"]["template"]["spec"]["volumes"] = [volume]
+    wrote = _run_job(core, namespace, writer)
+    assert wrote.status.container_statuses[0].state.terminated.exit_code == 0
+    reader = job_on_the_real_node("reader", "cat /data/note", volumeMounts=mount)
+    reader["spec"]["template"]["spec"]["volumes"] = [volume]
+    read = _run_job(core, namespace, reader)
+    assert _log(core, namespace, read) == ["written by 1000"]
+    # A real directory of the cluster's, which the claim's deletion removes.
+    bound = core.read_namespaced_persistent_volume_claim("data", namespace)
+    directory = real_cluster.volumes_dir / claim.metadata.uid
+    assert (directory / "note").read_text() == "written by 1000\n"
+    assert core.read_persistent_volume(bound.spec.volume_name).spec.host_path.path == str(directory)
+    # Kubernetes 1.20 keeps a claim while any pod naming it exists, finished or not.
+    batch = client.BatchV1Api(core.api_client)
+    for job in ("writer", "reader"):
+        batch.delete_namespaced_job(job, namespace, propagation_policy="Background")
+    core.delete_namespaced_persistent_volume_claim("data", namespace)
+    wait_for(lambda: not directory.exists(), timeout=60, reason=f"{directory} to be removed")
