@@ -114,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
         elif args.command == "status":
             report = cluster.status(config)
+            width = max(len(entry.name) for entry in report)
             for entry in report:
                 pid = entry.pid if entry.pid is not None else "-"
-                print(f"{entry.name:<25} {entry.state:<10} pid {pid:<8} {entry.detail}")
+                print(f"{entry.name:<{width}}  {entry.state:<10} pid {pid:<8} {entry.detail}")
             return 0 if all(entry.state == "healthy" for entry in report) else 1
         elif args.command == "kubeconfig":
             if args.service_account:

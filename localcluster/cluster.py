@@ -7,6 +7,7 @@ recorded process is alive are left alone, dead ones are started again.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import ssl
@@ -390,30 +391,34 @@ class ComponentStatus:
 
 
 def status(config: ClusterConfig) -> list[ComponentStatus]:
-    report = []
-    for component in components(config):
-        record = process.read_record(config.run_dir, component.name)
-        if record is None:
-            report.append(ComponentStatus(component.name, "stopped", None, ""))
-        elif not process.is_alive(record):
-            report.append(
-                ComponentStatus(
-                    component.name,
-                    "crashed",
-                    record.pid,
-                    f"process {record.pid} is gone; last log line: "
-                    f"{process.log_tail(record.log, 1)} (log: {record.log})",
-                )
-            )
-        elif component.healthy(config):
-            report.append(ComponentStatus(component.name, "healthy", record.pid, ""))
-        else:
-            report.append(
-                ComponentStatus(
-                    component.name,
-                    "unhealthy",
-                    record.pid,
-                    f"health check failed (log: {record.log})",
-                )
-            )
-    return report
+    """Every process of the cluster: the control plane, then each real node's and, with real
+    nodes, the Service network's."""
+    checks: list[tuple[str, Callable[[], bool]]] = [
+        (component.name, functools.partial(component.healthy, config))
+        for component in components(config)
+    ]
+    nodes = real_nodes(config)
+    for node in nodes:
+        checks += realnode.health_checks(node)
+    if nodes:
+        checks += servicenet.health_checks(config, nodes)
+    return [_status(config, name, healthy) for name, healthy in checks]
+
+
+def _status(config: ClusterConfig, name: str, healthy: Callable[[], bool]) -> ComponentStatus:
+    record = process.read_record(config.run_dir, name)
+    if record is None:
+        return ComponentStatus(name, "stopped", None, "")
+    if not process.is_alive(record):
+        return ComponentStatus(
+            name,
+            "crashed",
+            record.pid,
+            f"process {record.pid} is gone; last log line: "
+            f"{process.log_tail(record.log, 1)} (log: {record.log})",
+        )
+    if healthy():
+        return ComponentStatus(name, "healthy", record.pid, "")
+    return ComponentStatus(
+        name, "unhealthy", record.pid, f"health check failed (log: {record.log})"
+    )

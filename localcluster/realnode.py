@@ -366,6 +366,21 @@ def _node_ready(node: RealNode) -> bool:
     return True
 
 
+def health_checks(node: RealNode) -> list[tuple[str, Callable[[], bool]]]:
+    """The node's processes and how ``status`` judges each (reading only)."""
+    containerd_name, kubelet_name = node.process_names
+
+    def registered_and_ready() -> bool:
+        try:
+            found = api.request(node.config, "GET", f"/api/v1/nodes/{node.name}")
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        conditions = found.get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    return [(containerd_name, lambda: _ctr_answers(node)), (kubelet_name, registered_and_ready)]
+
+
 def stop(node: RealNode) -> list[str]:
     """Stop the node and remove everything of it from the machine; the names stopped. The
     whole cluster is going down, so the pods are not deleted through the API (the kubelet

@@ -40,6 +40,7 @@ ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
 KUBE_PROXY, DNSMASQ, DNS_FEEDER = "kube-proxy", "cluster-dns", "cluster-dns-feeder"
 PROCESS_NAMES = (DNS_FEEDER, DNSMASQ, KUBE_PROXY)
 IPTABLES_TABLES = ("filter", "nat", "mangle")
+KUBERNETES = f"kubernetes.default.svc.{dns.CLUSTER_DOMAIN}"  # the Service every cluster has
 
 
 def _hosts_dir(config: ClusterConfig) -> Path:
@@ -64,14 +65,8 @@ def start(
     _start(config, KUBE_PROXY, _kube_proxy_argv(config, nodes, binaries))
     _start(config, DNS_FEEDER, _feeder_argv(config))
     _start(config, DNSMASQ, _dnsmasq_argv(config, nodes))
-    kubernetes = f"kubernetes.default.svc.{dns.CLUSTER_DOMAIN}"
     _wait(config, _kube_proxy_synced, deadline, "kube-proxy's rules")
-    _wait(
-        config,
-        lambda: all(_answers(kubernetes, node.node_ip) for node in nodes),
-        deadline,
-        f"cluster DNS to answer {kubernetes}",
-    )
+    _wait(config, lambda: _dns_answers(nodes), deadline, f"cluster DNS to answer {KUBERNETES}")
     return {"service-network": time.monotonic() - started}
 
 
@@ -187,9 +182,10 @@ def _kube_proxy_synced() -> bool:
     return False
 
 
-def _answers(name: str, server: str) -> bool:
+def _dns_answers(nodes: list[RealNode]) -> bool:
+    """dnsmasq gives the ``kubernetes`` Service's address on every node's address."""
     try:
-        return bool(dns.query(name, server, timeout=0.5))
+        return all(dns.query(KUBERNETES, node.node_ip, timeout=0.5) for node in nodes)
     except OSError:
         return False
 
@@ -210,6 +206,17 @@ def _wait(config: ClusterConfig, ready: Callable[[], bool], deadline: float, wha
             )
             raise LocalClusterError(f"{what}: not ready within {deadline:.0f} s\n{tails}")
         time.sleep(0.2)
+
+
+def health_checks(
+    config: ClusterConfig, nodes: list[RealNode]
+) -> list[tuple[str, Callable[[], bool]]]:
+    """The Service network's processes and how ``status`` judges each."""
+    return [
+        (KUBE_PROXY, _kube_proxy_synced),
+        (DNS_FEEDER, _hosts_file(config).exists),
+        (DNSMASQ, lambda: _dns_answers(nodes)),
+    ]
 
 
 def stop(config: ClusterConfig) -> list[str]:

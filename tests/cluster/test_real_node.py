@@ -238,6 +238,14 @@ def test_a_pod_has_no_way_off_the_machine(
     assert _dropped_by_the_isolation_rule(node) > before
 
 
+def test_status_reports_the_real_node_and_the_service_network(real_cluster: ClusterConfig):
+    node = realnode.RealNode(real_cluster, 0)
+    states = {entry.name: entry.state for entry in cluster.status(real_cluster)}
+    for name in (*node.process_names, "kube-proxy", "cluster-dns", "cluster-dns-feeder"):
+        assert states.pop(name) == "healthy", name
+    assert set(states.values()) == {"healthy"}, states  # and the control plane
+
+
 def test_pods_without_the_toleration_stay_off_the_real_node(
     real_cluster: ClusterConfig, core: client.CoreV1Api
 ):
