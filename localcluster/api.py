@@ -10,20 +10,27 @@ import urllib.request
 from localcluster.config import ClusterConfig
 from localcluster.pki import admin_token
 
+MERGE_PATCH = "application/merge-patch+json"
+
 
 def request(
-    config: ClusterConfig, method: str, path: str, patch: dict | None = None, timeout: float = 5
+    config: ClusterConfig,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    content_type: str = "application/json",
+    timeout: float = 5,
 ) -> dict:
     """The decoded answer; ``urllib.error.HTTPError`` for an error status, ``URLError`` or
-    ``OSError`` when the server cannot be reached. ``patch`` is sent as a JSON merge patch."""
+    ``OSError`` when the server cannot be reached. ``body`` is sent as ``content_type``."""
     sent = urllib.request.Request(
         config.server_url + path,
         method=method,
-        data=json.dumps(patch).encode() if patch is not None else None,
+        data=json.dumps(body).encode() if body is not None else None,
     )
     sent.add_header("Authorization", f"Bearer {admin_token(config)}")
-    if patch is not None:
-        sent.add_header("Content-Type", "application/merge-patch+json")
+    if body is not None:
+        sent.add_header("Content-Type", content_type)
     context = ssl.create_default_context(cafile=str(config.pki_dir / "ca.crt"))
     with urllib.request.urlopen(sent, context=context, timeout=timeout) as answer:
         return json.loads(answer.read() or b"{}")

@@ -31,7 +31,20 @@ ALL_BINARIES = (*CONTROL_PLANE_BINARIES, *NODE_BINARIES)
 
 # Debian package -> a program it provides, used to tell whether it is already installed.
 RUNTIME_PACKAGES = {"etcd-server": "etcd", "openssl": "openssl"}
-BUILD_PACKAGES = {"golang-go": "go", "rsync": "rsync", "make": "make", "dpkg-dev": "dpkg-source"}
+BUILD_PACKAGES = {
+    "golang-go": "go",
+    "rsync": "rsync",
+    "make": "make",
+    "dpkg-dev": "dpkg-source",
+    "golang-github-modern-go-reflect2-dev": "/usr/share/gocode/src/github.com/modern-go/reflect2",
+}
+# The tree vendors reflect2 1.0.1, whose map iteration faults under Go 1.18 and later: the API
+# server built with Debian's Go 1.19 crashed (SIGSEGV in reflect2's mapiterinit) serializing any
+# object with a map for a pretty-printed answer, which it gives to `wget` and `curl` user agents
+# and `?pretty=true`: a pod's `wget` of a ConfigMap took the control plane down. 1.0.2 fixed it,
+# with the same API; Debian ships it.
+REFLECT2_SOURCE = Path("/usr/share/gocode/src/github.com/modern-go/reflect2")
+REFLECT2_VENDORED = Path("vendor/github.com/modern-go/reflect2")
 # What a real node runs beside the kubelet (REAL-NODE.md): the container runtime, the CNI
 # plugins (not on PATH: named by their path), iptables for kube-proxy and the pod network's
 # rules, conntrack for kube-proxy's clean-up; gcc and a static libc for pause.
@@ -201,6 +214,7 @@ def build_binaries(config: ClusterConfig, names: tuple[str, ...] = CONTROL_PLANE
     run_command(
         ["dpkg-source", "-x", dsc[-1].name, "src"], what="unpacking the kubernetes source", cwd=work
     )
+    _patch_vendor(tree)
     # As Debian's packaging does: a GOPATH whose k8s.io/kubernetes points at the tree.
     gopath_link = tree / ".go" / "src" / "k8s.io" / "kubernetes"
     gopath_link.parent.mkdir(parents=True, exist_ok=True)
@@ -240,6 +254,17 @@ def build_binaries(config: ClusterConfig, names: tuple[str, ...] = CONTROL_PLANE
     manifest_file.write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(work, ignore_errors=True)
     print(f"built in {seconds} s into {config.binaries_dir}", flush=True)
+
+
+def _patch_vendor(tree: Path) -> None:
+    """Replace the vendored reflect2 with Debian's 1.0.2 (see REFLECT2_SOURCE)."""
+    vendored = tree / REFLECT2_VENDORED
+    if not vendored.is_dir():
+        raise LocalClusterError(f"the kubernetes source has no {REFLECT2_VENDORED} to replace")
+    shutil.rmtree(vendored)
+    shutil.copytree(
+        REFLECT2_SOURCE, vendored, ignore=shutil.ignore_patterns("*_test.go", "go.mod", "go.sum")
+    )
 
 
 def _make(tree: Path, names: list[str], env: dict[str, str], log: Path) -> None:

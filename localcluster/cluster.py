@@ -118,6 +118,10 @@ def _apiserver_argv(config: ClusterConfig, binaries: dict[str, Path]) -> list[st
         f"--etcd-servers=http://127.0.0.1:{config.etcd_client_port}",
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
+        # An Endpoints object may not name loopback, so the API server cannot keep the
+        # `kubernetes` Service's: with real nodes the Service network points them at its relay
+        # (servicenet.py); without, pods never need them.
+        "--endpoint-reconciler-type=none",
         f"--secure-port={config.apiserver_port}",
         "--insecure-port=0",
         f"--tls-cert-file={pki / 'apiserver.crt'}",

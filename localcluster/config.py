@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 KUBERNETES_VERSION = "v1.20.2"
+# Bumped when the build changes what the binaries do, so every cache builds them again:
+# r2 vendors reflect2 1.0.2 (build.py, _patch_vendor).
+BUILD_REVISION = "r2"
 DEFAULT_PORT_BASE = 16440
 DEFAULT_CLUSTER_NAME = "floe-local"
 
@@ -108,4 +111,4 @@ class ClusterConfig:
 
     @property
     def binaries_dir(self) -> Path:
-        return self.cache_dir / f"kubernetes-{KUBERNETES_VERSION}" / "bin"
+        return self.cache_dir / f"kubernetes-{KUBERNETES_VERSION}-{BUILD_REVISION}" / "bin"

@@ -361,7 +361,13 @@ def _node_ready(node: RealNode) -> bool:
     taints = found.get("spec", {}).get("taints") or []
     kept = [t for t in taints if not t["key"].startswith("node.kubernetes.io/")]
     if len(kept) != len(taints):
-        api.request(node.config, "PATCH", f"/api/v1/nodes/{node.name}", {"spec": {"taints": kept}})
+        api.request(
+            node.config,
+            "PATCH",
+            f"/api/v1/nodes/{node.name}",
+            {"spec": {"taints": kept}},
+            api.MERGE_PATCH,
+        )
         return False  # seen untainted on the next look
     return True
 

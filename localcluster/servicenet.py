@@ -8,6 +8,11 @@ one cluster with real nodes at a time owns the machine's Service network (``OWNE
 second one is refused, naming the first. NodePorts answer on the pods' addresses only, never on
 the machine's own interfaces.
 
+**The API server within pods' reach**: it listens on loopback only, and an Endpoints object may
+not name loopback; a relay (``localcluster.relay``) on the first real node's address passes
+connections to it, and the ``kubernetes`` Service's Endpoints name the relay, so in-cluster
+clients (a pod's ServiceAccount token, ``KUBERNETES_SERVICE_HOST``) work as on any cluster.
+
 **Cluster DNS** is Debian's dnsmasq (no CoreDNS can be had here), listening on each real node's
 bridge address, which is that node's ``clusterDNS``; it answers ``cluster.local`` names from a
 hosts file that ``localcluster.dns`` keeps in step with the API, and nothing else (no upstream:
@@ -24,13 +29,15 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 from collections.abc import Callable
 from pathlib import Path
 
-from localcluster import dns, process
+from localcluster import api, dns, process
 from localcluster.config import ClusterConfig
 from localcluster.errors import LocalClusterError
 from localcluster.realnode import RUNTIME_ROOT, RealNode, pod_range, process_line, processes_naming
@@ -38,7 +45,8 @@ from localcluster.realnode import RUNTIME_ROOT, RealNode, pod_range, process_lin
 OWNER = RUNTIME_ROOT / "service-network-owner.json"
 ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
 KUBE_PROXY, DNSMASQ, DNS_FEEDER = "kube-proxy", "cluster-dns", "cluster-dns-feeder"
-PROCESS_NAMES = (DNS_FEEDER, DNSMASQ, KUBE_PROXY)
+API_RELAY = "api-relay"
+PROCESS_NAMES = (DNS_FEEDER, DNSMASQ, API_RELAY, KUBE_PROXY)
 IPTABLES_TABLES = ("filter", "nat", "mangle")
 KUBERNETES = f"kubernetes.default.svc.{dns.CLUSTER_DOMAIN}"  # the Service every cluster has
 
@@ -62,9 +70,12 @@ def start(
     _hosts_file(config).parent.mkdir(parents=True, exist_ok=True)
     for opened in (RUNTIME_ROOT, _hosts_dir(config), _hosts_file(config).parent):
         opened.chmod(0o755)
+    _start(config, API_RELAY, _relay_argv(config, nodes[0]))
+    _point_the_kubernetes_service_at(config, nodes[0])
     _start(config, KUBE_PROXY, _kube_proxy_argv(config, nodes, binaries))
     _start(config, DNS_FEEDER, _feeder_argv(config))
     _start(config, DNSMASQ, _dnsmasq_argv(config, nodes))
+    _wait(config, lambda: _relay_answers(config, nodes[0]), deadline, "the API server's relay")
     _wait(config, _kube_proxy_synced, deadline, "kube-proxy's rules")
     _wait(config, lambda: _dns_answers(nodes), deadline, f"cluster DNS to answer {KUBERNETES}")
     return {"service-network": time.monotonic() - started}
@@ -139,6 +150,40 @@ def _kube_proxy_argv(
     ]
 
 
+def _relay_argv(config: ClusterConfig, node: RealNode) -> list[str]:
+    port = config.apiserver_port
+    return [
+        sys.executable,
+        "-m",
+        "localcluster.relay",
+        f"--listen={node.node_ip}:{port}",
+        f"--to=127.0.0.1:{port}",
+    ]
+
+
+def _point_the_kubernetes_service_at(config: ClusterConfig, node: RealNode) -> None:
+    """The ``kubernetes`` Service's Endpoints: the relay on the first real node's address (the
+    API server keeps none, see cluster.py), so in-cluster clients reach it at its ClusterIP."""
+    endpoints = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default"},
+        "subsets": [
+            {
+                "addresses": [{"ip": node.node_ip}],
+                "ports": [{"name": "https", "port": config.apiserver_port, "protocol": "TCP"}],
+            }
+        ],
+    }
+    path = "/api/v1/namespaces/default/endpoints"
+    try:
+        api.request(config, "PUT", f"{path}/kubernetes", endpoints)
+    except urllib.error.HTTPError as error:
+        if error.code != 404:
+            raise LocalClusterError(f"writing the kubernetes Endpoints failed: {error}") from error
+        api.request(config, "POST", path, endpoints)
+
+
 def _feeder_argv(config: ClusterConfig) -> list[str]:
     return [
         sys.executable,
@@ -170,16 +215,21 @@ def _dnsmasq_argv(config: ClusterConfig, nodes: list[RealNode]) -> list[str]:
 
 
 def _kube_proxy_synced() -> bool:
-    """kube-proxy has written the rules of the ``kubernetes`` Service: in ``nat`` when it has
-    endpoints, in ``filter`` (a REJECT) when it has none."""
-    for table in ("nat", "filter"):
-        saved = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True)
-        if any(
-            line.startswith("-A KUBE-SERVICES") and "default/kubernetes:https" in line
-            for line in saved.stdout.splitlines()
-        ):
+    """kube-proxy has written the rules that carry the ``kubernetes`` Service to its
+    endpoint (the relay)."""
+    saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True)
+    return any(
+        line.startswith("-A KUBE-SEP-") and "default/kubernetes:https" in line and "DNAT" in line
+        for line in saved.stdout.splitlines()
+    )
+
+
+def _relay_answers(config: ClusterConfig, node: RealNode) -> bool:
+    try:
+        with socket.create_connection((node.node_ip, config.apiserver_port), timeout=1):
             return True
-    return False
+    except OSError:
+        return False
 
 
 def _dns_answers(nodes: list[RealNode]) -> bool:
@@ -214,6 +264,7 @@ def health_checks(
     """The Service network's processes and how ``status`` judges each."""
     return [
         (KUBE_PROXY, _kube_proxy_synced),
+        (API_RELAY, lambda: _relay_answers(config, nodes[0])),
         (DNS_FEEDER, _hosts_file(config).exists),
         (DNSMASQ, lambda: _dns_answers(nodes)),
     ]

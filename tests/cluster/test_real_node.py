@@ -8,6 +8,7 @@ session's.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -293,6 +294,46 @@ def test_a_pod_reaches_a_service_by_its_dns_name(core: client.CoreV1Api, namespa
     pod = _run_job(core, namespace, job_on_the_real_node("client", script))
     assert _log(core, namespace, pod) == [f"resolved {service.spec.cluster_ip}", "hello from web"]
     assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+
+
+def test_a_pod_reads_the_api_with_its_service_account_token(core: client.CoreV1Api, namespace: str):
+    # In-cluster access as any client does it: the `kubernetes` Service's ClusterIP from the
+    # pod's environment, the ServiceAccount's token, and RBAC deciding what it may read.
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "hello"}, "data": {"greeting": "from the API"}}
+    )
+    rbac = client.RbacAuthorizationV1Api(core.api_client)
+    rule = {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["hello"]}
+    rbac.create_namespaced_role(
+        namespace, {"metadata": {"name": "read-hello"}, "rules": [{**rule, "verbs": ["get"]}]}
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "read-hello"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "read-hello",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
+        },
+    )
+    account = "/var/run/secrets/kubernetes.io/serviceaccount"
+    script = (
+        f"token=$(cat {account}/token); "
+        "api=https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; "
+        f"configmaps=$api/api/v1/namespaces/$(cat {account}/namespace)/configmaps; "
+        # wget gets a pretty-printed answer: one line of it, to pick out of the log.
+        'wget -q -O /tmp/hello --header "Authorization: Bearer $token" $configmaps/hello; '
+        "tr -d '\\n' < /tmp/hello; echo; "
+        'wget -q -O- --header "Authorization: Bearer $token" $configmaps/other || echo refused'
+    )
+    pod = _run_job(core, namespace, job_on_the_real_node("in-cluster", script))
+    lines = _log(core, namespace, pod)  # with wget's note that it does not verify TLS
+    answered = next(line for line in lines if line.startswith("{"))
+    assert json.loads(answered)["data"] == {"greeting": "from the API"}
+    assert lines[-1] == "refused"  # RBAC: the Role names only "hello"
 
 
 def test_cluster_dns_knows_only_the_clusters_names(real_cluster: ClusterConfig):
