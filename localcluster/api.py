@@ -3,6 +3,7 @@ control plane's own helpers and processes stay free of it)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 import urllib.request
@@ -11,6 +12,12 @@ from localcluster.config import ClusterConfig
 from localcluster.pki import admin_token
 
 MERGE_PATCH = "application/merge-patch+json"
+
+
+@functools.cache
+def _verifying(ca_file: str) -> ssl.SSLContext:
+    # Once per CA: the DNS feeder calls the API several times a second.
+    return ssl.create_default_context(cafile=ca_file)
 
 
 def request(
@@ -31,6 +38,6 @@ def request(
     sent.add_header("Authorization", f"Bearer {admin_token(config)}")
     if body is not None:
         sent.add_header("Content-Type", content_type)
-    context = ssl.create_default_context(cafile=str(config.pki_dir / "ca.crt"))
+    context = _verifying(str(config.pki_dir / "ca.crt"))
     with urllib.request.urlopen(sent, context=context, timeout=timeout) as answer:
         return json.loads(answer.read() or b"{}")

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,3 +136,53 @@ def log_tail(log: Path | str, lines: int = 15) -> str:
     except FileNotFoundError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:])
+
+
+def ensure_started(run_dir: Path, name: str, argv: list[str], log: Path) -> None:
+    """Start ``name`` unless its recorded process is alive (``up`` is idempotent)."""
+    if not running(run_dir, name):
+        start(run_dir, name, argv, log)
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    deadline_seconds: float,
+    what: str,
+    run_dir: Path,
+    names: tuple[str, ...],
+) -> None:
+    """Until ``ready()``; a LocalClusterError with the end of their logs when one of the
+    processes ``names`` exits first, or at the deadline."""
+    deadline = time.monotonic() + deadline_seconds
+    while not ready():
+        records = [record for name in names if (record := read_record(run_dir, name))]
+        for record in records:
+            if not is_alive(record):
+                raise LocalClusterError(
+                    f"{record.name} exited; last lines of {record.log}:\n{log_tail(record.log)}"
+                )
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"{record.log}:\n{log_tail(record.log)}" for record in records)
+            raise LocalClusterError(f"{what}: not ready within {deadline_seconds:.0f} s\n{tails}")
+        time.sleep(0.2)
+
+
+def processes_naming(*needles: str) -> dict[int, bytes]:
+    """Processes whose command line names any of ``needles``: PID -> command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        if any(needle.encode() in command for needle in needles):
+            found[int(entry.name)] = command
+    return found
+
+
+def process_line(pid: int, command: bytes) -> str:
+    """A process as a ``leftovers`` list shows it: its PID and command line."""
+    shown = command.replace(b"\0", b" ").decode(errors="replace")
+    return f"process {pid}: {shown}"

@@ -143,14 +143,13 @@ def start(node: RealNode, binaries: dict[str, Path], deadline_seconds: float) ->
     started = time.monotonic()
     containerd_name, kubelet_name = node.process_names
     _write_containerd_files(node)
-    if not process.running(node.config.run_dir, containerd_name):
-        process.start(
-            node.config.run_dir,
-            containerd_name,
-            ["containerd", "--config", str(node.directory / "containerd" / "config.toml")],
-            node.config.log_dir / f"{containerd_name}.log",
-        )
-    _wait(lambda: _ctr_answers(node), deadline_seconds, f"containerd of {node.name}", node)
+    process.ensure_started(
+        node.config.run_dir,
+        containerd_name,
+        ["containerd", "--config", str(node.directory / "containerd" / "config.toml")],
+        node.config.log_dir / f"{containerd_name}.log",
+    )
+    _wait(node, lambda: _ctr_answers(node), deadline_seconds, f"containerd of {node.name}")
     for recipe in (pause_recipe(binaries["pause"]), busybox_recipe()):
         import_image(recipe, image_archive(recipe, node.config.cache_dir), node.containerd_socket)
     _create_bridge(node)
@@ -159,32 +158,19 @@ def start(node: RealNode, binaries: dict[str, Path], deadline_seconds: float) ->
     started = time.monotonic()
     _write_kubelet_files(node)
     _create_cgroup_root(node)
-    if not process.running(node.config.run_dir, kubelet_name):
-        process.start(
-            node.config.run_dir,
-            kubelet_name,
-            _kubelet_argv(node, binaries),
-            node.config.log_dir / f"{kubelet_name}.log",
-        )
-    _wait(lambda: _node_ready(node), deadline_seconds, f"the kubelet of {node.name}", node)
+    process.ensure_started(
+        node.config.run_dir,
+        kubelet_name,
+        _kubelet_argv(node, binaries),
+        node.config.log_dir / f"{kubelet_name}.log",
+    )
+    _wait(node, lambda: _node_ready(node), deadline_seconds, f"the kubelet of {node.name}")
     timings[kubelet_name] = time.monotonic() - started
     return timings
 
 
-def _wait(ready: Callable[[], bool], deadline_seconds: float, what: str, node: RealNode) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while not ready():
-        for name in node.process_names:
-            record = process.read_record(node.config.run_dir, name)
-            if record is not None and not process.is_alive(record):
-                raise LocalClusterError(
-                    f"{name} exited; last lines of {record.log}:\n{process.log_tail(record.log)}"
-                )
-        if time.monotonic() > deadline:
-            logs = [node.config.log_dir / f"{name}.log" for name in node.process_names]
-            tails = "\n".join(f"{log}:\n{process.log_tail(log)}" for log in logs)
-            raise LocalClusterError(f"{what} not ready within {deadline_seconds:.0f} s\n{tails}")
-        time.sleep(0.2)
+def _wait(node: RealNode, ready: Callable[[], bool], deadline_seconds: float, what: str) -> None:
+    process.wait_until(ready, deadline_seconds, what, node.config.run_dir, node.process_names)
 
 
 def _ctr(node: RealNode, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -355,8 +341,7 @@ def _node_ready(node: RealNode) -> bool:
         if error.code == 404:
             return False  # not registered yet
         raise
-    conditions = {c["type"]: c["status"] for c in found.get("status", {}).get("conditions", [])}
-    if conditions.get("Ready") != "True":
+    if not _reports_ready(found):
         return False
     taints = found.get("spec", {}).get("taints") or []
     kept = [t for t in taints if not t["key"].startswith("node.kubernetes.io/")]
@@ -372,17 +357,21 @@ def _node_ready(node: RealNode) -> bool:
     return True
 
 
+def _reports_ready(found: dict) -> bool:
+    """Whether a Node object's Ready condition is True."""
+    conditions = found.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
 def health_checks(node: RealNode) -> list[tuple[str, Callable[[], bool]]]:
     """The node's processes and how ``status`` judges each (reading only)."""
     containerd_name, kubelet_name = node.process_names
 
     def registered_and_ready() -> bool:
         try:
-            found = api.request(node.config, "GET", f"/api/v1/nodes/{node.name}")
+            return _reports_ready(api.request(node.config, "GET", f"/api/v1/nodes/{node.name}"))
         except (urllib.error.URLError, OSError, ValueError):
             return False
-        conditions = found.get("status", {}).get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     return [(containerd_name, lambda: _ctr_answers(node)), (kubelet_name, registered_and_ready)]
 
@@ -421,31 +410,10 @@ def _remove_containers(node: RealNode) -> None:
         _ctr(node, "containers", "delete", container, check=False)
 
 
-def processes_naming(*needles: str) -> dict[int, bytes]:
-    """Processes whose command line names any of ``needles``: PID -> command line."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue  # gone meanwhile
-        if any(needle.encode() in command for needle in needles):
-            found[int(entry.name)] = command
-    return found
-
-
-def process_line(pid: int, command: bytes) -> str:
-    """A process as ``leftovers`` lists it: its PID and command line."""
-    shown = command.replace(b"\0", b" ").decode(errors="replace")
-    return f"process {pid}: {shown}"
-
-
 def _kill_leftover_shims(node: RealNode) -> None:
     """A shim outlives containerd by design; those of this node's containerd are ended (a
     shim is given its containerd's address)."""
-    for pid, command in processes_naming(str(node.socket_dir)).items():
+    for pid, command in process.processes_naming(str(node.socket_dir)).items():
         if b"containerd-shim" in command:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -535,8 +503,8 @@ def leftovers(node: RealNode) -> list[str]:
     the kubelet, shims: each names the node's directory or sockets), the bridge, the
     forwarding rule, cgroups, the sockets' directory."""
     found = []
-    for pid, command in processes_naming(str(node.directory), str(node.runtime_dir)).items():
-        found.append(process_line(pid, command))
+    naming = process.processes_naming(str(node.directory), str(node.runtime_dir))
+    found += [process.process_line(pid, command) for pid, command in naming.items()]
     if subprocess.run(["ip", "link", "show", node.tag], capture_output=True).returncode == 0:
         found.append(f"bridge {node.tag}")
     if (

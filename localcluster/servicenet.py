@@ -40,7 +40,7 @@ from pathlib import Path
 from localcluster import api, dns, process
 from localcluster.config import ClusterConfig
 from localcluster.errors import LocalClusterError
-from localcluster.realnode import RUNTIME_ROOT, RealNode, pod_range, process_line, processes_naming
+from localcluster.realnode import RUNTIME_ROOT, RealNode, pod_range
 
 OWNER = RUNTIME_ROOT / "service-network-owner.json"
 ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
@@ -85,7 +85,7 @@ def check_free(config: ClusterConfig) -> None:
     """Refuse, naming the owner, when another live cluster owns the machine's Service network
     (``up`` asks before it starts anything)."""
     owner = _owner()
-    if owner and Path(owner["state_dir"]) != config.state_dir:
+    if owner and not _owned_by(owner, config):
         holder = ClusterConfig(owner["name"], Path(owner["state_dir"]), owner["port_base"])
         if process.running(holder.run_dir, KUBE_PROXY):
             raise LocalClusterError(
@@ -102,7 +102,7 @@ def _claim(config: ClusterConfig) -> None:
     check_free(config)
     RUNTIME_ROOT.mkdir(parents=True, exist_ok=True)
     owner = _owner()
-    if owner is None or Path(owner["state_dir"]) != config.state_dir:
+    if owner is None or not _owned_by(owner, config):
         claim = {
             "name": config.name,
             "state_dir": str(config.state_dir),
@@ -115,6 +115,10 @@ def _claim(config: ClusterConfig) -> None:
         OWNER.write_text(json.dumps(claim))
 
 
+def _owned_by(owner: dict, config: ClusterConfig) -> bool:
+    return Path(owner["state_dir"]) == config.state_dir
+
+
 def _owner() -> dict | None:
     try:
         return json.loads(OWNER.read_text())
@@ -123,8 +127,7 @@ def _owner() -> dict | None:
 
 
 def _start(config: ClusterConfig, name: str, argv: list[str]) -> None:
-    if not process.running(config.run_dir, name):
-        process.start(config.run_dir, name, argv, config.log_dir / f"{name}.log")
+    process.ensure_started(config.run_dir, name, argv, config.log_dir / f"{name}.log")
 
 
 def _kube_proxy_argv(
@@ -241,21 +244,7 @@ def _dns_answers(nodes: list[RealNode]) -> bool:
 
 
 def _wait(config: ClusterConfig, ready: Callable[[], bool], deadline: float, what: str) -> None:
-    until = time.monotonic() + deadline
-    while not ready():
-        for name in PROCESS_NAMES:
-            record = process.read_record(config.run_dir, name)
-            if record is not None and not process.is_alive(record):
-                raise LocalClusterError(
-                    f"{name} exited; last lines of {record.log}:\n{process.log_tail(record.log)}"
-                )
-        if time.monotonic() > until:
-            tails = "\n".join(
-                f"{name}:\n{process.log_tail(config.log_dir / f'{name}.log')}"
-                for name in PROCESS_NAMES
-            )
-            raise LocalClusterError(f"{what}: not ready within {deadline:.0f} s\n{tails}")
-        time.sleep(0.2)
+    process.wait_until(ready, deadline, what, config.run_dir, PROCESS_NAMES)
 
 
 def health_checks(
@@ -276,7 +265,7 @@ def stop(config: ClusterConfig) -> list[str]:
     stopped = [name for name in PROCESS_NAMES if process.stop(config.run_dir, name)]
     shutil.rmtree(_hosts_dir(config), ignore_errors=True)
     owner = _owner()
-    if owner and Path(owner["state_dir"]) == config.state_dir:
+    if owner and _owned_by(owner, config):
         remove_kube_chains()
         ROUTE_LOCALNET.write_text(owner["route_localnet"])
         OWNER.unlink(missing_ok=True)
@@ -312,14 +301,16 @@ def leftovers(config: ClusterConfig) -> list[str]:
     """What of the Service network remains (empty after ``stop``): its processes, KUBE-* chains
     when no cluster owns them, the ownership record of this cluster."""
     found = [
-        process_line(pid, command)
-        for pid, command in processes_naming(str(config.state_dir), str(_hosts_dir(config))).items()
+        process.process_line(pid, command)
+        for pid, command in process.processes_naming(
+            str(config.state_dir), str(_hosts_dir(config))
+        ).items()
         if any(program in command for program in (b"kube-proxy", b"dnsmasq", b"localcluster.dns"))
     ]
     if _hosts_dir(config).exists():
         found.append(f"directory {_hosts_dir(config)}")
     owner = _owner()
-    if owner and Path(owner["state_dir"]) == config.state_dir:
+    if owner and _owned_by(owner, config):
         found.append(f"ownership record {OWNER}")
     if owner is None:
         for table in IPTABLES_TABLES:

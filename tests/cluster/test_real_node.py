@@ -223,19 +223,12 @@ def test_a_pod_has_no_way_off_the_machine(
     # gateway would leave through eth0. With it, the packet is dropped on the way out.
     node = realnode.RealNode(real_cluster, 0)
     before = _dropped_by_the_isolation_rule(node)
-    batch = client.BatchV1Api(core.api_client)
     # nc, not wget: the static busybox's wget crashes looking the address up (static glibc).
     # Any address off the pod range goes the same way: out by the default route.
     script = "if echo x | nc -w 3 192.0.2.1 80; then exit 0; else exit 7; fi"
-    batch.create_namespaced_job(namespace, job_on_the_real_node("egress", script))
-    outcome = wait_for(
-        lambda: _finished(batch, namespace, "egress"), timeout=90, reason="the egress Job"
-    )
-    assert outcome == "Failed"
-    assert (
-        _the_pod(core, namespace, "egress").status.container_statuses[0].state.terminated.exit_code
-        == 7
-    )
+    pod = _run_job(core, namespace, job_on_the_real_node("egress", script))
+    assert _finished(client.BatchV1Api(core.api_client), namespace, "egress") == "Failed"
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 7
     assert _dropped_by_the_isolation_rule(node) > before
 
 
