@@ -55,6 +55,7 @@ NODE_PACKAGES = {
     "iptables": "iptables",
     "conntrack": "conntrack",
     "dnsmasq-base": "/usr/sbin/dnsmasq",  # cluster DNS (no CoreDNS can be had here)
+    "debootstrap": "debootstrap",  # the images' Debian base (images.py)
 }
 NODE_BUILD_PACKAGES = {"gcc": "gcc", "libc6-dev": "/usr/lib/x86_64-linux-gnu/libc.a"}
 PAUSE_SOURCE = Path("build/pause/linux/pause.c")

@@ -18,6 +18,7 @@ from localcluster.build import (
 )
 from localcluster.config import DEFAULT_CLUSTER_NAME, ClusterConfig, NodeShape, default_state_root
 from localcluster.errors import LocalClusterError
+from localcluster.images import node_images
 from localcluster.kubeconfig import mint_service_account_kubeconfig
 
 
@@ -62,8 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "build",
-        help="install the system packages and build (or find cached) the control plane and "
-        "what a real node runs (kubelet, kube-proxy, pause)",
+        help="install the system packages and build (or find cached) the control plane, "
+        "what a real node runs (kubelet, kube-proxy, pause) and its images",
     )
     return parser
 
@@ -100,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             ensure_system_packages({**RUNTIME_PACKAGES, **NODE_PACKAGES})  # one apt pass
-            for name, path in ensure_binaries(config, ALL_BINARIES).items():
+            binaries = ensure_binaries(config, ALL_BINARIES)
+            for name, path in binaries.items():
                 print(f"{name}: {path}")
+            for recipe, archive in node_images(config.cache_dir, binaries["pause"]):
+                print(f"{recipe.reference}: {archive}")
         elif args.command == "up":
             timings = cluster.up(config, real_nodes=args.real_nodes)
             for name, seconds in timings.items():

@@ -31,6 +31,7 @@ from localcluster.build import (
 )
 from localcluster.config import ClusterConfig
 from localcluster.errors import LocalClusterError
+from localcluster.images import node_images
 from localcluster.kubeconfig import write_admin_kubeconfig
 from localcluster.pki import admin_token, ensure_pki
 
@@ -287,6 +288,8 @@ def up(
     # One apt pass for what is missing.
     ensure_system_packages({**RUNTIME_PACKAGES, **(NODE_PACKAGES if real_nodes else {})})
     binaries = ensure_binaries(config, ALL_BINARIES if real_nodes else CONTROL_PLANE_BINARIES)
+    # Built once per machine (minutes), before anything starts; `build` makes them too.
+    images = node_images(config.cache_dir, binaries["pause"]) if real_nodes else []
     started = time.monotonic()
     for directory in (config.state_dir, config.log_dir, config.run_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -323,7 +326,7 @@ def up(
     nodes = [realnode.RealNode(config, index) for index in range(real_nodes)]
     try:
         for node in nodes:
-            timings.update(realnode.start(node, binaries, deadline_seconds))
+            timings.update(realnode.start(node, binaries, images, deadline_seconds))
         if nodes:
             timings.update(servicenet.start(config, nodes, binaries, deadline_seconds))
     except (LocalClusterError, OSError, subprocess.SubprocessError) as error:

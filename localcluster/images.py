@@ -1,11 +1,25 @@
-"""Container images without a registry: a root filesystem from Debian packages and host files,
-written as an OCI image layout archive, and imported into a real node's containerd.
+"""Container images without a registry: a root filesystem from Debian packages, PyPI and host
+files, written as an OCI image layout archive, and imported into a real node's containerd.
 
 No registry is reachable from these machines, and none is needed: containerd imports an OCI
 layout archive (``ctr image import``) as if it had been pulled. An image is described by an
 ``ImageRecipe``; its archive is cached under the cache directory by the digest of the recipe and
 of every input file, so a recipe or input that changes makes a new image and an unchanged one is
 built once per machine.
+
+How a root filesystem is made (each step only if the recipe asks for it):
+1. Debian's minimal base (``debootstrap --variant=minbase``) with the recipe's packages installed
+   by dpkg, maintainer scripts and all; the base is cached as a tar by its package list, so images
+   that share it bootstrap once.
+2. A setup script run in the root filesystem (``chroot``, with the host's resolver, so apt-get in
+   it reaches Debian's mirror; services are not started: policy-rc.d says no).
+3. Python packages in a virtual environment at ``/opt/venv``: the host's pip resolves and builds
+   wheels (it has the host's index settings and certificates), pip in the image installs exactly
+   those wheels, offline, with the image's own Python.
+4. Debian packages unpacked without installing (for a lone static binary), then host files.
+The image is one uncompressed layer of that tree, without what a slim image drops (package
+lists and caches, documentation, manuals, translations) and what the runtime provides (/dev,
+/proc, /sys, /tmp's contents); owners are kept by number.
 
 Names: the CRI normalizes ``local/pause:3.4`` to ``docker.io/local/pause:3.4`` and looks for that
 (REAL-NODE.md), so images are imported under the normalized name; pods name them either way with
@@ -17,20 +31,78 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from localcluster.build import run_command
 from localcluster.errors import LocalClusterError
 
 IMAGE_REGISTRY = "docker.io/local"
 # The format of the cached archives; bump it when the layout written here changes.
-LAYOUT_VERSION = "2"
+LAYOUT_VERSION = "3"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+VENV = "/opt/venv"
+# Left out of every image: what a slim image drops, and what the runtime mounts over.
+SLIMMED = (
+    "var/lib/apt/lists",
+    "var/cache/apt",
+    "var/cache/debconf",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+)
+PROVIDED_BY_THE_RUNTIME = ("dev", "proc", "sys", "tmp")
+# The chroot's environment: nothing of the host's but what a package manager needs.
+CHROOT_ENV = {
+    "PATH": DEFAULT_PATH,
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+    "DEBIAN_FRONTEND": "noninteractive",
+}
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ProjectSource:
+    """A Python project of this machine's, installed into an image: the wheel is built from a
+    copy of ``parts`` (files or directories under ``root``), which is also what the image's
+    digest covers."""
+
+    root: Path
+    parts: tuple[str, ...]
+
+    def files(self) -> Iterator[tuple[str, Path]]:
+        for part in self.parts:
+            path = self.root / part
+            if not path.exists():
+                raise LocalClusterError(
+                    f"{path} is missing: an image installs the project at {self.root} from "
+                    f"{', '.join(self.parts)}; build images from a checkout of it"
+                )
+            candidates = [path] if path.is_file() else sorted(path.rglob("*"))
+            for file in candidates:
+                if file.is_file() and not _generated(file.relative_to(self.root)):
+                    yield str(file.relative_to(self.root)), file
+
+
+def _generated(relative: Path) -> bool:
+    """Made on this machine, not part of the source: byte code, build metadata, hidden files,
+    charts' packaged dependencies (``helm dependency build`` makes them)."""
+    return any(
+        part == "__pycache__" or part.startswith(".") or part.endswith(".egg-info")
+        for part in relative.parts
+    ) or relative.suffix in (".pyc", ".tgz")
 
 
 @dataclass(frozen=True)
@@ -40,7 +112,11 @@ class ImageRecipe:
 
     name: str
     tag: str
-    debian_packages: tuple[str, ...] = ()
+    debootstrap: tuple[str, ...] | None = None  # packages installed on Debian's minbase
+    setup_script: str = ""  # run by /bin/sh -e in the root filesystem, after debootstrap
+    pip_requirements: tuple[str, ...] = ()  # pinned; installed into /opt/venv
+    pip_projects: tuple[ProjectSource, ...] = ()  # installed into /opt/venv with them
+    debian_packages: tuple[str, ...] = ()  # unpacked, not installed
     files: tuple[tuple[str, Path], ...] = ()  # (path in the image, file on the host)
     busybox_applets: bool = False  # a link in /bin for each applet of the unpacked /bin/busybox
     entrypoint: tuple[str, ...] = ()
@@ -59,6 +135,9 @@ class ImageRecipe:
         described = {
             "name": self.name,
             "tag": self.tag,
+            "debootstrap": self.debootstrap,
+            "setup_script": self.setup_script,
+            "pip_requirements": self.pip_requirements,
             "debian_packages": self.debian_packages,
             "files": [path for path, _ in self.files],
             "busybox_applets": self.busybox_applets,
@@ -68,8 +147,13 @@ class ImageRecipe:
             "labels": self.labels,
         }
         hasher.update(json.dumps(described, sort_keys=True).encode())
-        for _, host_file in self.files:
-            hasher.update(hashlib.sha256(host_file.read_bytes()).digest())
+        inputs = [host_file for _, host_file in self.files]
+        for project in self.pip_projects:
+            for relative, file in project.files():
+                hasher.update(relative.encode())
+                inputs.append(file)
+        for file in inputs:
+            hasher.update(hashlib.sha256(file.read_bytes()).digest())
         return hasher.hexdigest()
 
 
@@ -96,6 +180,101 @@ def busybox_recipe() -> ImageRecipe:
     )
 
 
+# The Dagster stack the project is tested with (pyproject.toml's ranges, pinned).
+DAGSTER_VERSION = "1.13.27"
+DAGSTER_LIBRARIES_VERSION = "0.29.27"
+DAGSTER_STACK = (
+    f"dagster=={DAGSTER_VERSION}",
+    f"dagster-webserver=={DAGSTER_VERSION}",
+    f"dagster-k8s=={DAGSTER_LIBRARIES_VERSION}",
+    f"dagster-postgres=={DAGSTER_LIBRARIES_VERSION}",
+)
+PYTHON_IMAGE = f"{IMAGE_REGISTRY}/floe-python:{DAGSTER_VERSION}"
+# dbt with the adapters the examples and the floe-jobs chart's default use.
+DBT_STACK = ("dbt-core==1.8.9", "dbt-duckdb==1.8.4", "dbt-postgres==1.8.2")
+DBT_IMAGE = f"{IMAGE_REGISTRY}/dbt:1.8.9"
+POSTGRES_MAJOR = "15"  # bookworm's PostgreSQL
+POSTGRES_IMAGE = f"{IMAGE_REGISTRY}/postgres:{POSTGRES_MAJOR}-bookworm"
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+PYTHON_BASE = ("python3", "python3-venv")
+VENV_ENV = (f"PATH={VENV}/bin:{DEFAULT_PATH}", "PYTHONUNBUFFERED=1", "LANG=C.UTF-8")
+
+
+def _recipe_for(reference: str, **fields: Any) -> ImageRecipe:
+    """A recipe named and tagged by the reference pods use (``docker.io/local/NAME:TAG``)."""
+    name, tag = reference.removeprefix(IMAGE_REGISTRY + "/").split(":")
+    return ImageRecipe(name=name, tag=tag, **fields)
+
+
+def python_recipe() -> ImageRecipe:
+    """Debian's Python with the pinned Dagster stack and this project (its packages and charts),
+    in /opt/venv, first on PATH: ``python3 -m http.server``, ``dagster-webserver``,
+    ``floe-deploy``."""
+    return _recipe_for(
+        PYTHON_IMAGE,
+        debootstrap=PYTHON_BASE,
+        pip_requirements=DAGSTER_STACK,
+        pip_projects=(
+            ProjectSource(
+                PROJECT_ROOT,
+                # Not localcluster (the product does not import it): the image is not rebuilt
+                # when only the local cluster changes.
+                ("pyproject.toml", "README.md", "floe_deploy_assets"),
+            ),
+        ),
+        files=tuple(
+            (f"/opt/floe/{relative}", file)
+            for relative, file in ProjectSource(PROJECT_ROOT, ("charts",)).files()
+        ),
+        env=VENV_ENV,
+        cmd=("python3",),
+    )
+
+
+def dbt_recipe() -> ImageRecipe:
+    """dbt-core with the duckdb and postgres adapters, on the same Debian base as the Python
+    image; ``dbt`` is the entrypoint, as in dbt Labs' images."""
+    return _recipe_for(
+        DBT_IMAGE,
+        debootstrap=PYTHON_BASE,
+        pip_requirements=DBT_STACK,
+        env=VENV_ENV,
+        entrypoint=("dbt",),
+        cmd=("--help",),
+    )
+
+
+def postgres_recipe() -> ImageRecipe:
+    """Debian's PostgreSQL behind the official image's entrypoint contract (POSTGRES_PASSWORD,
+    POSTGRES_USER, POSTGRES_DB, POSTGRES_INITDB_ARGS, POSTGRES_HOST_AUTH_METHOD, the *_FILE
+    forms, PGDATA, /docker-entrypoint-initdb.d), user postgres with uid and gid 999 as there."""
+    binaries = f"/usr/lib/postgresql/{POSTGRES_MAJOR}/bin"
+    return _recipe_for(
+        POSTGRES_IMAGE,
+        debootstrap=(),
+        setup_script=(RECIPES_DIR / "postgres-setup.sh").read_text(),
+        files=(("/usr/local/bin/docker-entrypoint.sh", RECIPES_DIR / "postgres-entrypoint.sh"),),
+        env=(
+            f"PATH={binaries}:{DEFAULT_PATH}",
+            "LANG=C.UTF-8",
+            "PGDATA=/var/lib/postgresql/data",
+        ),
+        entrypoint=("docker-entrypoint.sh",),
+        cmd=("postgres",),
+    )
+
+
+def node_recipes(pause_binary: Path) -> tuple[ImageRecipe, ...]:
+    """Every image a real node is given at ``up``."""
+    return (
+        pause_recipe(pause_binary),
+        busybox_recipe(),
+        python_recipe(),
+        dbt_recipe(),
+        postgres_recipe(),
+    )
+
+
 def image_archive(recipe: ImageRecipe, cache_dir: Path) -> Path:
     """The recipe's OCI layout archive, built unless the cache has it."""
     archive = cache_dir / "images" / f"{recipe.name}-{recipe.tag}-{recipe.digest()[:16]}.tar"
@@ -105,21 +284,34 @@ def image_archive(recipe: ImageRecipe, cache_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="floe-image-", dir=archive.parent) as scratch:
         rootfs = Path(scratch) / "rootfs"
         rootfs.mkdir()
-        _fill_rootfs(recipe, rootfs, cache_dir / "debs")
+        _fill_rootfs(recipe, rootfs, cache_dir)
+        layer = Path(scratch) / "layer.tar"
+        _write_layer(rootfs, layer)
         staged = Path(scratch) / "image.tar"
-        _write_layout_archive(recipe, _layer_of(rootfs), staged)
+        _write_layout_archive(recipe, layer, staged)
         staged.replace(archive)  # atomic: a half-written archive is never found
+    for older in archive.parent.glob(f"{recipe.name}-{recipe.tag}-*.tar"):
+        if older != archive:
+            older.unlink(missing_ok=True)  # an image is rebuilt when its inputs change
     return archive
 
 
-def _fill_rootfs(recipe: ImageRecipe, rootfs: Path, deb_cache: Path) -> None:
+def _fill_rootfs(recipe: ImageRecipe, rootfs: Path, cache_dir: Path) -> None:
+    if recipe.debootstrap is not None:
+        _unpack_debian_base(recipe.debootstrap, rootfs, cache_dir)
+    if recipe.setup_script:
+        _in_chroot(rootfs, recipe.setup_script, f"the setup script of the image {recipe.name}")
+    if recipe.pip_requirements or recipe.pip_projects:
+        _install_python_packages(recipe, rootfs)
     for package in recipe.debian_packages:
-        deb = _downloaded_deb(package, deb_cache)
+        deb = _downloaded_deb(package, cache_dir / "debs")
         run_command(["dpkg-deb", "-x", str(deb), str(rootfs)], what=f"unpacking {deb.name}")
     for image_path, host_file in recipe.files:
         target = rootfs / image_path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(host_file, target)
+        if os.geteuid() == 0:
+            os.chown(target, 0, 0)  # root's in the image, whoever owns it on the host
     if recipe.busybox_applets:
         busybox = rootfs / "bin" / "busybox"
         listed = subprocess.run(
@@ -130,6 +322,82 @@ def _fill_rootfs(recipe: ImageRecipe, rootfs: Path, deb_cache: Path) -> None:
             if not link.exists() and applet != "busybox":
                 link.symlink_to("busybox")
     (rootfs / "tmp").mkdir(exist_ok=True, mode=0o1777)
+
+
+def _unpack_debian_base(packages: tuple[str, ...], rootfs: Path, cache_dir: Path) -> None:
+    """Debian's minbase with ``packages``, from the cache's tar of it or bootstrapped (and
+    cached) now."""
+    key = hashlib.sha256(json.dumps([DEBIAN_SUITE, DEBIAN_MIRROR, sorted(packages)]).encode())
+    base = cache_dir / "images" / "bases" / f"debian-{DEBIAN_SUITE}-{key.hexdigest()[:16]}.tar"
+    if not base.is_file():
+        base.parent.mkdir(parents=True, exist_ok=True)
+        include = [f"--include={','.join(packages)}"] if packages else []
+        run_command(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                *include,
+                DEBIAN_SUITE,
+                str(rootfs),
+                DEBIAN_MIRROR,
+            ],
+            what=f"bootstrapping Debian {DEBIAN_SUITE} (minbase, {', '.join(packages)})",
+        )
+        staged = base.with_suffix(".partial")
+        run_command(
+            ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(staged), "."],
+            what=f"archiving the Debian base in {base}",
+        )
+        staged.replace(base)
+        return
+    run_command(
+        ["tar", "--numeric-owner", "-C", str(rootfs), "-xpf", str(base)],
+        what=f"unpacking the Debian base {base}",
+    )
+
+
+def _in_chroot(rootfs: Path, script: str, what: str) -> None:
+    """Run ``script`` in the root filesystem with the host's resolver (so apt-get reaches the
+    mirror) and no service started (policy-rc.d); both are taken out again."""
+    resolv = rootfs / "etc" / "resolv.conf"
+    policy = rootfs / "usr" / "sbin" / "policy-rc.d"
+    shutil.copyfile("/etc/resolv.conf", resolv)
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    try:
+        run_command(["chroot", str(rootfs), "/bin/sh", "-ec", script], what=what, env=CHROOT_ENV)
+    finally:
+        policy.unlink()
+        resolv.write_text("")  # the kubelet mounts the pod's own over it
+
+
+def _install_python_packages(recipe: ImageRecipe, rootfs: Path) -> None:
+    """Wheels resolved and built by the host's pip, installed offline by the image's."""
+    wheels = rootfs / "tmp" / "wheels"
+    wheels.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(prefix="floe-project-") as copies:
+        projects = []
+        for index, project in enumerate(recipe.pip_projects):
+            copy = Path(copies) / str(index)
+            for relative, file in project.files():
+                (copy / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, copy / relative)
+            projects.append(str(copy))
+        run_command(
+            [
+                *(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels)),
+                *recipe.pip_requirements,
+                *projects,
+            ],
+            what=f"fetching and building the wheels of the image {recipe.name}",
+        )
+    _in_chroot(
+        rootfs,
+        f"python3 -m venv {VENV}\n"
+        f"{VENV}/bin/pip install --quiet --no-index --no-deps --no-cache-dir /tmp/wheels/*.whl\n"
+        "rm -rf /tmp/wheels",
+        f"installing the wheels of the image {recipe.name}",
+    )
 
 
 def _downloaded_deb(package: str, deb_cache: Path) -> Path:
@@ -150,25 +418,44 @@ def _downloaded_deb(package: str, deb_cache: Path) -> Path:
     return found[-1]
 
 
-def _layer_of(rootfs: Path) -> bytes:
-    """The root filesystem as one uncompressed layer: entries sorted, owned by root, with
-    the files' own modes, so the same tree gives the same bytes."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as layer:
-        for path in sorted(rootfs.rglob("*")):
-            info = layer.gettarinfo(str(path), arcname=str(path.relative_to(rootfs)))
-            info.uid = info.gid = 0
+def _layer_entries(rootfs: Path) -> Iterator[Path]:
+    """Every path of the tree in a fixed order, without symbolic links followed and without
+    what images leave out (the directories themselves stay)."""
+    for directory, subdirectories, files in os.walk(rootfs):
+        if Path(directory).relative_to(rootfs).as_posix() in (*PROVIDED_BY_THE_RUNTIME, *SLIMMED):
+            subdirectories.clear()  # the directory is in the image, empty
+            continue
+        subdirectories.sort()
+        for name in sorted(files + subdirectories):
+            yield Path(directory) / name
+
+
+def _write_layer(rootfs: Path, layer: Path) -> None:
+    """The root filesystem as one uncompressed layer: entries sorted, owners kept by number,
+    times zeroed, so the same tree gives the same bytes."""
+    with tarfile.open(layer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in _layer_entries(rootfs):
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(rootfs)))
+            if info is None:  # a socket: nothing an image can carry
+                continue
             info.uname = info.gname = ""
             info.mtime = 0
-            if info.isfile():
+            if info.isreg():
                 with path.open("rb") as content:
-                    layer.addfile(info, content)
+                    tar.addfile(info, content)
             else:
-                layer.addfile(info)
-    return buffer.getvalue()
+                tar.addfile(info)
 
 
-def _blob(layout: tarfile.TarFile, content: bytes) -> str:
+def _file_digest(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as content:
+        while chunk := content.read(1 << 20):
+            hasher.update(chunk)
+    return "sha256:" + hasher.hexdigest()
+
+
+def _add_blob(layout: tarfile.TarFile, content: bytes) -> str:
     digest = "sha256:" + hashlib.sha256(content).hexdigest()
     _add_file(layout, f"blobs/sha256/{digest.removeprefix('sha256:')}", content)
     return digest
@@ -181,11 +468,15 @@ def _add_file(layout: tarfile.TarFile, name: str, content: bytes) -> None:
     layout.addfile(info, io.BytesIO(content))
 
 
-def _write_layout_archive(recipe: ImageRecipe, layer: bytes, archive: Path) -> None:
+def _write_layout_archive(recipe: ImageRecipe, layer: Path, archive: Path) -> None:
     """An OCI image layout (oci-layout, index.json, blobs) as one tar, as ``ctr image import``
     reads it."""
     with tarfile.open(archive, mode="w") as layout:
-        layer_digest = _blob(layout, layer)
+        layer_digest = _file_digest(layer)
+        info = tarfile.TarInfo(f"blobs/sha256/{layer_digest.removeprefix('sha256:')}")
+        info.size, info.mode = layer.stat().st_size, 0o644
+        with layer.open("rb") as content:
+            layout.addfile(info, content)
         config = {
             "architecture": "amd64",
             "os": "linux",
@@ -203,14 +494,14 @@ def _write_layout_archive(recipe: ImageRecipe, layer: bytes, archive: Path) -> N
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {
                 "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": _blob(layout, config_bytes),
+                "digest": _add_blob(layout, config_bytes),
                 "size": len(config_bytes),
             },
             "layers": [
                 {
                     "mediaType": "application/vnd.oci.image.layer.v1.tar",
                     "digest": layer_digest,
-                    "size": len(layer),
+                    "size": layer.stat().st_size,
                 }
             ],
         }
@@ -220,7 +511,7 @@ def _write_layout_archive(recipe: ImageRecipe, layer: bytes, archive: Path) -> N
             "manifests": [
                 {
                     "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "digest": _blob(layout, manifest_bytes),
+                    "digest": _add_blob(layout, manifest_bytes),
                     "size": len(manifest_bytes),
                     "annotations": {"org.opencontainers.image.ref.name": recipe.reference},
                 }
@@ -230,18 +521,39 @@ def _write_layout_archive(recipe: ImageRecipe, layer: bytes, archive: Path) -> N
         _add_file(layout, "index.json", json.dumps(index, sort_keys=True).encode())
 
 
-def import_image(recipe: ImageRecipe, archive: Path, containerd_socket: Path) -> None:
-    """Import into the CRI's namespace (``k8s.io``) under the normalized reference."""
-    run_command(
-        [
-            "ctr",
-            "--address",
-            str(containerd_socket),
-            "--namespace",
-            "k8s.io",
-            "image",
-            "import",
-            str(archive),
-        ],
-        what=f"importing the image {recipe.reference}",
-    )
+def node_images(cache_dir: Path, pause_binary: Path) -> list[tuple[ImageRecipe, Path]]:
+    """Every image a real node is given, each with its archive (built now unless cached)."""
+    return [(recipe, image_archive(recipe, cache_dir)) for recipe in node_recipes(pause_binary)]
+
+
+def import_images(images: list[tuple[ImageRecipe, Path]], containerd_socket: Path) -> list[str]:
+    """Import each image unless containerd has it already, as built (a node restarted without
+    wiping keeps its images); returns the references imported."""
+    imported = []
+    for recipe, archive in images:
+        if _ctr(containerd_socket, "image", "ls", "--quiet", f"name=={recipe.reference}").split():
+            present = _ctr(containerd_socket, "image", "ls", f"name=={recipe.reference}")
+            if _manifest_digest(archive) in present.split():
+                continue
+        _ctr(containerd_socket, "image", "import", str(archive))
+        imported.append(recipe.reference)
+    return imported
+
+
+def _manifest_digest(archive: Path) -> str:
+    with tarfile.open(archive) as layout:
+        index = layout.extractfile("index.json")
+        assert index is not None
+        [manifest] = json.load(index)["manifests"]
+    return manifest["digest"]
+
+
+def _ctr(containerd_socket: Path, *arguments: str) -> str:
+    """A ``ctr`` command in the CRI's namespace (``k8s.io``), where the kubelet finds images."""
+    command = ["ctr", "--address", str(containerd_socket), "--namespace", "k8s.io", *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise LocalClusterError(
+            f"`{' '.join(command)}` exited {result.returncode}: {result.stderr.strip()}"
+        )
+    return result.stdout

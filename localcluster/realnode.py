@@ -29,6 +29,7 @@ removes the pods' network namespaces, the bridge, the rule, mounts, cgroups and 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -48,13 +49,7 @@ from localcluster import api, process
 from localcluster.config import ClusterConfig
 from localcluster.dns import CLUSTER_DOMAIN
 from localcluster.errors import LocalClusterError
-from localcluster.images import (
-    PAUSE_IMAGE,
-    busybox_recipe,
-    image_archive,
-    import_image,
-    pause_recipe,
-)
+from localcluster.images import PAUSE_IMAGE, ImageRecipe, import_images
 from localcluster.pki import signed_certificate
 
 REAL_NODE_LABEL = "node.floe.dev/real"
@@ -99,6 +94,14 @@ class RealNode:
         return self.runtime_dir / "kubelet"
 
     @property
+    def image_store(self) -> Path:
+        """containerd's root: its images, and the snapshots of containers while they run.
+        Kept across ``down`` (with ``--wipe`` too), as the binaries and image archives are, so
+        an ``up`` does not import a gigabyte of images again; ``stop`` leaves no container in
+        it. Never shared: one cluster with real nodes at a time on a machine (servicenet)."""
+        return self.config.cache_dir / "containerd" / f"node-{self.index}"
+
+    @property
     def containerd_socket(self) -> Path:
         return self.socket_dir / "containerd.sock"
 
@@ -137,8 +140,15 @@ class RealNode:
         return f"containerd-{self.name}", f"kubelet-{self.name}"
 
 
-def start(node: RealNode, binaries: dict[str, Path], deadline_seconds: float) -> dict[str, float]:
-    """containerd, its images, then the kubelet, until the Node is Ready and untainted."""
+def start(
+    node: RealNode,
+    binaries: dict[str, Path],
+    images: list[tuple[ImageRecipe, Path]],
+    deadline_seconds: float,
+) -> dict[str, float]:
+    """containerd, then the kubelet, until the Node is Ready and untainted, and containerd has
+    ``images``. The images are imported while the kubelet starts (it takes its time to report
+    Ready, the import of a large image as long), so neither waits for the other."""
     timings: dict[str, float] = {}
     started = time.monotonic()
     containerd_name, kubelet_name = node.process_names
@@ -150,8 +160,10 @@ def start(node: RealNode, binaries: dict[str, Path], deadline_seconds: float) ->
         node.config.log_dir / f"{containerd_name}.log",
     )
     _wait(node, lambda: _ctr_answers(node), deadline_seconds, f"containerd of {node.name}")
-    for recipe in (pause_recipe(binaries["pause"]), busybox_recipe()):
-        import_image(recipe, image_archive(recipe, node.config.cache_dir), node.containerd_socket)
+    _remove_containers(node)  # of a node that ended without stop (the image store is kept)
+    importing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="import")
+    imports = importing.submit(import_images, images, node.containerd_socket)
+    importing.shutdown(wait=False)
     _create_bridge(node)
     _isolate_pod_network(node)
     timings[containerd_name] = time.monotonic() - started
@@ -166,6 +178,16 @@ def start(node: RealNode, binaries: dict[str, Path], deadline_seconds: float) ->
     )
     _wait(node, lambda: _node_ready(node), deadline_seconds, f"the kubelet of {node.name}")
     timings[kubelet_name] = time.monotonic() - started
+    started = time.monotonic()
+    try:
+        imports.result(timeout=deadline_seconds)
+    except concurrent.futures.TimeoutError as exc:
+        raise LocalClusterError(
+            f"containerd of {node.name} did not import its images within {deadline_seconds:.0f}"
+            f" s (see {node.config.log_dir / (containerd_name + '.log')})"
+        ) from exc
+    # Only the wait beyond the kubelet's: the timings add up to the time up took.
+    timings[f"images-{node.name}"] = time.monotonic() - started
     return timings
 
 
@@ -200,7 +222,7 @@ def _write_containerd_files(node: RealNode) -> None:
         directory.mkdir(parents=True, exist_ok=True)
     (base / "config.toml").write_text(
         f"""version = 2
-root = "{base / "root"}"
+root = "{node.image_store}"
 state = "{base / "state"}"
 [grpc]
   address = "{node.containerd_socket}"
@@ -390,7 +412,7 @@ def stop(node: RealNode) -> list[str]:
     if process.stop(node.config.run_dir, containerd_name):
         stopped.append(containerd_name)
     _kill_leftover_shims(node)
-    for directory in (node.runtime_dir, node.directory):  # a sandbox's /dev/shm is under this
+    for directory in (node.runtime_dir, node.directory, node.image_store):  # sandboxes' /dev/shm
         _unmount_below(directory)
     _remove_network(node)
     _remove_cgroups(node)
@@ -514,7 +536,7 @@ def leftovers(node: RealNode) -> list[str]:
         found.append("iptables rule " + " ".join(_forward_rule(node)))
     if node.runtime_dir.exists():
         found.append(f"directory {node.runtime_dir}")
-    for directory in (node.runtime_dir, node.directory):
+    for directory in (node.runtime_dir, node.directory, node.image_store):
         found += [f"mount {point}" for point in _mounts_below(directory)]
     for hierarchy in _cgroup_hierarchies():
         if (hierarchy / node.cgroup_parent.lstrip("/")).exists():

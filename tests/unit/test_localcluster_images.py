@@ -1,17 +1,21 @@
 """Images without a registry (localcluster/images.py): the OCI layout archive a real node's
 containerd imports, checked for what containerd relies on: the index names the image by its
-normalized reference, every digest matches its blob, the layer's files are root's; and the
-cache key follows the content of the inputs."""
+normalized reference, every digest matches its blob, the layer's files are root's; the cache
+key follows the content of the inputs; a layer keeps owners and leaves out what images drop."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 from pathlib import Path
 
+import pytest
+
+from localcluster import LocalClusterError
 from localcluster.build import missing_system_packages
-from localcluster.images import ImageRecipe, image_archive
+from localcluster.images import ImageRecipe, ProjectSource, _write_layer, image_archive
 
 
 def _recipe(program: Path) -> ImageRecipe:
@@ -55,14 +59,62 @@ def test_the_cache_follows_the_content_of_the_inputs(tmp_path: Path):
     program = tmp_path / "tool"
     program.write_text("one")
     first = image_archive(_recipe(program), tmp_path / "cache")
+    first_bytes = first.read_bytes()
     assert image_archive(_recipe(program), tmp_path / "cache") == first  # built once
     program.write_text("two")
     second = image_archive(_recipe(program), tmp_path / "cache")
-    assert second != first and first.exists()
-    # The same inputs give the same bytes (entries sorted, times and owners fixed).
-    (tmp_path / "again").mkdir()
+    assert second != first and not first.exists()  # the older archive of the image is pruned
+    # The same inputs give the same bytes (entries sorted, times fixed).
     program.write_text("one")
-    assert image_archive(_recipe(program), tmp_path / "again").read_bytes() == first.read_bytes()
+    assert image_archive(_recipe(program), tmp_path / "again").read_bytes() == first_bytes
+
+
+def test_a_layer_keeps_owners_and_leaves_out_what_images_drop(tmp_path: Path):
+    rootfs = tmp_path / "rootfs"
+    for directory in ("dev", "usr/share/doc/pkg", "var/lib/apt/lists", "var/lib/postgresql"):
+        (rootfs / directory).mkdir(parents=True)
+    (rootfs / "dev" / "null").write_text("")
+    (rootfs / "usr/share/doc/pkg/copyright").write_text("")
+    (rootfs / "var/lib/apt/lists/bookworm_Packages").write_text("")
+    os.chown(rootfs / "var/lib/postgresql", 999, 999)
+    (rootfs / "lib").symlink_to("usr/lib")  # kept as a link, not followed
+    layer = tmp_path / "layer.tar"
+    _write_layer(rootfs, layer)
+    with tarfile.open(layer) as content:
+        members = {member.name: member for member in content.getmembers()}
+    assert sorted(members) == [
+        "dev",
+        "lib",
+        "usr",
+        "usr/share",
+        "usr/share/doc",
+        "var",
+        "var/lib",
+        "var/lib/apt",
+        "var/lib/apt/lists",
+        "var/lib/postgresql",
+    ]
+    assert (members["var/lib/postgresql"].uid, members["var/lib/postgresql"].gid) == (999, 999)
+    assert members["lib"].issym() and members["lib"].linkname == "usr/lib"
+
+
+def test_a_project_in_an_image_is_its_source_not_what_this_machine_made(tmp_path: Path):
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "__pycache__" / "code.cpython-311.pyc").write_text("")
+    (tmp_path / "pkg" / "chart-0.1.0.tgz").write_text("")
+    (tmp_path / "pkg" / ".floe-dependencies").write_text("")
+    project = ProjectSource(tmp_path, ("pyproject.toml", "pkg"))
+    assert [relative for relative, _ in project.files()] == ["pyproject.toml", "pkg/code.py"]
+    recipe = ImageRecipe(name="app", tag="1", pip_projects=(project,))
+    before = recipe.digest()
+    (tmp_path / "pkg" / "chart-0.1.0.tgz").write_text("rebuilt")
+    assert recipe.digest() == before
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert recipe.digest() != before
+    with pytest.raises(LocalClusterError, match="missing.*build images from a checkout"):
+        list(ProjectSource(tmp_path, ("absent",)).files())
 
 
 def test_a_package_is_missing_when_its_program_or_file_is(tmp_path: Path):

@@ -2,85 +2,29 @@
 
 What only a real node shows: a container's command really runs, its exit code is the one the
 kernel reports, its output comes back through the API server from the kubelet; and ``down``
-leaves nothing of it on the machine. Its own cluster (``up --real-nodes 1``), beside the
-session's.
+leaves nothing of it on the machine. Its own cluster (``up --real-nodes 1``, conftest.py), beside
+the session's.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
-from kubernetes import config as kube_config
 
 from localcluster import ClusterConfig, LocalClusterError, cluster, dns, realnode
 from tests.conftest import TEST_PORT_BASE
-from tests.support.real_node import job_on_the_real_node, pod_on_the_real_node
-from tests.support.waits import create_namespace_ready_for_pods, wait_for
-
-
-@pytest.fixture(scope="module")
-def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterConfig]:
-    config = ClusterConfig(
-        name="floe-real",
-        state_dir=tmp_path_factory.mktemp("real"),
-        port_base=TEST_PORT_BASE + 30,
-    )
-    try:
-        cluster.up(config, real_nodes=1)
-        yield config
-    finally:
-        cluster.down(config, wipe=True)
-
-
-@pytest.fixture(scope="module")
-def core(real_cluster: ClusterConfig) -> client.CoreV1Api:
-    return client.CoreV1Api(kube_config.new_client_from_config(str(real_cluster.admin_kubeconfig)))
-
-
-@pytest.fixture
-def namespace(core: client.CoreV1Api) -> Iterator[str]:
-    name = f"real-{uuid.uuid4().hex[:8]}"
-    create_namespace_ready_for_pods(core, name)
-    yield name
-    core.delete_namespace(name, propagation_policy="Background")
-
-
-def _run_job(core: client.CoreV1Api, namespace: str, job: dict) -> client.V1Pod:
-    """Create ``job``, wait until it finishes on the real node, and return its pod."""
-    batch = client.BatchV1Api(core.api_client)
-    name = job["metadata"]["name"]
-    batch.create_namespaced_job(namespace, job)
-    wait_for(
-        lambda: _finished(batch, namespace, name),
-        timeout=90,
-        reason=f"Job {name} to finish on the real node",
-    )
-    return _the_pod(core, namespace, name)
-
-
-def _log(core: client.CoreV1Api, namespace: str, pod: client.V1Pod) -> list[str]:
-    # As the runner reads it: the raw bytes (the client would mangle a non-JSON answer).
-    log = core.read_namespaced_pod_log(pod.metadata.name, namespace, _preload_content=False)
-    return log.data.decode().splitlines()
-
-
-def _finished(batch: client.BatchV1Api, namespace: str, name: str) -> str | None:
-    job = batch.read_namespaced_job(name, namespace)
-    for condition in job.status.conditions or []:
-        if condition.type in ("Complete", "Failed") and condition.status == "True":
-            return condition.type
-    return None
-
-
-def _the_pod(core: client.CoreV1Api, namespace: str, job: str) -> client.V1Pod:
-    pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
-    assert len(pods) == 1, [p.metadata.name for p in pods]
-    return pods[0]
+from tests.support.real_node import (
+    job_on_the_real_node,
+    job_outcome,
+    pod_log,
+    pod_on_the_real_node,
+    run_job,
+    serving,
+)
+from tests.support.waits import wait_for
 
 
 @pytest.mark.parametrize(("exit_code", "outcome"), [(0, "Complete"), (3, "Failed")])
@@ -95,8 +39,8 @@ def test_a_job_runs_for_real_with_its_exit_code_and_output(
     # kernel's name. "$$$$": Kubernetes reads "$$" in a command as a literal "$".
     script = f'echo "pid $$$$ on $(uname -s)"; echo to-stderr >&2; exit {exit_code}'
     job = job_on_the_real_node(f"exits-{exit_code}", script)
-    pod = _run_job(core, namespace, job)
-    assert _finished(client.BatchV1Api(core.api_client), namespace, f"exits-{exit_code}") == (
+    pod = run_job(core, namespace, job)
+    assert job_outcome(client.BatchV1Api(core.api_client), namespace, f"exits-{exit_code}") == (
         outcome
     )
     assert pod.spec.node_name == realnode.RealNode(real_cluster, 0).name
@@ -104,7 +48,7 @@ def test_a_job_runs_for_real_with_its_exit_code_and_output(
     assert terminated.exit_code == exit_code
     assert terminated.reason == ("Completed" if exit_code == 0 else "Error")
     # Both streams, in the order the runtime read them (which may differ from the writes').
-    assert sorted(_log(core, namespace, pod)) == ["pid 1 on Linux", "to-stderr"]
+    assert sorted(pod_log(core, namespace, pod)) == ["pid 1 on Linux", "to-stderr"]
 
 
 def test_a_container_over_its_memory_limit_is_oom_killed_by_the_kernel(
@@ -115,7 +59,7 @@ def test_a_container_over_its_memory_limit_is_oom_killed_by_the_kernel(
     memory = {"memory": "32Mi", "cpu": "100m"}
     script = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived ${#x}"
     job = job_on_the_real_node("hog", script, resources={"limits": memory, "requests": memory})
-    terminated = _run_job(core, namespace, job).status.container_statuses[0].state.terminated
+    terminated = run_job(core, namespace, job).status.container_statuses[0].state.terminated
     assert (terminated.reason, terminated.exit_code) == ("OOMKilled", 137)
 
 
@@ -132,11 +76,11 @@ def test_the_security_context_is_enforced_by_the_runtime(core: client.CoreV1Api,
         "if touch /written; then echo root-fs-writable; else echo root-fs-read-only; fi 2>&-; "
         "grep -E '^Cap(Eff|Bnd)' /proc/self/status"
     )
-    pod = _run_job(
+    pod = run_job(
         core, namespace, job_on_the_real_node("locked", script, securityContext=locked_down)
     )
     assert pod.status.container_statuses[0].state.terminated.exit_code == 0
-    assert _log(core, namespace, pod) == [
+    assert pod_log(core, namespace, pod) == [
         "uid 1000",
         "root-fs-read-only",
         "CapEff:\t0000000000000000",
@@ -226,8 +170,8 @@ def test_a_pod_has_no_way_off_the_machine(
     # nc, not wget: the static busybox's wget crashes looking the address up (static glibc).
     # Any address off the pod range goes the same way: out by the default route.
     script = "if echo x | nc -w 3 192.0.2.1 80; then exit 0; else exit 7; fi"
-    pod = _run_job(core, namespace, job_on_the_real_node("egress", script))
-    assert _finished(client.BatchV1Api(core.api_client), namespace, "egress") == "Failed"
+    pod = run_job(core, namespace, job_on_the_real_node("egress", script))
+    assert job_outcome(client.BatchV1Api(core.api_client), namespace, "egress") == "Failed"
     assert pod.status.container_statuses[0].state.terminated.exit_code == 7
     assert _dropped_by_the_isolation_rule(node) > before
 
@@ -250,17 +194,6 @@ def test_pods_without_the_toleration_stay_off_the_real_node(
     ]
 
 
-def _serving(core: client.CoreV1Api, namespace: str, service: str) -> list[str]:
-    """The ready addresses behind ``service`` (none before its Endpoints object exists)."""
-    try:
-        endpoints = core.read_namespaced_endpoints(service, namespace)
-    except client.ApiException as error:
-        if error.status == 404:
-            return []
-        raise
-    return [a.ip for subset in endpoints.subsets or [] for a in subset.addresses or []]
-
-
 def test_a_pod_reaches_a_service_by_its_dns_name(core: client.CoreV1Api, namespace: str):
     # A real server (busybox's httpd) behind a ClusterIP Service; a client pod that knows only
     # the Service's short name: the cluster DNS resolves it through the pod's search path,
@@ -277,15 +210,18 @@ def test_a_pod_reaches_a_service_by_its_dns_name(core: client.CoreV1Api, namespa
             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
         },
     )
-    wait_for(lambda: _serving(core, namespace, "web"), timeout=60, reason="web's endpoint")
+    wait_for(lambda: serving(core, namespace, "web"), timeout=60, reason="web's endpoint")
     # busybox's own resolver (its wget and nc would use the static glibc's, which crashes).
     script = (
         "ip=$(nslookup -type=a web | sed -n 's/^Address: //p' | head -n 1); "
         'echo "resolved $ip"; '
         "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 \"$ip\" 80 | tail -n 1"
     )
-    pod = _run_job(core, namespace, job_on_the_real_node("client", script))
-    assert _log(core, namespace, pod) == [f"resolved {service.spec.cluster_ip}", "hello from web"]
+    pod = run_job(core, namespace, job_on_the_real_node("client", script))
+    assert pod_log(core, namespace, pod) == [
+        f"resolved {service.spec.cluster_ip}",
+        "hello from web",
+    ]
     assert pod.status.container_statuses[0].state.terminated.exit_code == 0
 
 
@@ -320,13 +256,16 @@ def test_a_pod_reads_the_api_with_its_service_account_token(core: client.CoreV1A
         # wget gets a pretty-printed answer: one line of it, to pick out of the log.
         'wget -q -O /tmp/hello --header "Authorization: Bearer $token" $configmaps/hello; '
         "tr -d '\\n' < /tmp/hello; echo; "
-        'wget -q -O- --header "Authorization: Bearer $token" $configmaps/other || echo refused'
+        # Its complaint on stdout too: one stream keeps the order of the two lines.
+        'wget -q -O- --header "Authorization: Bearer $token" $configmaps/other 2>&1 '
+        "|| echo refused"
     )
-    pod = _run_job(core, namespace, job_on_the_real_node("in-cluster", script))
-    lines = _log(core, namespace, pod)  # with wget's note that it does not verify TLS
+    pod = run_job(core, namespace, job_on_the_real_node("in-cluster", script))
+    lines = pod_log(core, namespace, pod)  # with wget's note that it does not verify TLS
     answered = next(line for line in lines if line.startswith("{"))
     assert json.loads(answered)["data"] == {"greeting": "from the API"}
-    assert lines[-1] == "refused"  # RBAC: the Role names only "hello"
+    # RBAC: the Role names only "hello".
+    assert lines[-2:] == ["wget: server returned error: HTTP/1.1 403 Forbidden", "refused"]
 
 
 def test_cluster_dns_knows_only_the_clusters_names(real_cluster: ClusterConfig):
@@ -376,12 +315,12 @@ def test_a_claim_on_the_real_node_keeps_its_data_from_one_pod_to_the_next(
         securityContext={"runAsUser": 1000},
     )
     writer["spec"]["template"]["spec"]["volumes"] = [volume]
-    wrote = _run_job(core, namespace, writer)
+    wrote = run_job(core, namespace, writer)
     assert wrote.status.container_statuses[0].state.terminated.exit_code == 0
     reader = job_on_the_real_node("reader", "cat /data/note", volumeMounts=mount)
     reader["spec"]["template"]["spec"]["volumes"] = [volume]
-    read = _run_job(core, namespace, reader)
-    assert _log(core, namespace, read) == ["written by 1000"]
+    read = run_job(core, namespace, reader)
+    assert pod_log(core, namespace, read) == ["written by 1000"]
     # A real directory of the cluster's, which the claim's deletion removes.
     bound = core.read_namespaced_persistent_volume_claim("data", namespace)
     directory = real_cluster.volumes_dir / claim.metadata.uid
