@@ -197,6 +197,9 @@ POSTGRES_MAJOR = "15"  # bookworm's PostgreSQL
 POSTGRES_IMAGE = f"{IMAGE_REGISTRY}/postgres:{POSTGRES_MAJOR}-bookworm"
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 PYTHON_BASE = ("python3", "python3-venv")
+FLOE_DIR = "/opt/floe"
+# The deployment configuration and what it names, relative to it.
+DEPLOYMENT_FILES = ("floe-deploy.yaml", "examples/compiled-artifacts.json", "charts")
 VENV_ENV = (f"PATH={VENV}/bin:{DEFAULT_PATH}", "PYTHONUNBUFFERED=1", "LANG=C.UTF-8")
 
 
@@ -207,9 +210,11 @@ def _recipe_for(reference: str, **fields: Any) -> ImageRecipe:
 
 
 def python_recipe() -> ImageRecipe:
-    """Debian's Python with the pinned Dagster stack and this project (its packages and charts),
-    in /opt/venv, first on PATH: ``python3 -m http.server``, ``dagster-webserver``,
-    ``floe-deploy``."""
+    """Debian's Python with the pinned Dagster stack and this project in /opt/venv, first on
+    PATH (``python3 -m http.server``, ``dagster-webserver``, ``floe-deploy``), and in /opt/floe
+    the deployment configuration with what it names (the charts, the example CompiledArtifacts),
+    so ``dagster api grpc -m floe_deploy_assets.definitions`` serves the project's code location
+    (``FLOE_DEPLOY_CONFIG`` names it)."""
     return _recipe_for(
         PYTHON_IMAGE,
         debootstrap=PYTHON_BASE,
@@ -223,10 +228,10 @@ def python_recipe() -> ImageRecipe:
             ),
         ),
         files=tuple(
-            (f"/opt/floe/{relative}", file)
-            for relative, file in ProjectSource(PROJECT_ROOT, ("charts",)).files()
+            (f"{FLOE_DIR}/{relative}", file)
+            for relative, file in ProjectSource(PROJECT_ROOT, DEPLOYMENT_FILES).files()
         ),
-        env=VENV_ENV,
+        env=(*VENV_ENV, f"FLOE_DEPLOY_CONFIG={FLOE_DIR}/floe-deploy.yaml"),
         cmd=("python3",),
     )
 

@@ -247,6 +247,95 @@ def secret_name(default: str, description: str) -> Any:
     )
 
 
+def toleration_rules(schema: dict[str, Any], model: type) -> None:
+    """Kubernetes' own rules for a toleration (core/v1 validation), as schema conditions so the
+    values check and Helm both refuse what the API server would."""
+    without_key = "a toleration without a key must have operator Exists"
+    with_seconds = "tolerationSeconds needs effect NoExecute"
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"operator": {"const": "Exists"}}, "required": ["operator"]},
+            "then": {
+                "properties": {
+                    "value": {"const": "", "description": "operator Exists takes no value"}
+                }
+            },
+        },
+        {
+            "if": {"not": {"required": ["key"]}},
+            "then": {
+                "properties": {"operator": {"const": "Exists", "description": without_key}},
+                "required": ["operator"],
+                "description": without_key,
+            },
+        },
+        {
+            "if": {"required": ["tolerationSeconds"]},
+            "then": {
+                "properties": {"effect": {"const": "NoExecute", "description": with_seconds}},
+                "required": ["effect"],
+                "description": with_seconds,
+            },
+        },
+    ]
+
+
+class Toleration(ListItemModel):
+    """A pod's toleration of a node taint, as in a pod spec."""
+
+    model_config = ConfigDict(json_schema_extra=toleration_rules)
+
+    key: str | None = Field(
+        default=None,
+        max_length=317,
+        pattern=LABEL_KEY_PATTERN,
+        description="Taint key (a label key); none, with `Exists`: every taint",
+    )
+    operator: Literal["Exists", "Equal"] = Field(
+        default="Equal", description="`Equal`: the taint's value must be `value`; `Exists`: any"
+    )
+    value: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=LABEL_VALUE_PATTERN,
+        description="Taint value (none with `Exists`)",
+    )
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect tolerated; none: every effect"
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="With `NoExecute`: how long the pod stays once tainted"
+    )
+
+
+class Affinity(ValuesModel):
+    """Kubernetes affinity, as in a pod spec (each part is passed to the pod as written)."""
+
+    node_affinity: dict[str, Any] | None = Field(
+        default=None, description="Nodes the pods prefer or require (nodeAffinity)"
+    )
+    pod_affinity: dict[str, Any] | None = Field(
+        default=None, description="Pods these pods are placed near (podAffinity)"
+    )
+    pod_anti_affinity: dict[str, Any] | None = Field(
+        default=None, description="Pods these pods are kept away from (podAntiAffinity)"
+    )
+
+
+class Scheduled(ValuesModel):
+    """Where a component's pods may run: the pod spec's nodeSelector, tolerations and affinity,
+    passed as written (the local cluster's real node, for one, takes only pods that tolerate
+    its taint)."""
+
+    node_selector: Labels = Field(
+        default_factory=dict, description="Node labels the pods require (nodeSelector)"
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Node taints the pods tolerate"
+    )
+    affinity: Affinity = Field(default_factory=Affinity, description="Pod affinity rules")
+
+
 class GlobalValues(ValuesModel):
     """Helm's `global`: shared with subcharts, and parent charts may add their own keys."""
 
@@ -336,7 +425,7 @@ class AutoscalingSettings(ValuesModel):
         return self
 
 
-class DagsterWebserver(ValuesModel):
+class DagsterWebserver(Scheduled):
     replicas: int = Field(default=1, ge=1, description="Webserver replicas")
     image: Image = image_field(DAGSTER_IMAGE, DAGSTER_VERSION, "Dagster webserver image")
     resources: Resources = preset_field("webserver", "Webserver resources (preset: webserver)")
@@ -345,13 +434,13 @@ class DagsterWebserver(ValuesModel):
     )
 
 
-class DagsterDaemon(ValuesModel):
+class DagsterDaemon(Scheduled):
     # No replicas: the Dagster daemon must run as a single instance.
     image: Image = image_field(DAGSTER_IMAGE, DAGSTER_VERSION, "Dagster daemon image")
     resources: Resources = preset_field("daemon", "Daemon resources (preset: daemon)")
 
 
-class DagsterUserCode(ValuesModel):
+class DagsterUserCode(Scheduled):
     replicas: int = Field(default=1, ge=1, description="Code server replicas")
     image: Image = image_field(
         "docker.io/dagster/user-code-example",
@@ -367,7 +456,7 @@ class DagsterUserCode(ValuesModel):
     port: int = Field(default=3030, ge=1024, le=65535, description="gRPC port of the code server")
 
 
-class RunLauncher(ValuesModel):
+class RunLauncher(Scheduled):
     type: Literal["K8sRunLauncher"] = Field(
         default="K8sRunLauncher", description="Each run is a Kubernetes Job (the only launcher)"
     )
@@ -402,7 +491,7 @@ class DagsterValues(ValuesModel):
     postgresql: DagsterStorage = Field(default_factory=DagsterStorage, description="Storage")
 
 
-class PolarisValues(ValuesModel):
+class PolarisValues(Scheduled):
     enabled: bool = Field(default=True, description="Deploy the Polaris Iceberg catalog")
     image: Image = image_field("docker.io/apache/polaris", "1.1.0-incubating", "Polaris image")
     catalog_type: str | None = Field(
@@ -454,7 +543,7 @@ class OtelExporters(ValuesModel):
     )
 
 
-class OtelValues(ValuesModel):
+class OtelValues(Scheduled):
     enabled: bool = Field(default=True, description="Deploy the OpenTelemetry collector")
     image: Image = image_field(
         "docker.io/otel/opentelemetry-collector-contrib", "0.115.0", "OpenTelemetry collector image"
@@ -465,7 +554,7 @@ class OtelValues(ValuesModel):
     resources: Resources = fixed_resources("100m", "256Mi", "Resources of the collector pod")
 
 
-class MarquezValues(ValuesModel):
+class MarquezValues(Scheduled):
     enabled: bool = Field(default=False, description="Deploy Marquez, the lineage backend")
     image: Image = image_field("docker.io/marquezproject/marquez", "0.50.0", "Marquez image")
     namespace: str | None = Field(
@@ -500,7 +589,7 @@ class PostgresAuth(ValuesModel):
     )
 
 
-class PostgresqlValues(ValuesModel):
+class PostgresqlValues(Scheduled):
     enabled: bool = Field(default=True, description="Deploy PostgreSQL (Dagster's storage)")
     image: Image = image_field("docker.io/library/postgres", "16.4", "PostgreSQL image")
     storage: PostgresStorage = Field(default_factory=PostgresStorage, description="Data volume")
@@ -516,7 +605,7 @@ class MinioAuth(ValuesModel):
     existing_secret: str = secret_name("floe-minio", "Secret with the MinIO root credentials")
 
 
-class MinioValues(ValuesModel):
+class MinioValues(Scheduled):
     enabled: bool = Field(
         default=False, description="Deploy MinIO (development only; production uses S3)"
     )
@@ -716,7 +805,7 @@ class RunSettings(ValuesModel):
     )
 
 
-class JobsValues(ValuesModel):
+class JobsValues(Scheduled):
     """Values of the floe-jobs chart: the dbt runs of one data product."""
 
     global_: GlobalValues = global_field()

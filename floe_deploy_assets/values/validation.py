@@ -149,6 +149,14 @@ def _must_match(pattern: str) -> str:
 
 
 def _describe(error: SchemaError) -> str:
+    """What is wrong; for a rule that holds only in some cases (``if``/``then``), why: the
+    description the ``then`` branch gives where it fails."""
+    described = _what_fails(error)
+    reason = error.schema.get("description") if "then" in error.absolute_schema_path else None
+    return f"{described} ({reason})" if reason else described
+
+
+def _what_fails(error: SchemaError) -> str:
     keyword, expected = error.validator, error.validator_value
     if "propertyNames" in error.absolute_schema_path:  # the instance is a key, not a value
         return f"key {echo(str(error.instance))} {_must_match(expected)}"

@@ -102,6 +102,25 @@ def test_scheduled_models_get_a_cronjob_with_the_same_pod():
     )
 
 
+def test_model_pods_and_the_chart_test_run_where_the_scheduling_values_say():
+    values = generated_values("jobs")
+    values["nodeSelector"] = {"node.floe.dev/real": "true"}
+    values["tolerations"] = [{"key": "node.floe.dev/real", "operator": "Exists"}]
+    values["models"][3]["schedule"] = "0 3 * * *"
+
+    job = render("jobs", _run(values, "customer_360", "c360-x")).by_kind("Job")[0]
+    rendered = render("jobs", values)
+    pods = [
+        job["spec"]["template"]["spec"],
+        rendered.by_kind("CronJob")[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        rendered.named("Pod", "floe-jobs-test-dbt")["spec"],  # `helm test`
+    ]
+    for pod in pods:
+        assert pod["nodeSelector"] == {"node.floe.dev/real": "true"}
+        assert pod["tolerations"] == [{"key": "node.floe.dev/real", "operator": "Exists"}]
+        assert "affinity" not in pod
+
+
 def test_profiles_with_credentials_mount_the_operators_secret_and_the_role_allows_only_it():
     values = generated_values("jobs")
     values["dbt"]["profiles"] = {"source": "secret", "existingSecret": "floe-dbt-profiles"}

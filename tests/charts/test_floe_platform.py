@@ -5,6 +5,8 @@ from __future__ import annotations
 import helm_python
 import pytest
 import yaml
+from dagster_k8s.models import k8s_snake_case_dict
+from kubernetes import client
 
 from floe_deploy_assets.helm.render import RenderError, build_dependencies
 from tests.support.charts import CONFIG, generated_values, render
@@ -120,6 +122,18 @@ def test_dagster_runs_on_postgres_and_launches_runs_as_jobs_in_the_release_names
         "memory": "1Gi",
     }  # the large preset's jobs
     assert instance["storage"]["postgres"]["postgres_db"]["hostname"] == "floe-platform-postgresql"
+    assert instance["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    # Every process that opens the instance has its password: the webserver, the daemon, the
+    # code server (sensors run there) and each run's pod.
+    password = {
+        "name": "DAGSTER_PG_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "floe-postgresql", "key": "password"}},
+    }
+    for component in ("webserver", "daemon", "user-code"):
+        deployment = rendered.named("Deployment", f"floe-platform-dagster-{component}")
+        assert password in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    run_config = instance["run_launcher"]["config"]["run_k8s_config"]
+    assert run_config["container_config"]["env"] == [password]
     assert instance["storage"]["postgres"]["postgres_db"]["password"] == {
         "env": "DAGSTER_PG_PASSWORD"
     }
@@ -260,3 +274,81 @@ def test_helm_test_pod_checks_each_enabled_endpoint():
     assert "floe-platform-dagster-webserver/server_info" in script
     assert "floe-platform-polaris:8182" in script and "floe-platform-marquez:5001" in script
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+ON_THE_REAL_NODE = {
+    "nodeSelector": {"node.floe.dev/real": "true"},
+    "tolerations": [{"key": "node.floe.dev/real", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+def _pod_spec(rendered, kind: str, name: str) -> dict:
+    return rendered.named(kind, name)["spec"]["template"]["spec"]
+
+
+def test_each_component_runs_where_its_scheduling_values_say():
+    values = generated_values("platform")
+    for component in ("webserver", "daemon", "userCode", "runLauncher"):
+        values["dagster"][component].update(ON_THE_REAL_NODE)
+    values["postgresql"].update(ON_THE_REAL_NODE)
+    zone = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}
+    node_affinity = {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [zone]}]
+        }
+    }
+    values["polaris"]["affinity"] = {"nodeAffinity": node_affinity}
+    rendered = render("platform", values)
+
+    for kind, name in [
+        ("Deployment", "floe-platform-dagster-webserver"),
+        ("Deployment", "floe-platform-dagster-daemon"),
+        ("Deployment", "floe-platform-dagster-user-code"),
+        ("StatefulSet", "floe-platform-postgresql"),
+    ]:
+        spec = _pod_spec(rendered, kind, name)
+        assert (spec["nodeSelector"], spec["tolerations"]) == (
+            ON_THE_REAL_NODE["nodeSelector"],
+            ON_THE_REAL_NODE["tolerations"],
+        ), name
+        assert "affinity" not in spec
+    polaris = _pod_spec(rendered, "Deployment", "floe-platform-polaris")
+    assert polaris["affinity"] == {"nodeAffinity": node_affinity}
+    assert "nodeSelector" not in polaris and "tolerations" not in polaris
+    collector = _pod_spec(rendered, "Deployment", "floe-platform-otel-collector")
+    assert not {"nodeSelector", "tolerations", "affinity"} & set(collector)  # defaults: anywhere
+    # Each run's pod, launched by the K8sRunLauncher from the instance's pod spec config.
+    instance = yaml.safe_load(
+        rendered.named("ConfigMap", "floe-platform-dagster-instance")["data"]["dagster.yaml"]
+    )
+    pod_spec_config = instance["run_launcher"]["config"]["run_k8s_config"]["pod_spec_config"]
+    assert pod_spec_config["nodeSelector"] == ON_THE_REAL_NODE["nodeSelector"]
+    assert pod_spec_config["tolerations"] == ON_THE_REAL_NODE["tolerations"]
+    # As dagster-k8s reads it: the pod spec's camelCase keys as the client's snake_case names.
+    converted = k8s_snake_case_dict(client.V1PodSpec, pod_spec_config)
+    assert converted["node_selector"] == ON_THE_REAL_NODE["nodeSelector"]
+    assert converted["tolerations"] == [
+        {"key": "node.floe.dev/real", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+
+
+def test_helm_refuses_a_toleration_kubernetes_would_refuse():
+    values = generated_values("platform")
+    values["postgresql"]["tolerations"] = [{"key": "k", "operator": "Exists", "value": "v"}]
+    with pytest.raises(RenderError, match="tolerations"):
+        render("platform", values)
+
+
+def test_probes_that_start_python_have_time_to_run_under_the_cpu_limit():
+    # `dagster api grpc-health-check` and `dagster-daemon liveness-check` take about 2 s of CPU;
+    # under a 200m limit, 10 s and more: Kubernetes' default 1 s timeout would fail them always.
+    rendered = render("platform", generated_values("platform"))
+    checked = 0
+    for deployment in rendered.by_kind("Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for kind in ("readinessProbe", "livenessProbe"):
+                probe = container.get(kind, {})
+                if probe.get("exec", {}).get("command", [""])[0].startswith("dagster"):
+                    assert probe.get("timeoutSeconds", 1) >= 15, (container["name"], kind)
+                    checked += 1
+    assert checked == 3  # the daemon's two, the code server's readiness

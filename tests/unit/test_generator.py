@@ -178,6 +178,47 @@ def test_schema_problems_name_the_pointer():
     assert problems["/otel/config/samplingRatio"] == "must be <= 1"
 
 
+def test_scheduling_values_are_refused_where_kubernetes_would_refuse_them():
+    exists_with_value = {"key": "dedicated", "operator": "Exists", "value": "gpu"}
+    no_key = {"operator": "Equal", "value": "x"}
+    seconds_without_evicting = {"key": "k", "value": "v", "tolerationSeconds": 30}
+    config = with_overrides(
+        {
+            "dev": {
+                "platform": {
+                    "dagster": {
+                        "webserver": {
+                            "tolerations": [exists_with_value, no_key, seconds_without_evicting]
+                        },
+                        "daemon": {"affinity": {"nodeAfinity": {}}},
+                    },
+                    "postgresql": {"nodeSelector": {"bad key!": "x"}},
+                }
+            }
+        }
+    )
+    artifacts = load_compiled_artifacts(ROOT / "examples" / "compiled-artifacts.json")
+
+    problems = {p.pointer: p.message for p in generator(artifacts, config=config).validate()}
+
+    tolerations = "/dagster/webserver/tolerations"
+    assert set(problems) == {
+        f"{tolerations}/0/value",
+        f"{tolerations}/1/operator",
+        f"{tolerations}/2",
+        "/dagster/daemon/affinity",
+        "/postgresql/nodeSelector",
+    }, problems
+    assert problems[f"{tolerations}/0/value"] == "must be '' (operator Exists takes no value)"
+    assert problems[f"{tolerations}/1/operator"] == (
+        "must be 'Exists' (a toleration without a key must have operator Exists)"
+    )
+    assert problems[f"{tolerations}/2"] == (
+        "missing required key 'effect' (tolerationSeconds needs effect NoExecute)"
+    )
+    assert problems["/dagster/daemon/affinity"].startswith("unknown key 'nodeAfinity'")
+
+
 def test_unknown_environment_is_refused():
     artifacts = load_compiled_artifacts(ROOT / "examples" / "compiled-artifacts.json")
     with pytest.raises(ConfigError, match="environment 'uat' is in no cluster mapping"):

@@ -32,6 +32,7 @@ spec:
       automountServiceAccountToken: false
       securityContext:
         {{- include "floe-common.podSecurityContext" $root | nindent 8 }}
+      {{- include "floe-common.scheduling" $root.Values | nindent 6 }}
       containers:
         - name: {{ .component }}
           image: {{ include "floe-common.image" .image }}

@@ -45,6 +45,7 @@ spec:
   automountServiceAccountToken: false
   securityContext:
     {{- include "floe-common.podSecurityContext" $root | nindent 4 }}
+  {{- include "floe-common.scheduling" $root.Values | nindent 2 }}
   containers:
     - name: dbt
       image: {{ include "floe-common.image" $root.Values.image }}

@@ -22,18 +22,28 @@ run_launcher:
     resources:
       {{- toYaml .Values.runLauncher.resources | nindent 6 }}
     run_k8s_config:
+      container_config:
+        # A run opens the instance too.
+        env:
+          {{- include "floe-dagster.passwordEnv" . | nindent 10 }}
       pod_spec_config:
         automount_service_account_token: false
         security_context:
           run_as_non_root: true
           run_as_user: 10001
           seccomp_profile: {type: RuntimeDefault}
+        {{- /* dagster-k8s reads a pod spec's camelCase keys as their snake_case names. */}}
+        {{- include "floe-common.scheduling" .Values.runLauncher | nindent 8 }}
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
 storage:
   postgres:
     postgres_db:
+      # dagster-postgres drives PostgreSQL with psycopg2, its dependency; SQLAlchemy 2.1 maps a
+      # bare postgresql:// to psycopg 3, which Dagster's images do not have (found on the real
+      # node: the webserver and daemon failed with "No module named 'psycopg'").
+      scheme: postgresql+psycopg2
       username: postgres
       password: {env: DAGSTER_PG_PASSWORD}
       hostname: {{ include "floe-common.name" (list . "postgresql") }}
@@ -57,6 +67,11 @@ A Dagster container's environment and mounts. Usage: include "floe-dagster.insta
 {{- define "floe-dagster.instanceEnv" -}}
 - {name: DAGSTER_HOME, value: /opt/dagster/dagster_home}
 {{- include "floe-common.otelEnv" (list . "dagster") }}
+{{ include "floe-dagster.passwordEnv" . }}
+{{- end -}}
+
+{{/* The instance's storage password, from the operator's Secret, where the instance is opened. */}}
+{{- define "floe-dagster.passwordEnv" -}}
 - name: DAGSTER_PG_PASSWORD
   valueFrom:
     secretKeyRef:

@@ -1,0 +1,159 @@
+"""The floe-platform chart for real (issue 16): Dagster's webserver, daemon and code server and
+PostgreSQL on the real node, in the local images, placed there by the chart's ordinary
+scheduling values; the components no registry offers an image for (Polaris, the OpenTelemetry
+collector) stay on the simulated nodes. Values are generated from the example CompiledArtifacts
+for dev, as `floe-deploy values` makes them, then overridden as an operator would."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+
+import helm_python
+import pytest
+from kubernetes import client
+
+from floe_deploy_assets.helm.render import build_dependencies
+from localcluster import ClusterConfig, realnode
+from localcluster.images import DAGSTER_VERSION, POSTGRES_IMAGE, PYTHON_IMAGE
+from tests.support.charts import CONFIG, generated_values, values_generator
+from tests.support.real_node import TOLERATE_THE_REAL_NODE, job_on_the_real_node, pod_log, run_job
+from tests.support.waits import create_namespace_ready_for_pods
+
+NAMESPACE = "floe-dev"
+RELEASE = "floe-platform"
+ON_THE_REAL_NODE = {
+    "nodeSelector": {realnode.REAL_NODE_LABEL: "true"},
+    "tolerations": [TOLERATE_THE_REAL_NODE],
+}
+PASSWORD = "a-test-password-for-postgres"
+
+
+def _image(reference: str) -> dict[str, str]:
+    repository, tag = reference.rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
+
+
+def platform_values() -> dict:
+    values = generated_values("platform")
+    dagster = values["dagster"]
+    for component in ("webserver", "daemon", "userCode"):
+        dagster[component]["image"] = _image(PYTHON_IMAGE)
+    for component in ("webserver", "daemon", "userCode", "runLauncher"):
+        dagster[component].update(ON_THE_REAL_NODE)
+    # The code server serves this project's own code location (the image carries it).
+    dagster["userCode"]["module"] = "floe_deploy_assets.definitions"
+    values["postgresql"]["image"] = _image(POSTGRES_IMAGE)
+    values["postgresql"].update(ON_THE_REAL_NODE)
+    return values
+
+
+@pytest.fixture(scope="module")
+def platform(real_cluster: ClusterConfig, core: client.CoreV1Api) -> Iterator[str]:
+    """The release, installed and ready (Helm's own wait)."""
+    create_namespace_ready_for_pods(core, NAMESPACE)
+    for required in values_generator("platform").required_secrets:  # as the operator would
+        data = {
+            key: PASSWORD if key == "password" else secrets.token_urlsafe(16)
+            for key in required.keys
+        }
+        core.create_namespaced_secret(
+            NAMESPACE, {"metadata": {"name": required.name}, "stringData": data}
+        )
+    chart = CONFIG.chart_path("platform")
+    build_dependencies(chart)
+    helm = helm_python.Config(
+        kubeconfig_path=str(real_cluster.admin_kubeconfig), namespace=NAMESPACE
+    )
+    try:
+        helm.install(
+            str(chart), RELEASE, platform_values(), namespace=NAMESPACE, wait="watcher", timeout=360
+        )
+        yield NAMESPACE
+    finally:
+        helm.close()
+
+
+def _python_on_the_real_node(core: client.CoreV1Api, name: str, code: str) -> list[str]:
+    job = job_on_the_real_node(name, f"python3 -c '{code}'", image=PYTHON_IMAGE)
+    pod = run_job(core, NAMESPACE, job, timeout=120)
+    lines = pod_log(core, NAMESPACE, pod)
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0, lines
+    return lines
+
+
+def test_the_platform_runs_where_its_values_place_it(
+    real_cluster: ClusterConfig, core: client.CoreV1Api, platform: str
+):
+    real_node = realnode.RealNode(real_cluster, 0).name
+    placed = {
+        pod.metadata.labels["app.kubernetes.io/component"]: pod.spec.node_name
+        for pod in core.list_namespaced_pod(platform).items
+    }
+    on_the_real_node = {component for component, node in placed.items() if node == real_node}
+    assert on_the_real_node == {
+        "dagster-webserver",
+        "dagster-daemon",
+        "dagster-user-code",
+        "postgresql",
+    }, placed
+    assert {"polaris", "otel-collector"} <= set(placed) - on_the_real_node  # simulated
+
+
+def test_the_webserver_answers_server_info_through_its_service(
+    core: client.CoreV1Api, platform: str
+):
+    code = (
+        "import json, urllib.request as u; "
+        f'info = json.load(u.urlopen("http://{RELEASE}-dagster-webserver/server_info")); '
+        'print(info["dagster_webserver_version"])'
+    )
+    assert _python_on_the_real_node(core, "server-info", code) == [DAGSTER_VERSION]
+
+
+def test_the_code_server_serves_this_projects_code_location(core: client.CoreV1Api, platform: str):
+    query = (
+        "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+        "locationOrLoadError { __typename ... on RepositoryLocation { repositories { name "
+        "assetNodes { id } } } ... on PythonError { message } } } } } }"
+    )
+    code = (
+        "import json, urllib.request as u; "
+        f'body = json.dumps({{"query": {json.dumps(query)}}}).encode(); '
+        f'request = u.Request("http://{RELEASE}-dagster-webserver/graphql", body, '
+        '{"Content-Type": "application/json"}); '
+        "print(json.dumps(json.load(u.urlopen(request))))"
+    )
+    [answer] = _python_on_the_real_node(core, "graphql", code)
+    [location] = json.loads(answer)["data"]["workspaceOrError"]["locationEntries"]
+    assert location["name"] == "floe_deploy_assets.definitions"
+    assert location["loadStatus"] == "LOADED"
+    loaded = location["locationOrLoadError"]
+    assert loaded["__typename"] == "RepositoryLocation", loaded
+    [repository] = loaded["repositories"]
+    assert len(repository["assetNodes"]) >= 10  # the deployment graph's assets
+
+
+def test_the_daemon_heartbeats_into_postgresql(core: client.CoreV1Api, platform: str):
+    # The daemon writes a heartbeat per daemon type to Dagster's storage on the release's
+    # PostgreSQL, which the chart made from the operator's Secret.
+    query = "SELECT DISTINCT daemon_type FROM daemon_heartbeats ORDER BY 1"
+    script = (
+        "for attempt in $(seq 60); do "
+        f'found=$(psql -h {RELEASE}-postgresql -U postgres -d dagster -tA -c "{query}" 2>&1) '
+        '&& [ -n "$found" ] && break; sleep 2; done; echo "$found"'
+    )
+    job = job_on_the_real_node(
+        "heartbeats",
+        script,
+        image=POSTGRES_IMAGE,
+        env=[
+            {
+                "name": "PGPASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": "floe-postgresql", "key": "password"}},
+            }
+        ],
+    )
+    lines = pod_log(core, NAMESPACE, run_job(core, NAMESPACE, job, timeout=180))
+    assert {"SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(lines), lines
