@@ -19,7 +19,7 @@ from localcluster import ClusterConfig, realnode
 from localcluster.images import DAGSTER_VERSION, POSTGRES_IMAGE, PYTHON_IMAGE
 from tests.support.charts import CONFIG, generated_values, values_generator
 from tests.support.real_node import TOLERATE_THE_REAL_NODE, job_on_the_real_node, pod_log, run_job
-from tests.support.waits import create_namespace_ready_for_pods
+from tests.support.waits import create_namespace_ready_for_pods, wait_for
 
 NAMESPACE = "floe-dev"
 RELEASE = "floe-platform"
@@ -157,3 +157,88 @@ def test_the_daemon_heartbeats_into_postgresql(core: client.CoreV1Api, platform:
     )
     lines = pod_log(core, NAMESPACE, run_job(core, NAMESPACE, job, timeout=180))
     assert {"SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(lines), lines
+
+
+LAUNCH_AND_FOLLOW = """
+import json, time, urllib.request
+
+URL = "http://%(webserver)s/graphql"
+
+
+def graphql(query, variables=None):
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(URL, body, {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(request, timeout=60))["data"]
+
+
+launched = graphql(
+    "mutation($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename "
+    "... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }",
+    {"params": %(params)s},
+)["launchRun"]
+print(launched["__typename"], flush=True)
+run_id = launched["run"]["runId"]
+deadline = time.monotonic() + %(deadline)d
+status = None
+while time.monotonic() < deadline:
+    status = graphql(
+        "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id}
+    )["runOrError"]["status"]
+    if status in ("SUCCESS", "FAILURE", "CANCELED"):
+        break
+    time.sleep(3)
+print(f"{status} after {time.monotonic() - deadline + %(deadline)d:.0f} s")
+print(run_id)
+print(status)
+"""
+
+
+def test_a_run_launched_by_the_webserver_runs_as_a_job_on_the_real_node(
+    real_cluster: ClusterConfig, core: client.CoreV1Api, platform: str
+):
+    # Materialize the example product's CompiledArtifacts and the platform's values for dev,
+    # through the webserver: the daemon dequeues the run and the chart's K8sRunLauncher starts
+    # it as a Kubernetes Job (the chart's ServiceAccount and Role), on the real node, in the
+    # code location's image; the run opens the instance in PostgreSQL and succeeds.
+    params = {
+        "selector": {
+            "repositoryLocationName": "floe_deploy_assets.definitions",
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": ["compiled_artifacts"]}, {"path": ["platform_values"]}],
+        },
+        "runConfigData": {"execution": {"config": {"in_process": {}}}},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "dev"}]},
+    }
+    script = LAUNCH_AND_FOLLOW % {
+        "webserver": f"{RELEASE}-dagster-webserver",
+        "params": json.dumps(params),
+        "deadline": 420,
+    }
+    core.create_namespaced_config_map(
+        NAMESPACE, {"metadata": {"name": "launch"}, "data": {"launch.py": script}}
+    )
+    job = job_on_the_real_node("launch", "python3 /launch/launch.py", image=PYTHON_IMAGE)
+    job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "launch", "mountPath": "/launch"}
+    ]
+    job["spec"]["template"]["spec"]["volumes"] = [
+        {"name": "launch", "configMap": {"name": "launch"}}
+    ]
+    launcher = run_job(core, NAMESPACE, job, timeout=480)
+    lines = pod_log(core, NAMESPACE, launcher)
+    assert lines[0] == "LaunchRunSuccess", lines
+    run_id, status = lines[-2:]
+    assert status == "SUCCESS", lines
+    # The run's own pod: the launcher's Job for it, on the real node, finished.
+    [run_pod] = core.list_namespaced_pod(NAMESPACE, label_selector=f"dagster/run-id={run_id}").items
+    assert run_pod.spec.node_name == realnode.RealNode(real_cluster, 0).name
+    assert run_pod.spec.service_account_name == f"{RELEASE}-dagster"
+    # The run reports success before its process ends; then its pod completes.
+    wait_for(
+        lambda: (
+            core.read_namespaced_pod(run_pod.metadata.name, NAMESPACE).status.phase == "Succeeded"
+        ),
+        timeout=90,
+        reason=f"the run's pod {run_pod.metadata.name} to complete",
+    )
