@@ -52,6 +52,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 VENV = "/opt/venv"
+IMAGE_PYTHON = (3, 11)  # bookworm's python3
 # Left out of every image: what a slim image drops, and what the runtime mounts over.
 SLIMMED = (
     "var/lib/apt/lists",
@@ -107,8 +108,8 @@ def _generated(relative: Path) -> bool:
 
 @dataclass(frozen=True)
 class ImageRecipe:
-    """What goes into an image: Debian packages unpacked (not installed: no maintainer scripts
-    run), host files copied in, symbolic links, and the process to start."""
+    """What goes into an image (see the module's docstring for the order of the steps) and the
+    process to start."""
 
     name: str
     tag: str
@@ -123,14 +124,16 @@ class ImageRecipe:
     cmd: tuple[str, ...] = ()
     env: tuple[str, ...] = (f"PATH={DEFAULT_PATH}",)
     labels: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = ""  # what the runtime sends to stop the container (default SIGTERM)
 
     @property
     def reference(self) -> str:
         return f"{IMAGE_REGISTRY}/{self.name}:{self.tag}"
 
     def digest(self) -> str:
-        """The recipe and the content of its host files: an archive built from them is the
-        same image."""
+        """The recipe, how this module builds it (Debian suite and mirror, the host's Python,
+        which resolves the wheels) and the content and mode of every input file (host files,
+        project files): an archive built from them is the same image."""
         hasher = hashlib.sha256(LAYOUT_VERSION.encode())
         described = {
             "name": self.name,
@@ -145,6 +148,8 @@ class ImageRecipe:
             "cmd": self.cmd,
             "env": self.env,
             "labels": self.labels,
+            "stop_signal": self.stop_signal,
+            "built_with": [DEBIAN_SUITE, DEBIAN_MIRROR, VENV, list(sys.version_info[:2])],
         }
         hasher.update(json.dumps(described, sort_keys=True).encode())
         inputs = [host_file for _, host_file in self.files]
@@ -154,6 +159,7 @@ class ImageRecipe:
                 inputs.append(file)
         for file in inputs:
             hasher.update(hashlib.sha256(file.read_bytes()).digest())
+            hasher.update(str(file.stat().st_mode & 0o777).encode())
         return hasher.hexdigest()
 
 
@@ -266,6 +272,8 @@ def postgres_recipe() -> ImageRecipe:
         ),
         entrypoint=("docker-entrypoint.sh",),
         cmd=("postgres",),
+        # Fast shutdown (SIGTERM would wait for every client to leave), as the official image.
+        stop_signal="SIGINT",
     )
 
 
@@ -296,7 +304,8 @@ def image_archive(recipe: ImageRecipe, cache_dir: Path) -> Path:
         _write_layout_archive(recipe, layer, staged)
         staged.replace(archive)  # atomic: a half-written archive is never found
     for older in archive.parent.glob(f"{recipe.name}-{recipe.tag}-*.tar"):
-        if older != archive:
+        digest = older.name.removeprefix(f"{recipe.name}-{recipe.tag}-").removesuffix(".tar")
+        if older != archive and len(digest) == 16:  # this image's, not a longer tag's
             older.unlink(missing_ok=True)  # an image is rebuilt when its inputs change
     return archive
 
@@ -326,7 +335,8 @@ def _fill_rootfs(recipe: ImageRecipe, rootfs: Path, cache_dir: Path) -> None:
             link = rootfs / "bin" / applet
             if not link.exists() and applet != "busybox":
                 link.symlink_to("busybox")
-    (rootfs / "tmp").mkdir(exist_ok=True, mode=0o1777)
+    (rootfs / "tmp").mkdir(exist_ok=True)
+    (rootfs / "tmp").chmod(0o1777)  # mkdir's mode is masked by the umask
 
 
 def _unpack_debian_base(packages: tuple[str, ...], rootfs: Path, cache_dir: Path) -> None:
@@ -348,12 +358,14 @@ def _unpack_debian_base(packages: tuple[str, ...], rootfs: Path, cache_dir: Path
             ],
             what=f"bootstrapping Debian {DEBIAN_SUITE} (minbase, {', '.join(packages)})",
         )
-        staged = base.with_suffix(".partial")
-        run_command(
-            ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(staged), "."],
-            what=f"archiving the Debian base in {base}",
-        )
-        staged.replace(base)
+        # A name of its own: two builds at once each publish a whole archive.
+        with tempfile.NamedTemporaryFile(dir=base.parent, suffix=".partial") as staged:
+            run_command(
+                ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", staged.name, "."],
+                what=f"archiving the Debian base in {base}",
+            )
+            os.link(staged.name, base.with_suffix(f".{os.getpid()}"))
+            base.with_suffix(f".{os.getpid()}").replace(base)
         return
     run_command(
         ["tar", "--numeric-owner", "-C", str(rootfs), "-xpf", str(base)],
@@ -366,6 +378,8 @@ def _in_chroot(rootfs: Path, script: str, what: str) -> None:
     mirror) and no service started (policy-rc.d); both are taken out again."""
     resolv = rootfs / "etc" / "resolv.conf"
     policy = rootfs / "usr" / "sbin" / "policy-rc.d"
+    # Unlinked first: a link in the image (to /run/...) must not lead to the host's file.
+    resolv.unlink(missing_ok=True)
     shutil.copyfile("/etc/resolv.conf", resolv)
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
@@ -373,11 +387,20 @@ def _in_chroot(rootfs: Path, script: str, what: str) -> None:
         run_command(["chroot", str(rootfs), "/bin/sh", "-ec", script], what=what, env=CHROOT_ENV)
     finally:
         policy.unlink()
+        resolv.unlink(missing_ok=True)
         resolv.write_text("")  # the kubelet mounts the pod's own over it
 
 
 def _install_python_packages(recipe: ImageRecipe, rootfs: Path) -> None:
-    """Wheels resolved and built by the host's pip, installed offline by the image's."""
+    """Wheels resolved and built by the host's pip, installed offline by the image's: so the
+    host's Python must be the image's (Debian bookworm's 3.11), or the wheels and the markers
+    would be another Python's."""
+    if sys.version_info[:2] != IMAGE_PYTHON:
+        raise LocalClusterError(
+            f"the image {recipe.name} has Python {'.'.join(map(str, IMAGE_PYTHON))} and its "
+            f"wheels are chosen by this Python ({sys.version.split()[0]}): build images with "
+            f"a {'.'.join(map(str, IMAGE_PYTHON))} virtual environment"
+        )
     wheels = rootfs / "tmp" / "wheels"
     wheels.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="floe-project-") as copies:
@@ -490,6 +513,7 @@ def _write_layout_archive(recipe: ImageRecipe, layer: Path, archive: Path) -> No
                 "Entrypoint": list(recipe.entrypoint) or None,
                 "Cmd": list(recipe.cmd) or None,
                 "Labels": recipe.labels or None,
+                "StopSignal": recipe.stop_signal or None,
             },
             "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
         }
@@ -536,29 +560,45 @@ def import_images(images: list[tuple[ImageRecipe, Path]], containerd_socket: Pat
     wiping keeps its images); returns the references imported."""
     imported = []
     for recipe, archive in images:
-        if _ctr(containerd_socket, "image", "ls", "--quiet", f"name=={recipe.reference}").split():
-            present = _ctr(containerd_socket, "image", "ls", f"name=={recipe.reference}")
-            if _manifest_digest(archive) in present.split():
-                continue
-        _ctr(containerd_socket, "image", "import", str(archive))
+        present = ctr(containerd_socket, "image", "ls", f"name=={recipe.reference}").stdout
+        if _manifest_digest(archive) in present.split():
+            continue
+        ctr(containerd_socket, "image", "import", str(archive), timeout=600)
         imported.append(recipe.reference)
     return imported
 
 
 def _manifest_digest(archive: Path) -> str:
-    with tarfile.open(archive) as layout:
-        index = layout.extractfile("index.json")
-        assert index is not None
-        [manifest] = json.load(index)["manifests"]
-    return manifest["digest"]
-
-
-def _ctr(containerd_socket: Path, *arguments: str) -> str:
-    """A ``ctr`` command in the CRI's namespace (``k8s.io``), where the kubelet finds images."""
-    command = ["ctr", "--address", str(containerd_socket), "--namespace", "k8s.io", *arguments]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
+    try:
+        with tarfile.open(archive) as layout:
+            index = layout.extractfile("index.json")
+            [manifest] = json.load(index)["manifests"]  # type: ignore[arg-type]
+        return str(manifest["digest"])
+    except (OSError, tarfile.TarError, KeyError, ValueError, TypeError) as error:
         raise LocalClusterError(
-            f"`{' '.join(command)}` exited {result.returncode}: {result.stderr.strip()}"
+            f"{archive} is not an image archive of this module's ({error}): delete it and build "
+            "again (`python -m localcluster build`)"
+        ) from error
+
+
+def ctr(
+    containerd_socket: Path, *arguments: str, check: bool = True, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """containerd's own client, in the CRI's namespace (``k8s.io``, where the kubelet finds
+    images). A failure, or no answer within ``timeout``, is an error when ``check``; otherwise
+    the answer (exit code 124 for no answer), so a clean-up goes on."""
+    command = ["ctr", "--address", str(containerd_socket), "--namespace", "k8s.io", *arguments]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if check:
+            raise LocalClusterError(
+                f"containerd at {containerd_socket} did not answer `ctr {' '.join(arguments)}` "
+                f"in {timeout:.0f} s"
+            ) from None
+        return subprocess.CompletedProcess(command, 124, "", "timed out")
+    if check and result.returncode != 0:
+        raise LocalClusterError(
+            f"`ctr {' '.join(arguments)}` exited {result.returncode}: {result.stderr.strip()}"
         )
-    return result.stdout
+    return result

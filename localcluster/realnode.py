@@ -4,9 +4,10 @@ Simulated nodes stay for what reality cannot do on demand (faults, scale); a rea
 what only reality shows: a container's real exit code, its real output through the API server,
 the kernel's limits. Facts this rests on were checked by hand first (REAL-NODE.md).
 
-Per real node, under ``<state dir>/real-nodes/<node>/`` (configuration, containerd's images
-and containers) and ``/var/lib/floe-localcluster/<tag>/`` (sockets and the kubelet's root, whose
-paths must stay short):
+Per real node, under ``<state dir>/real-nodes/<node>/`` (configuration, containerd's state),
+``/var/lib/floe-localcluster/<tag>/`` (sockets and the kubelet's root, whose paths must stay
+short) and ``<cache dir>/containerd/node-<index>/`` (containerd's root: its images, kept across
+``down``, and the snapshots of running containers):
 
 - containerd with its own configuration, root, state and socket; the CRI plugin with
   ``restrict_oom_score_adj`` (this VM refuses a negative oom_score_adj, which the kubelet asks for
@@ -18,7 +19,9 @@ paths must stay short):
   nothing anonymous (the API server presents a client certificate; every caller is authorized
   by the API server); the cgroups of its pods under a root of its own (``/floe-<node>``), so
   two clusters' nodes never share one.
-- the ``pause`` and ``busybox`` images, built without a registry (images.py) and imported.
+- the images of images.py (pause, busybox, Python with Dagster and this project, dbt,
+  PostgreSQL), built without a registry and imported, while the kubelet starts, unless the node
+  has them already.
 
 The node is labelled ``node.floe.dev/real=true`` and tainted ``node.floe.dev/real=true:NoSchedule``:
 only pods that tolerate the taint land there, and pods that must run for real select the label.
@@ -49,9 +52,11 @@ from localcluster import api, process
 from localcluster.config import ClusterConfig
 from localcluster.dns import CLUSTER_DOMAIN
 from localcluster.errors import LocalClusterError
-from localcluster.images import PAUSE_IMAGE, ImageRecipe, import_images
+from localcluster.images import PAUSE_IMAGE, ImageRecipe, ctr, import_images
 from localcluster.pki import signed_certificate
 
+# Importing a gigabyte of images into an empty store took 31 s here; a loaded machine is slower.
+IMPORT_DEADLINE_SECONDS = 300
 REAL_NODE_LABEL = "node.floe.dev/real"
 REAL_NODE_TAINT = f"{REAL_NODE_LABEL}=true:NoSchedule"
 CNI_PLUGINS = Path("/usr/lib/cni")
@@ -151,8 +156,9 @@ def start(
     Ready, the import of a large image as long), so neither waits for the other."""
     timings: dict[str, float] = {}
     started = time.monotonic()
-    containerd_name, kubelet_name = node.process_names
+    containerd_name = node.process_names[0]
     _write_containerd_files(node)
+    fresh = not process.running(node.config.run_dir, containerd_name)
     process.ensure_started(
         node.config.run_dir,
         containerd_name,
@@ -160,13 +166,42 @@ def start(
         node.config.log_dir / f"{containerd_name}.log",
     )
     _wait(node, lambda: _ctr_answers(node), deadline_seconds, f"containerd of {node.name}")
-    _remove_containers(node)  # of a node that ended without stop (the image store is kept)
+    if fresh:  # what a node that ended without stop left in the kept image store
+        _remove_containers(node)
     importing = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="import")
     imports = importing.submit(import_images, images, node.containerd_socket)
     importing.shutdown(wait=False)
+    try:
+        timings.update(_start_kubelet(node, binaries, deadline_seconds, started))
+    except BaseException as error:
+        # Not a lost import error, nor an import still running into the clean-up.
+        with contextlib.suppress(Exception):
+            imports.result(timeout=IMPORT_DEADLINE_SECONDS)
+        if imports.done() and imports.exception():
+            error.add_note(f"importing the images also failed: {imports.exception()}")
+        raise
+    started = time.monotonic()
+    try:
+        imports.result(timeout=IMPORT_DEADLINE_SECONDS)
+    except concurrent.futures.TimeoutError as exc:
+        raise LocalClusterError(
+            f"containerd of {node.name} did not import its images within "
+            f"{IMPORT_DEADLINE_SECONDS} s (see {node.config.log_dir / (containerd_name + '.log')})"
+        ) from exc
+    # Only the wait beyond the kubelet's: the timings add up to the time up took.
+    timings[f"images-{node.name}"] = time.monotonic() - started
+    return timings
+
+
+def _start_kubelet(
+    node: RealNode, binaries: dict[str, Path], deadline_seconds: float, containerd_started: float
+) -> dict[str, float]:
+    """The pods' network, then the kubelet, until the Node is Ready; seconds per process."""
+    containerd_name, kubelet_name = node.process_names
+    timings: dict[str, float] = {}
     _create_bridge(node)
     _isolate_pod_network(node)
-    timings[containerd_name] = time.monotonic() - started
+    timings[containerd_name] = time.monotonic() - containerd_started
     started = time.monotonic()
     _write_kubelet_files(node)
     _create_cgroup_root(node)
@@ -178,16 +213,6 @@ def start(
     )
     _wait(node, lambda: _node_ready(node), deadline_seconds, f"the kubelet of {node.name}")
     timings[kubelet_name] = time.monotonic() - started
-    started = time.monotonic()
-    try:
-        imports.result(timeout=deadline_seconds)
-    except concurrent.futures.TimeoutError as exc:
-        raise LocalClusterError(
-            f"containerd of {node.name} did not import its images within {deadline_seconds:.0f}"
-            f" s (see {node.config.log_dir / (containerd_name + '.log')})"
-        ) from exc
-    # Only the wait beyond the kubelet's: the timings add up to the time up took.
-    timings[f"images-{node.name}"] = time.monotonic() - started
     return timings
 
 
@@ -196,17 +221,7 @@ def _wait(node: RealNode, ready: Callable[[], bool], deadline_seconds: float, wh
 
 
 def _ctr(node: RealNode, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """containerd's own client on the node's socket; a containerd that does not answer within
-    30 s is an error when ``check``, else an answer with exit code 124 (``down`` goes on)."""
-    command = ["ctr", "--address", str(node.containerd_socket), "--namespace", "k8s.io", *args]
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=30, check=check)
-    except subprocess.TimeoutExpired:
-        if check:
-            raise LocalClusterError(
-                f"containerd of {node.name} did not answer `ctr {' '.join(args)}` in 30 s"
-            ) from None
-        return subprocess.CompletedProcess(command, 124, "", "timed out")
+    return ctr(node.containerd_socket, *args, check=check)
 
 
 def _ctr_answers(node: RealNode) -> bool:

@@ -5,8 +5,9 @@
 # password authentication for TCP clients (POSTGRES_HOST_AUTH_METHOD, default scram-sha-256),
 # POSTGRES_DB (default: the user's name) created, then /docker-entrypoint-initdb.d's *.sh (run if
 # executable, else sourced), *.sql and *.sql.gz run in order against a server on the socket only.
-# Each POSTGRES_* variable may come from a file instead (POSTGRES_PASSWORD_FILE, ...).
-# Started as root, it gives PGDATA to postgres and runs as postgres (uid 999).
+# POSTGRES_PASSWORD, POSTGRES_USER, POSTGRES_DB and POSTGRES_INITDB_ARGS may come from a file
+# instead (POSTGRES_PASSWORD_FILE, ...), read before the server's user is taken on. Started as
+# root, it gives PGDATA to postgres and runs as postgres (uid 999).
 set -Eeo pipefail
 
 # file_env NAME [DEFAULT]: NAME from $NAME or from the file $NAME_FILE names, not both.
@@ -31,19 +32,23 @@ fi
 if [ "$1" != 'postgres' ]; then
 	exec "$@"
 fi
+for argument in "$@"; do  # a question to postgres, not a server to start
+	case "$argument" in -V | --version | --help | -\? | --describe-config | -C) exec "$@" ;; esac
+done
 
-if [ "$(id -u)" = '0' ]; then
-	mkdir -p "$PGDATA"
-	chown postgres:postgres "$PGDATA"
-	chmod 700 "$PGDATA"
-	exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
-fi
-
+# As root: a Secret's file may be readable by root only.
 file_env POSTGRES_PASSWORD
 file_env POSTGRES_USER postgres
 file_env POSTGRES_DB "$POSTGRES_USER"
 file_env POSTGRES_INITDB_ARGS
 : "${POSTGRES_HOST_AUTH_METHOD:=scram-sha-256}"
+
+if [ "$(id -u)" = '0' ]; then
+	mkdir -p "$PGDATA"
+	find "$PGDATA" \! -user postgres -exec chown postgres:postgres '{}' +
+	chmod 700 "$PGDATA"
+	exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+fi
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	if [ -z "$POSTGRES_PASSWORD" ] && [ "$POSTGRES_HOST_AUTH_METHOD" != 'trust' ]; then
@@ -60,9 +65,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	eval 'initdb --username="$POSTGRES_USER" --pwfile=<(printf "%s\n" "$POSTGRES_PASSWORD") '"$POSTGRES_INITDB_ARGS"
 	printf '\nhost all all all %s\n' "$POSTGRES_HOST_AUTH_METHOD" >>"$PGDATA/pg_hba.conf"
 
-	# A server for the init scripts only: on the socket, no TCP.
-	PGUSER="$POSTGRES_USER" PGPASSWORD="$POSTGRES_PASSWORD" \
-		pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start
+	# A server for the init scripts only: on the socket, no TCP; clients find it there.
+	PGUSER="$POSTGRES_USER" pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start
+	unset PGHOST PGHOSTADDR
 	export PGPASSWORD="$POSTGRES_PASSWORD"
 	psql=(psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --no-password --no-psqlrc)
 	if [ "$POSTGRES_DB" != 'postgres' ]; then

@@ -13,6 +13,7 @@ sed -ri "s!^#?(listen_addresses)\s*=\s*\S+.*!\1 = '*'!" /usr/share/postgresql/15
 grep -q "^listen_addresses = '\*'" /usr/share/postgresql/15/postgresql.conf.sample
 mkdir -p /docker-entrypoint-initdb.d /var/lib/postgresql/data /var/run/postgresql
 chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql
-# Any user may run the server (a pod's runAsUser), as in the official image.
+# The socket and data directories are open to every user, as in the official image (the server
+# itself runs as postgres, 999: initdb needs its user in /etc/passwd).
 chmod 3777 /var/run/postgresql
 chmod 1777 /var/lib/postgresql/data

@@ -10,6 +10,7 @@ from kubernetes import client
 
 from floe_deploy_assets.helm.render import RenderError, build_dependencies
 from tests.support.charts import CONFIG, generated_values, render
+from tests.support.real_node import ON_THE_REAL_NODE
 
 PLATFORM_CHART = CONFIG.chart_path("platform")
 
@@ -274,12 +275,6 @@ def test_helm_test_pod_checks_each_enabled_endpoint():
     assert "floe-platform-dagster-webserver/server_info" in script
     assert "floe-platform-polaris:8182" in script and "floe-platform-marquez:5001" in script
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-
-
-ON_THE_REAL_NODE = {
-    "nodeSelector": {"node.floe.dev/real": "true"},
-    "tolerations": [{"key": "node.floe.dev/real", "operator": "Exists", "effect": "NoSchedule"}],
-}
 
 
 def _pod_spec(rendered, kind: str, name: str) -> dict:

@@ -14,6 +14,11 @@ TOLERATE_THE_REAL_NODE = {
     "operator": "Exists",
     "effect": "NoSchedule",
 }
+# A chart component's scheduling values that place it on the real node.
+ON_THE_REAL_NODE = {
+    "nodeSelector": {realnode.REAL_NODE_LABEL: "true"},
+    "tolerations": [TOLERATE_THE_REAL_NODE],
+}
 
 
 def _pod_spec_on_the_real_node(

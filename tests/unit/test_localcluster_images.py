@@ -1,7 +1,8 @@
 """Images without a registry (localcluster/images.py): the OCI layout archive a real node's
 containerd imports, checked for what containerd relies on: the index names the image by its
-normalized reference, every digest matches its blob, the layer's files are root's; the cache
-key follows the content of the inputs; a layer keeps owners and leaves out what images drop."""
+normalized reference, every digest matches its blob, a host file is root's in the image; the
+cache key follows the content of the inputs; a layer keeps owners and leaves out what images
+drop."""
 
 from __future__ import annotations
 

@@ -18,15 +18,13 @@ from floe_deploy_assets.helm.render import build_dependencies
 from localcluster import ClusterConfig, realnode
 from localcluster.images import DAGSTER_VERSION, POSTGRES_IMAGE, PYTHON_IMAGE
 from tests.support.charts import CONFIG, generated_values, values_generator
-from tests.support.real_node import TOLERATE_THE_REAL_NODE, job_on_the_real_node, pod_log, run_job
+from tests.support.real_node import ON_THE_REAL_NODE, job_on_the_real_node, pod_log, run_job
 from tests.support.waits import create_namespace_ready_for_pods, wait_for
 
+# Helm's install (up to 360 s) and a run (up to 420 s) take longer than pytest's default.
+pytestmark = pytest.mark.timeout(900)
 NAMESPACE = "floe-dev"
 RELEASE = "floe-platform"
-ON_THE_REAL_NODE = {
-    "nodeSelector": {realnode.REAL_NODE_LABEL: "true"},
-    "tolerations": [TOLERATE_THE_REAL_NODE],
-}
 PASSWORD = "a-test-password-for-postgres"
 
 
@@ -89,7 +87,9 @@ def test_the_platform_runs_where_its_values_place_it(
     real_node = realnode.RealNode(real_cluster, 0).name
     placed = {
         pod.metadata.labels["app.kubernetes.io/component"]: pod.spec.node_name
-        for pod in core.list_namespaced_pod(platform).items
+        for pod in core.list_namespaced_pod(
+            platform, label_selector=f"app.kubernetes.io/instance={RELEASE}"
+        ).items
     }
     on_the_real_node = {component for component, node in placed.items() if node == real_node}
     assert on_the_real_node == {

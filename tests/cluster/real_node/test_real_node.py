@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 from kubernetes import client
@@ -182,6 +183,28 @@ def test_status_reports_the_real_node_and_the_service_network(real_cluster: Clus
     for name in (*node.process_names, "kube-proxy", "cluster-dns", "cluster-dns-feeder"):
         assert states.pop(name) == "healthy", name
     assert set(states.values()) == {"healthy"}, states  # and the control plane
+
+
+def test_up_again_leaves_the_running_pods_alone(
+    real_cluster: ClusterConfig, core: client.CoreV1Api, namespace: str
+):
+    # `up` is repeatable: on a cluster that is up it starts nothing, and the clean-up of a
+    # node that ended without `down` (its containers, in the kept image store) is not done.
+    core.create_namespaced_pod(namespace, pod_on_the_real_node("sleeper", "exec sleep 600"))
+
+    def running_since() -> object:
+        status = core.read_namespaced_pod("sleeper", namespace).status
+        running = status.container_statuses and status.container_statuses[0].state.running
+        return running and running.started_at
+
+    started_at = wait_for(running_since, timeout=60, reason="the sleeper to run")
+    cluster.up(real_cluster, real_nodes=1)
+    # A killed container would show within the kubelet's 1 s relist: watch for 5 s.
+    watch_until = time.monotonic() + 5
+    while time.monotonic() < watch_until:
+        status = core.read_namespaced_pod("sleeper", namespace).status.container_statuses[0]
+        assert (status.restart_count, running_since()) == (0, started_at)
+        time.sleep(0.5)
 
 
 def test_pods_without_the_toleration_stay_off_the_real_node(

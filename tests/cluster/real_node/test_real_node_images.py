@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from kubernetes import client
 
 from localcluster.images import (
@@ -25,6 +26,8 @@ from tests.support.real_node import (
 )
 from tests.support.waits import wait_for
 
+# The first test's time includes the module's `up` (which builds a changed image first).
+pytestmark = pytest.mark.timeout(600)
 # As the charts run their containers (floe-common.containerSecurityContext).
 LOCKED_DOWN = {
     "runAsNonRoot": True,
@@ -201,6 +204,51 @@ def test_postgres_honours_the_official_images_environment_and_init_scripts(
     server_log = core.read_namespaced_pod_log("db", namespace)
     assert "PostgreSQL init process complete; ready for start up." in server_log
     assert "s3cret-for-the-test" not in server_log
+
+
+def test_postgres_started_as_root_reads_a_root_only_secret_and_runs_shell_init_scripts(
+    core: client.CoreV1Api, namespace: str
+):
+    # The official image's other path: started as root, it reads the password file (a Secret
+    # only root may read) before it becomes postgres; a *.sh init script is sourced, an
+    # executable one run; POSTGRES_INITDB_ARGS reaches initdb.
+    _secret(core, namespace, "root-auth", {"password": "another-test-password"})
+    core.create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {"name": "root-init"},
+            "data": {"20-note.sh": 'echo "init script as $(id -un) for $POSTGRES_DB"'},
+        },
+    )
+    server = pod_on_the_real_node(
+        "rootdb",
+        "exec docker-entrypoint.sh postgres",
+        image=POSTGRES_IMAGE,
+        env=[
+            {"name": "POSTGRES_PASSWORD_FILE", "value": "/auth/password"},
+            {"name": "POSTGRES_INITDB_ARGS", "value": "--data-checksums"},
+        ],
+        readinessProbe={
+            "exec": {"command": ["pg_isready", "-U", "postgres", "-h", "127.0.0.1"]},
+            "periodSeconds": 1,
+        },
+        volumeMounts=[
+            {"name": "init", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": True},
+            {"name": "auth", "mountPath": "/auth", "readOnly": True},
+        ],
+    )
+    server["metadata"]["labels"] = {"app": "rootdb"}
+    _with_volumes(
+        server,
+        {"name": "init", "configMap": {"name": "root-init"}},
+        {"name": "auth", "secret": {"secretName": "root-auth", "defaultMode": 0o400}},
+    )
+    core.create_namespaced_pod(namespace, server)
+    _service(core, namespace, "rootdb", 5432)
+    log = core.read_namespaced_pod_log("rootdb", namespace)
+    assert "init script as postgres for postgres" in log
+    assert "Data page checksums are enabled." in log
+    assert "another-test-password" not in log
 
 
 def test_postgres_refuses_to_initialize_without_a_password(core: client.CoreV1Api, namespace: str):
