@@ -132,23 +132,25 @@ def _secret(core: client.CoreV1Api, namespace: str, name: str, data: dict[str, s
     )
 
 
+def _password_and_init_scripts(
+    core: client.CoreV1Api, namespace: str, name: str, password: str, scripts: dict[str, str]
+) -> None:
+    """The Secret ``<name>-auth`` (key ``password``) and the ConfigMap ``<name>-init`` of init
+    scripts a PostgreSQL server of the tests mounts."""
+    _secret(core, namespace, f"{name}-auth", {"password": password})
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": f"{name}-init"}, "data": scripts}
+    )
+
+
 def test_postgres_honours_the_official_images_environment_and_init_scripts(
     core: client.CoreV1Api, namespace: str
 ):
     # As the platform chart runs it: uid 999, read-only root, the socket directory and PGDATA
     # on volumes; user, password (from a Secret, as a file) and database from the environment;
     # an init script from a ConfigMap. A client then logs in over the Service by password.
-    _secret(core, namespace, "db-auth", {"password": "s3cret-for-the-test"})
-    core.create_namespaced_config_map(
-        namespace,
-        {
-            "metadata": {"name": "db-init"},
-            "data": {
-                "10-seed.sql": "CREATE TABLE seeded (note text); "
-                "INSERT INTO seeded VALUES ('made by the init script');"
-            },
-        },
-    )
+    seed = "CREATE TABLE seeded (note text); INSERT INTO seeded VALUES ('made by the init script');"
+    _password_and_init_scripts(core, namespace, "db", "s3cret-for-the-test", {"10-seed.sql": seed})
     as_postgres = {**LOCKED_DOWN, "runAsUser": 999, "runAsGroup": 999}
     server = pod_on_the_real_node(
         "db",
@@ -212,13 +214,9 @@ def test_postgres_started_as_root_reads_a_root_only_secret_and_runs_shell_init_s
     # The official image's other path: started as root, it reads the password file (a Secret
     # only root may read) before it becomes postgres; a *.sh init script is sourced, an
     # executable one run; POSTGRES_INITDB_ARGS reaches initdb.
-    _secret(core, namespace, "root-auth", {"password": "another-test-password"})
-    core.create_namespaced_config_map(
-        namespace,
-        {
-            "metadata": {"name": "root-init"},
-            "data": {"20-note.sh": 'echo "init script as $(id -un) for $POSTGRES_DB"'},
-        },
+    note = 'echo "init script as $(id -un) for $POSTGRES_DB"'
+    _password_and_init_scripts(
+        core, namespace, "rootdb", "another-test-password", {"20-note.sh": note}
     )
     server = pod_on_the_real_node(
         "rootdb",
@@ -240,8 +238,8 @@ def test_postgres_started_as_root_reads_a_root_only_secret_and_runs_shell_init_s
     server["metadata"]["labels"] = {"app": "rootdb"}
     _with_volumes(
         server,
-        {"name": "init", "configMap": {"name": "root-init"}},
-        {"name": "auth", "secret": {"secretName": "root-auth", "defaultMode": 0o400}},
+        {"name": "init", "configMap": {"name": "rootdb-init"}},
+        {"name": "auth", "secret": {"secretName": "rootdb-auth", "defaultMode": 0o400}},
     )
     core.create_namespaced_pod(namespace, server)
     _service(core, namespace, "rootdb", 5432)
