@@ -481,6 +481,10 @@ def _remove_network(node: RealNode) -> None:
     for netns in pod_network_namespaces(node):
         subprocess.run(["ip", "netns", "delete", netns], capture_output=True)
     subprocess.run(["ip", "link", "delete", node.tag], capture_output=True)
+    # With the bridge gone, the sandboxes' veths are gone: what is left of a sandbox whose
+    # network was never set up, or torn down halfway, is a namespace with loopback only.
+    for netns in empty_cri_namespaces():
+        subprocess.run(["ip", "netns", "delete", netns], capture_output=True)
     shutil.rmtree(Path("/var/lib/cni/networks") / node.tag, ignore_errors=True)
 
 
@@ -499,6 +503,28 @@ def pod_network_namespaces(node: RealNode) -> list[str]:
     listed_ids = subprocess.run(["ip", "-json", "netns", "list-id"], capture_output=True, text=True)
     by_id = {e.get("nsid"): e.get("name") for e in json.loads(listed_ids.stdout or "[]")}
     return [by_id[i] for i in peer_ids if by_id.get(i) in names]
+
+
+def empty_cri_namespaces() -> list[str]:
+    """The CRI's network namespaces (``cni-...``) with nothing in them but loopback: left by a
+    sandbox whose network was never set up or already torn down; they serve no pod. (One cluster
+    with real nodes at a time, so none is another live node's.)"""
+    listed = subprocess.run(["ip", "-json", "netns", "list"], capture_output=True, text=True)
+    if listed.returncode != 0 or not listed.stdout.strip():
+        return []
+    empty = []
+    for entry in json.loads(listed.stdout):
+        name = entry["name"]
+        if not name.startswith("cni-"):
+            continue
+        links = subprocess.run(
+            ["ip", "-n", name, "-json", "link", "show"], capture_output=True, text=True
+        )
+        if links.returncode == 0 and all(
+            link.get("ifname") == "lo" for link in json.loads(links.stdout or "[]")
+        ):
+            empty.append(name)
+    return empty
 
 
 def _cgroup_hierarchies() -> list[Path]:
@@ -538,7 +564,8 @@ def _remove_cgroups(node: RealNode) -> None:
 def leftovers(node: RealNode) -> list[str]:
     """What of the node is still on the machine (empty after ``stop``): processes (containerd,
     the kubelet, shims: each names the node's directory or sockets), the bridge, the
-    forwarding rule, cgroups, the sockets' directory."""
+    forwarding rule, pod network namespaces (on its bridge, or the CRI's left empty), cgroups,
+    the sockets' directory."""
     found = []
     naming = process.processes_naming(str(node.directory), str(node.runtime_dir))
     found += [process.process_line(pid, command) for pid, command in naming.items()]
@@ -549,6 +576,10 @@ def leftovers(node: RealNode) -> list[str]:
         == 0
     ):
         found.append("iptables rule " + " ".join(_forward_rule(node)))
+    found += [
+        f"network namespace {name}"
+        for name in sorted({*pod_network_namespaces(node), *empty_cri_namespaces()})
+    ]
     if node.runtime_dir.exists():
         found.append(f"directory {node.runtime_dir}")
     for directory in (node.runtime_dir, node.directory, node.image_store):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -17,6 +18,8 @@ from localcluster import ClusterConfig, cluster, realnode, servicenet
 from tests.conftest import TEST_PORT_BASE
 from tests.support.real_node import job_on_the_real_node
 from tests.support.waits import create_namespace_ready_for_pods, wait_for
+
+EMPTY_SANDBOX = "cni-00000000-left-by-a-test"
 
 
 def test_down_leaves_nothing_of_the_real_node(tmp_path_factory: pytest.TempPathFactory):
@@ -47,6 +50,15 @@ def test_down_leaves_nothing_of_the_real_node(tmp_path_factory: pytest.TempPathF
         assert realnode.leftovers(node), "the running node is seen by leftovers()"
         sandboxes = realnode.pod_network_namespaces(node)
         assert len(sandboxes) == 1, sandboxes
+        # As a sandbox whose network set-up was cut short leaves it: the CRI's name, no veth,
+        # made as the CRI makes it (`ip netns add` would bind-mount /run/netns over itself and
+        # hide the CRI's namespaces under it).
+        empty = Path("/run/netns") / EMPTY_SANDBOX
+        empty.touch()
+        subprocess.run(
+            ["unshare", "--net", "mount", "--bind", "/proc/self/ns/net", str(empty)], check=True
+        )
+        assert f"network namespace {EMPTY_SANDBOX}" in realnode.leftovers(node)
     finally:
         stopping = time.monotonic()
         cluster.down(config, wipe=True)
@@ -59,3 +71,4 @@ def test_down_leaves_nothing_of_the_real_node(tmp_path_factory: pytest.TempPathF
     assert not servicenet.OWNER.exists()
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
     assert sandboxes[0] not in listed.stdout
+    assert EMPTY_SANDBOX not in listed.stdout
