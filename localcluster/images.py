@@ -359,13 +359,15 @@ def _unpack_debian_base(packages: tuple[str, ...], rootfs: Path, cache_dir: Path
             what=f"bootstrapping Debian {DEBIAN_SUITE} (minbase, {', '.join(packages)})",
         )
         # A name of its own: two builds at once each publish a whole archive.
-        with tempfile.NamedTemporaryFile(dir=base.parent, suffix=".partial") as staged:
+        staged = Path(tempfile.mkstemp(dir=base.parent, suffix=".partial")[1])
+        try:
             run_command(
-                ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", staged.name, "."],
+                ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(staged), "."],
                 what=f"archiving the Debian base in {base}",
             )
-            os.link(staged.name, base.with_suffix(f".{os.getpid()}"))
-            base.with_suffix(f".{os.getpid()}").replace(base)
+            staged.replace(base)
+        finally:
+            staged.unlink(missing_ok=True)
         return
     run_command(
         ["tar", "--numeric-owner", "-C", str(rootfs), "-xpf", str(base)],

@@ -7,7 +7,6 @@ for dev, as `floe-deploy values` makes them, then overridden as an operator woul
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 
 import helm_python
@@ -17,7 +16,8 @@ from kubernetes import client
 from floe_deploy_assets.helm.render import build_dependencies
 from localcluster import ClusterConfig, realnode
 from localcluster.images import DAGSTER_VERSION, POSTGRES_IMAGE, PYTHON_IMAGE
-from tests.support.charts import CONFIG, generated_values, values_generator
+from tests.support.charts import CONFIG, generated_values
+from tests.support.deployment import create_operator_secrets
 from tests.support.real_node import ON_THE_REAL_NODE, job_on_the_real_node, pod_log, run_job
 from tests.support.waits import create_namespace_ready_for_pods, wait_for
 
@@ -25,7 +25,6 @@ from tests.support.waits import create_namespace_ready_for_pods, wait_for
 pytestmark = pytest.mark.timeout(900)
 NAMESPACE = "floe-dev"
 RELEASE = "floe-platform"
-PASSWORD = "a-test-password-for-postgres"
 
 
 def _image(reference: str) -> dict[str, str]:
@@ -51,14 +50,7 @@ def platform_values() -> dict:
 def platform(real_cluster: ClusterConfig, core: client.CoreV1Api) -> Iterator[str]:
     """The release, installed and ready (Helm's own wait)."""
     create_namespace_ready_for_pods(core, NAMESPACE)
-    for required in values_generator("platform").required_secrets:  # as the operator would
-        data = {
-            key: PASSWORD if key == "password" else secrets.token_urlsafe(16)
-            for key in required.keys
-        }
-        core.create_namespaced_secret(
-            NAMESPACE, {"metadata": {"name": required.name}, "stringData": data}
-        )
+    create_operator_secrets(core, NAMESPACE)
     chart = CONFIG.chart_path("platform")
     build_dependencies(chart)
     helm = helm_python.Config(
