@@ -9,6 +9,7 @@ provide"); floe-deploy only references them. Existing Secrets are left as they a
 from __future__ import annotations
 
 import argparse
+import base64
 import secrets
 from pathlib import Path
 
@@ -19,6 +20,21 @@ from floe_deploy_assets.models.config import load_deployment_config
 from floe_deploy_assets.models.products import load_products
 from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
+
+# Keys that must hold another Secret's value: the example product's dbt profile connects to the
+# platform's PostgreSQL as its superuser, so its password is the platform's.
+SAME_AS = {
+    "floe-dbt-profiles": {"DBT_ENV_SECRET_PG_PASSWORD": ("floe-postgresql", "password")},
+}
+
+
+def _encoded(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def _value_of(core: client.CoreV1Api, namespace: str, name: str, key: str) -> str:
+    """A key of a Secret the platform's chart required (created before the jobs' Secrets)."""
+    return core.read_namespaced_secret(name, namespace).data[key]
 
 
 def main() -> None:
@@ -47,10 +63,11 @@ def main() -> None:
             schema=files.schema(),
         )
         for required in generator.required_secrets:
-            body = {
-                "metadata": {"name": required.name},
-                "stringData": {key: secrets.token_urlsafe(24) for key in required.keys},
-            }
+            # Base64, as a Secret's data holds it (and as another Secret's value is read).
+            data = {key: _encoded(secrets.token_urlsafe(24)) for key in required.keys}
+            for key in data.keys() & SAME_AS.get(required.name, {}).keys():
+                data[key] = _value_of(core, namespace, *SAME_AS[required.name][key])
+            body = {"metadata": {"name": required.name}, "data": data}
             try:
                 core.create_namespaced_secret(namespace, body)
                 print(f"created Secret {namespace}/{required.name} (random values)")

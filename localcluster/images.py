@@ -125,6 +125,7 @@ class ImageRecipe:
     env: tuple[str, ...] = (f"PATH={DEFAULT_PATH}",)
     labels: dict[str, str] = field(default_factory=dict)
     stop_signal: str = ""  # what the runtime sends to stop the container (default SIGTERM)
+    working_dir: str = ""  # the process's working directory (default /)
 
     @property
     def reference(self) -> str:
@@ -149,6 +150,7 @@ class ImageRecipe:
             "env": self.env,
             "labels": self.labels,
             "stop_signal": self.stop_signal,
+            "working_dir": self.working_dir,
             "built_with": [DEBIAN_SUITE, DEBIAN_MIRROR, VENV, list(sys.version_info[:2])],
         }
         hasher.update(json.dumps(described, sort_keys=True).encode())
@@ -199,6 +201,8 @@ PYTHON_IMAGE = f"{IMAGE_REGISTRY}/floe-python:{DAGSTER_VERSION}"
 # dbt with the adapters the examples and the floe-jobs chart's default use.
 DBT_STACK = ("dbt-core==1.8.9", "dbt-duckdb==1.8.4", "dbt-postgres==1.8.2")
 DBT_IMAGE = f"{IMAGE_REGISTRY}/dbt:1.8.9"
+DBT_PROJECT_DIR = "/usr/app/dbt"
+EXAMPLE_DBT_PROJECT = "examples/customer_360"  # the example data product's dbt project
 POSTGRES_MAJOR = "15"  # bookworm's PostgreSQL
 POSTGRES_IMAGE = f"{IMAGE_REGISTRY}/postgres:{POSTGRES_MAJOR}-bookworm"
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -244,14 +248,26 @@ def python_recipe() -> ImageRecipe:
 
 def dbt_recipe() -> ImageRecipe:
     """dbt-core with the duckdb and postgres adapters, on the same Debian base as the Python
-    image; ``dbt`` is the entrypoint, as in dbt Labs' images."""
+    image; ``dbt`` is the entrypoint, as in dbt Labs' images, and the example data product's
+    dbt project is in the working directory (/usr/app/dbt, as there), so the floe-jobs chart's
+    ``dbt build --select ...`` runs its models."""
     return _recipe_for(
         DBT_IMAGE,
         debootstrap=PYTHON_BASE,
         pip_requirements=DBT_STACK,
-        env=VENV_ENV,
+        files=tuple(
+            (f"{DBT_PROJECT_DIR}/{relative.removeprefix(EXAMPLE_DBT_PROJECT + '/')}", file)
+            for relative, file in ProjectSource(PROJECT_ROOT, (EXAMPLE_DBT_PROJECT,)).files()
+        ),
+        env=(
+            *VENV_ENV,
+            f"DBT_PROJECT_DIR={DBT_PROJECT_DIR}",
+            # No usage reporting (nothing outside is reachable, and it writes ~/.dbt).
+            "DBT_SEND_ANONYMOUS_USAGE_STATS=false",
+        ),
         entrypoint=("dbt",),
         cmd=("--help",),
+        working_dir=DBT_PROJECT_DIR,
     )
 
 
@@ -516,6 +532,7 @@ def _write_layout_archive(recipe: ImageRecipe, layer: Path, archive: Path) -> No
                 "Cmd": list(recipe.cmd) or None,
                 "Labels": recipe.labels or None,
                 "StopSignal": recipe.stop_signal or None,
+                "WorkingDir": recipe.working_dir or None,
             },
             "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
         }

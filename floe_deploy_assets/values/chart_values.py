@@ -76,6 +76,8 @@ IMAGE_TAG_PATTERN = (
 )
 Namespace = Annotated[str, StringConstraints(max_length=63, pattern=DNS1123_LABEL)]
 DbtIdentifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+# A container environment variable's name, as a shell and dbt's env_var() read it.
+EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 # The shape of a cron expression for Helm; the fields' ranges are the "cron" format's.
 CRON_PATTERN = f"^({'|'.join(CRON_DESCRIPTORS)}|[-*/,?0-9A-Za-z]+( +[-*/,?0-9A-Za-z]+){{4}})$"
 
@@ -688,7 +690,10 @@ class JobSettings(ValuesModel):
     ttl_seconds_after_finished: int = Field(
         default=3600, ge=0, description="Seconds a finished job is kept for its logs"
     )
-    command: Literal["run", "build", "test"] = Field(default="run", description="dbt command")
+    command: Literal["run", "build", "test"] = Field(
+        default="build",
+        description="dbt command; build runs the model with the seeds it reads and its tests",
+    )
 
 
 class ArtifactsSettings(ValuesModel):
@@ -748,6 +753,11 @@ class DbtProfiles(ValuesModel):
 class DbtSettings(ValuesModel):
     target: str = Field(default="dev", min_length=1, description="dbt target in profiles.yml")
     profiles: DbtProfiles = Field(default_factory=DbtProfiles, description="Where profiles.yml is")
+    secret_env: dict[EnvVarName, SecretKeyRef] = Field(
+        default_factory=dict,
+        description="Environment variables from Secrets, for the profiles' env_var() "
+        "references (DBT_ENV_SECRET_*: dbt keeps them out of its logs)",
+    )
 
 
 class DbtModel(ListItemModel):

@@ -20,6 +20,9 @@ parameters, ``Bearer``/``Basic``/``Authorization`` values, pgpass lines, embedde
 - telemetry ``authentication``: a reference to ``floe-otel-exporter-auth``;
 - ``dbt_profiles``: any finding anywhere in them (or a number under a secret key) sends the
   *whole* profiles to the operator's ``floe-dbt-profiles`` Secret; only a reference is a value;
+  profiles that name their credentials as dbt does, ``{{ env_var('DBT_ENV_SECRET_<X>') }}``, are
+  inlined, and each such variable is read from that Secret's key ``DBT_ENV_SECRET_<X>``
+  (``dbt.secretEnv``);
 - the catalog plugin config, the telemetry endpoint and everything else that passes through:
   kept as is, so the values validation refuses the finding with its JSON pointer (the catalog's
   credential is ``floe-polaris-credentials``, the exporter's is its ``authentication``);
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +50,8 @@ POSTGRES_SECRET = "floe-postgresql"
 DBT_PROFILES_SECRET = "floe-dbt-profiles"
 OTEL_AUTH_SECRET = "floe-otel-exporter-auth"
 POLARIS_SECRET = "floe-polaris-credentials"
+# ``{{ env_var('DBT_ENV_SECRET_PG_PASSWORD') }}``, quoted either way.
+SECRET_ENV_REFERENCE = re.compile(r"""env_var\(\s*['"](DBT_ENV_SECRET_[A-Za-z0-9_]+)['"]""")
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,34 @@ def jobs_layer(artifacts: CompiledArtifacts, profiles_secret: str) -> ArtifactsL
                 "source": "inline",
                 "inline": yaml.safe_dump(profiles, sort_keys=True),
             }
+        references = secret_env_references(profiles)
+        if references:
+            # The profiles name their credentials by env_var(): each is read from the product's
+            # profiles Secret, under a key of the variable's name.
+            values["dbt"]["secretEnv"] = {
+                name: {"name": profiles_secret, "key": name} for name in references
+            }
+            secrets.append(
+                RequiredSecret(
+                    profiles_secret,
+                    references,
+                    "the values of the env_var() references in the artifacts' dbt_profiles",
+                )
+            )
     return ArtifactsLayer(values, tuple(secrets))
+
+
+def secret_env_references(profiles: Any) -> tuple[str, ...]:
+    """The ``DBT_ENV_SECRET_*`` variables dbt profiles read with ``env_var()``, sorted: dbt's
+    own convention for a credential kept out of a profile (and out of dbt's logs)."""
+    if isinstance(profiles, str):
+        return tuple(sorted(set(SECRET_ENV_REFERENCE.findall(profiles))))
+    if isinstance(profiles, Mapping):
+        profiles = list(profiles.values())
+    if isinstance(profiles, list):
+        found = {name for item in profiles for name in secret_env_references(item)}
+        return tuple(sorted(found))
+    return ()
 
 
 def profiles_hold_credentials(profiles: dict[str, Any]) -> bool:

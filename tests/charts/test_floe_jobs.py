@@ -55,9 +55,13 @@ def test_run_model_renders_exactly_that_models_job():
     pod = spec["template"]["spec"]
     assert pod["containers"][0]["command"] == [
         "dbt",
-        "run",
+        "build",
+        # By its file: the project is named customer_360 as one of its models.
         "--select",
-        "customer_orders",
+        "file:customer_orders",
+        "1+file:customer_orders,resource_type:seed",
+        "--indirect-selection",
+        "buildable",
         "--target",
         "dev",
     ]
@@ -68,6 +72,23 @@ def test_run_model_renders_exactly_that_models_job():
         labels["floe.dev/run-id"],
         labels["floe.dev/environment"],
     ) == ("customer-orders", "run-1", "dev")
+
+
+def test_the_profiles_credential_reaches_the_model_as_dbt_reads_it_and_nowhere_else():
+    # The example's profile names its password as dbt does, env_var('DBT_ENV_SECRET_...'): the
+    # profiles are inlined as they are, and the variable comes from the operator's Secret.
+    rendered = render("jobs", _run(generated_values("jobs"), "stg_orders", "stg-orders-x"))
+
+    profiles = rendered.named("ConfigMap", "floe-jobs-dbt-profiles")["data"]["profiles.yml"]
+    output = yaml.safe_load(profiles)["customer_360"]["outputs"]["dev"]
+    assert output["password"] == "{{ env_var('DBT_ENV_SECRET_PG_PASSWORD') }}"
+    [container] = rendered.by_kind("Job")[0]["spec"]["template"]["spec"]["containers"]
+    from_secrets = {e["name"]: e["valueFrom"] for e in container["env"] if "valueFrom" in e}
+    assert from_secrets == {
+        "DBT_ENV_SECRET_PG_PASSWORD": {
+            "secretKeyRef": {"name": "floe-dbt-profiles", "key": "DBT_ENV_SECRET_PG_PASSWORD"}
+        }
+    }
 
 
 def test_a_model_with_its_own_resources_overrides_the_preset():

@@ -149,6 +149,40 @@ def test_credentials_in_artifacts_become_secret_references_never_values():
     assert {s.name for s in jobs.required_secrets} == {"floe-dbt-profiles"}
 
 
+def test_profiles_naming_their_credentials_by_env_var_are_inlined_and_read_them_from_a_secret():
+    # dbt's own way to keep a credential out of a profile: env_var('DBT_ENV_SECRET_...').
+    profiles = {
+        "p": {
+            "target": "ci",
+            "outputs": {
+                "ci": {
+                    "type": "postgres",
+                    "user": '{{ env_var("DBT_ENV_SECRET_USER") }}',
+                    "password": "{{ env_var('DBT_ENV_SECRET_PASSWORD') }}",
+                    "host": "{{ env_var('DB_HOST', 'db') }}",  # not a secret: not from one
+                }
+            },
+        }
+    }
+    text = _with(ROOT / "examples" / "compiled-artifacts.json", dbt_profiles=profiles)
+    jobs = generator(parse_compiled_artifacts(text, "doc.json"), chart="jobs")
+
+    dbt = jobs.generate()["dbt"]
+    assert dbt["target"] == "ci"
+    assert dbt["profiles"]["source"] == "inline"
+    assert yaml.safe_load(dbt["profiles"]["inline"]) == profiles
+    assert dbt["secretEnv"] == {
+        "DBT_ENV_SECRET_PASSWORD": {"name": "floe-dbt-profiles", "key": "DBT_ENV_SECRET_PASSWORD"},
+        "DBT_ENV_SECRET_USER": {"name": "floe-dbt-profiles", "key": "DBT_ENV_SECRET_USER"},
+    }
+    [secret] = jobs.required_secrets
+    assert (secret.name, secret.keys) == (
+        "floe-dbt-profiles",
+        ("DBT_ENV_SECRET_PASSWORD", "DBT_ENV_SECRET_USER"),
+    )
+    assert jobs.validate() == []
+
+
 def test_a_literal_credential_in_overrides_is_found_and_not_echoed():
     config = with_overrides({"dev": {"platform": {"polaris": {"config": {"token": LEAKED}}}}})
     artifacts = load_compiled_artifacts(ROOT / "examples" / "compiled-artifacts.json")

@@ -50,9 +50,21 @@ spec:
     - name: dbt
       image: {{ include "floe-common.image" $root.Values.image }}
       imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-      command: ["dbt", {{ $root.Values.job.command | quote }}, "--select", {{ $model.name | quote }}, "--target", {{ $root.Values.dbt.target | quote }}]
+      {{- /*
+      The model is selected by its file (a model's name is its file's): a bare name also
+      matches the dbt project's own name, and would select every node of a project that has a
+      model named as it (customer_360 in customer_360). With it, the seeds it reads directly
+      (each Job loads its own), and the tests whose every parent is built by now (buildable).
+      */}}
+      {{- $file := printf "file:%s" $model.name }}
+      command: ["dbt", {{ $root.Values.job.command | quote }}, "--select", {{ $file | quote }}, {{ printf "1+%s,resource_type:seed" $file | quote }}, "--indirect-selection", "buildable", "--target", {{ $root.Values.dbt.target | quote }}]
       env:
         - {name: DBT_PROFILES_DIR, value: /etc/dbt}
+        {{- range $name, $secret := $root.Values.dbt.secretEnv }}
+        - name: {{ $name }}
+          valueFrom:
+            secretKeyRef: {name: {{ $secret.name | quote }}, key: {{ $secret.key | quote }}}
+        {{- end }}
         - {name: DBT_TARGET_PATH, value: /work/target}
         - {name: DBT_LOG_PATH, value: /work/logs}
         - {name: FLOE_ENVIRONMENT, value: {{ $root.Values.floe.environment | quote }}}

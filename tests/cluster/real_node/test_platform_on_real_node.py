@@ -2,7 +2,11 @@
 PostgreSQL on the real node, in the local images, placed there by the chart's ordinary
 scheduling values; the components no registry offers an image for (Polaris, the OpenTelemetry
 collector) stay on the simulated nodes. Values are generated from the example CompiledArtifacts
-for dev, as `floe-deploy values` makes them, then overridden as an operator would."""
+for dev, as `floe-deploy values` makes them, then overridden as an operator would.
+
+Then the example data product for real: its dbt project (examples/customer_360, in the dbt
+image) runs model by model as the runner's Jobs on the real node, on the platform's PostgreSQL,
+with the password the profiles name by env_var() from the operator's Secret."""
 
 from __future__ import annotations
 
@@ -14,8 +18,12 @@ import pytest
 from kubernetes import client
 
 from floe_deploy_assets.helm.render import build_dependencies
+from floe_deploy_assets.jobs.plan import Outcome, select_models
+from floe_deploy_assets.jobs.runner import JobRunner, RunnerSettings, RunReport
+from floe_deploy_assets.jobs.spec import JobTemplate
+from floe_deploy_assets.models.products import load_products
 from localcluster import ClusterConfig, realnode
-from localcluster.images import DAGSTER_VERSION, POSTGRES_IMAGE, PYTHON_IMAGE
+from localcluster.images import DAGSTER_VERSION, DBT_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE
 from tests.support.charts import CONFIG, generated_values
 from tests.support.deployment import create_operator_secrets
 from tests.support.real_node import ON_THE_REAL_NODE, job_on_the_real_node, pod_log, run_job
@@ -25,6 +33,11 @@ from tests.support.waits import create_namespace_ready_for_pods, wait_for
 pytestmark = pytest.mark.timeout(900)
 NAMESPACE = "floe-dev"
 RELEASE = "floe-platform"
+JOBS_RELEASE = "floe-jobs"
+PASSWORD_FROM_SECRET = {
+    "name": "PGPASSWORD",
+    "valueFrom": {"secretKeyRef": {"name": "floe-postgresql", "key": "password"}},
+}
 
 
 def _image(reference: str) -> dict[str, str]:
@@ -127,27 +140,23 @@ def test_the_code_server_serves_this_projects_code_location(core: client.CoreV1A
     assert len(repository["assetNodes"]) >= 10  # the deployment graph's assets
 
 
+def _psql(core: client.CoreV1Api, name: str, database: str, query: str) -> list[str]:
+    """The rows ``query`` gives on the release's PostgreSQL, once it gives any (within two
+    minutes), one line each, columns separated by '|'; psql runs on the real node."""
+    script = (
+        "for attempt in $(seq 60); do "
+        f'found=$(psql -h {RELEASE}-postgresql -U postgres -d {database} -tA -c "{query}" 2>&1) '
+        '&& [ -n "$found" ] && break; sleep 2; done; echo "$found"'
+    )
+    job = job_on_the_real_node(name, script, image=POSTGRES_IMAGE, env=[PASSWORD_FROM_SECRET])
+    return pod_log(core, NAMESPACE, run_job(core, NAMESPACE, job, timeout=180))
+
+
 def test_the_daemon_heartbeats_into_postgresql(core: client.CoreV1Api, platform: str):
     # The daemon writes a heartbeat per daemon type to Dagster's storage on the release's
     # PostgreSQL, which the chart made from the operator's Secret.
     query = "SELECT DISTINCT daemon_type FROM daemon_heartbeats ORDER BY 1"
-    script = (
-        "for attempt in $(seq 60); do "
-        f'found=$(psql -h {RELEASE}-postgresql -U postgres -d dagster -tA -c "{query}" 2>&1) '
-        '&& [ -n "$found" ] && break; sleep 2; done; echo "$found"'
-    )
-    job = job_on_the_real_node(
-        "heartbeats",
-        script,
-        image=POSTGRES_IMAGE,
-        env=[
-            {
-                "name": "PGPASSWORD",
-                "valueFrom": {"secretKeyRef": {"name": "floe-postgresql", "key": "password"}},
-            }
-        ],
-    )
-    lines = pod_log(core, NAMESPACE, run_job(core, NAMESPACE, job, timeout=180))
+    lines = _psql(core, "heartbeats", "dagster", query)
     assert {"SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR"} <= set(lines), lines
 
 
@@ -234,3 +243,107 @@ def test_a_run_launched_by_the_webserver_runs_as_a_job_on_the_real_node(
         timeout=90,
         reason=f"the run's pod {run_pod.metadata.name} to complete",
     )
+
+
+def jobs_values() -> dict:
+    """The example product's floe-jobs values for dev, as generated, with the local dbt image
+    (its dbt project is the example's) and the model pods on the real node."""
+    values = generated_values("jobs")
+    values["image"] = _image(DBT_IMAGE)
+    values.update(ON_THE_REAL_NODE)
+    return values
+
+
+@pytest.fixture(scope="module")
+def product(real_cluster: ClusterConfig, core: client.CoreV1Api, platform: str) -> Iterator[str]:
+    """The example product's floe-jobs release beside the platform, and the operator's dbt
+    credential: the profiles read DBT_ENV_SECRET_PG_PASSWORD from floe-dbt-profiles, which the
+    operator sets to the platform PostgreSQL's password."""
+    password = core.read_namespaced_secret("floe-postgresql", NAMESPACE).data["password"]
+    core.patch_namespaced_secret(
+        "floe-dbt-profiles", NAMESPACE, {"data": {"DBT_ENV_SECRET_PG_PASSWORD": password}}
+    )
+    chart = CONFIG.chart_path("jobs")
+    build_dependencies(chart)
+    helm = helm_python.Config(
+        kubeconfig_path=str(real_cluster.admin_kubeconfig), namespace=NAMESPACE
+    )
+    try:
+        helm.install(str(chart), JOBS_RELEASE, jobs_values(), namespace=NAMESPACE, timeout=60)
+        yield NAMESPACE
+    finally:
+        helm.close()
+
+
+def _run_models(core: client.CoreV1Api, models: dict[str, tuple[str, ...]], run_id: str):
+    # dbt starts in seconds here, but the first pod of a run also waits for its image's
+    # unpacking on a node that is running the platform.
+    settings = RunnerSettings(concurrency=2, start_deadline=180)
+    chart = CONFIG.chart_path("jobs")
+    with JobTemplate(chart, jobs_values(), release_name=JOBS_RELEASE, namespace=NAMESPACE) as t:
+        return JobRunner(core.api_client, t, settings).run(models, run_id)
+
+
+@pytest.fixture(scope="module")
+def product_run(core: client.CoreV1Api, product: str) -> RunReport:
+    [example] = load_products(CONFIG)
+    models = select_models(example.artifacts.transforms.models_in_dependency_order(), None)
+    return _run_models(core, models, "real1")
+
+
+def test_the_example_products_models_run_for_real_in_dependency_order(
+    real_cluster: ClusterConfig, core: client.CoreV1Api, product_run: RunReport
+):
+    results = {r.model: r for r in product_run.results}
+    failed = {
+        m: (r.reason, r.message, r.job and r.job.status)
+        for m, r in results.items()
+        if r.outcome is not Outcome.SUCCEEDED
+    }
+    assert not failed, failed
+    assert list(results) == ["stg_customers", "stg_orders", "customer_orders", "customer_360"]
+
+    def ended(model: str) -> float:
+        return results[model].created_at + results[model].duration
+
+    # Each model's Job is created only after its upstream models' Jobs ended.
+    assert results["customer_orders"].created_at >= max(ended("stg_customers"), ended("stg_orders"))
+    assert results["customer_360"].created_at >= ended("customer_orders")
+    real_node = realnode.RealNode(real_cluster, 0).name
+    for result in results.values():
+        pod = core.read_namespaced_pod(result.pod_name, NAMESPACE)
+        assert pod.spec.node_name == real_node
+        assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+
+
+def test_a_downstream_model_reads_what_its_upstream_models_built(
+    core: client.CoreV1Api, product_run: RunReport
+):
+    # customer_360 (one pod) joined the table customer_orders (another pod) built from the
+    # views over the seeds (two more pods): the example's five customers, segmented by what
+    # they ordered (returned orders do not count).
+    query = (
+        "SELECT customer_id, order_count, lifetime_value, segment "
+        "FROM customer_360.customer_360 ORDER BY customer_id"
+    )
+    assert _psql(core, "customer-360", "postgres", query) == [
+        "1|2|174.99|active",
+        "2|0|0|prospect",
+        "3|3|393.00|gold",
+        "4|1|99.00|active",
+        "5|0|0|prospect",
+    ]
+
+
+def test_a_model_whose_sql_is_wrong_fails_with_dbts_own_error(
+    core: client.CoreV1Api, product_run: RunReport
+):
+    # broken_revenue (in the dbt project, in no deployment's artifacts) names a column that
+    # does not exist; its upstream's table does.
+    report = _run_models(core, {"broken_revenue": ()}, "real2")
+
+    [result] = report.results
+    assert result.outcome is Outcome.FAILED
+    logs = result.job.status.logs
+    assert "Database Error in model broken_revenue" in logs, logs
+    assert 'column "revenue_usd" does not exist' in logs, logs
