@@ -199,7 +199,14 @@ DAGSTER_STACK = (
 )
 PYTHON_IMAGE = f"{IMAGE_REGISTRY}/floe-python:{DAGSTER_VERSION}"
 # dbt with the adapters the examples and the floe-jobs chart's default use.
-DBT_STACK = ("dbt-core==1.8.9", "dbt-duckdb==1.8.4", "dbt-postgres==1.8.2")
+# dagster-pipes (no dependencies of its own): the floe-jobs chart's floe_dbt.py reports dbt's
+# results to Dagster with it.
+DBT_STACK = (
+    "dbt-core==1.8.9",
+    "dbt-duckdb==1.8.4",
+    "dbt-postgres==1.8.2",
+    f"dagster-pipes=={DAGSTER_VERSION}",
+)
 DBT_IMAGE = f"{IMAGE_REGISTRY}/dbt:1.8.9"
 DBT_PROJECT_DIR = "/usr/app/dbt"
 EXAMPLE_DBT_PROJECT = "examples/customer_360"  # the example data product's dbt project
@@ -209,7 +216,12 @@ RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 PYTHON_BASE = ("python3", "python3-venv")
 FLOE_DIR = "/opt/floe"
 # The deployment configuration and what it names, relative to it.
-DEPLOYMENT_FILES = ("floe-deploy.yaml", "examples/compiled-artifacts.json", "charts")
+DEPLOYMENT_FILES = (
+    "floe-deploy.yaml",
+    "examples/compiled-artifacts.json",
+    "examples/customer_360",
+    "charts",
+)
 VENV_ENV = (f"PATH={VENV}/bin:{DEFAULT_PATH}", "PYTHONUNBUFFERED=1", "LANG=C.UTF-8")
 
 

@@ -63,11 +63,9 @@ def build_definitions(
         # check results apart; the warning would greet every load of the code location.
         warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def")
         deployment_defs = list(deploy_assets(config, products))
+        model_defs = list(model_assets(products, environments(config)))  # dbt tests' checks
     return dg.Definitions(
-        assets=[
-            *deployment_defs,
-            *model_assets(products, environments(config)),
-        ],
+        assets=[*deployment_defs, *model_defs],
         jobs=[
             deploy_platform,
             run_data_products,

@@ -12,6 +12,15 @@ raises ``dg.Failure`` once every model has ended, with each such model's details
 failed without materializing it, so the model's partition shows failed, linked to that run.
 Dagster's own per-asset failure events (``AssetMaterializationFailure``) are not an option in
 1.13 OSS: user code cannot log them, and the OSS event storages neither store nor return them.
+
+dbt's own results come back through Dagster Pipes (dagster-k8s): every model's pod gets the
+session's bootstrap variables, runs dbt through the floe-jobs chart's ``floe_dbt.py``, which
+reports the model's materialization metadata (dbt's status, rows affected, execution time) and
+its dbt tests' outcomes as Pipes messages on stderr; once the runner is done, each finished
+pod's log is read for them (dagster-k8s' ``PipesK8sPodLogsMessageReader``; the other lines are
+forwarded to the step's stdout). The runner's watches are untouched: reading happens after.
+Each dbt test the product's dbt project declares is an asset check on its model
+(``models/dbt_tests.py``), blocking when dbt's severity is error.
 """
 
 import json
@@ -22,6 +31,9 @@ from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster_k8s import PipesK8sPodLogsMessageReader
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from pydantic import Field
 
 from floe_deploy_assets.defs.deploy_assets import Release
@@ -32,6 +44,7 @@ from floe_deploy_assets.jobs.pods import IMAGE_PULL_REASONS
 from floe_deploy_assets.jobs.runner import JobRunner, ModelResult, RunnerSettings
 from floe_deploy_assets.jobs.spec import JobTemplate
 from floe_deploy_assets.models.artifacts import CompiledArtifacts, TransformModel
+from floe_deploy_assets.models.dbt_tests import DbtTest, load_dbt_tests
 from floe_deploy_assets.models.products import DataProduct
 
 GROUP = "data_products"
@@ -42,6 +55,9 @@ MODELS_STEP = "dbt_models"  # the multi-asset's op, the step whose failure names
 PARTITION = "partition"  # in that failure's metadata, beside the models' asset keys
 # Failures that another attempt cannot fix: the image, or the Job's own spec, is wrong.
 NOT_RETRYABLE = IMAGE_PULL_REASONS | {"CreateContainerConfigError", "CreateFailed"}
+# The Pipes extras floe_dbt.py reads (charts/floe-jobs/files/floe_dbt.py): per dbt model, its
+# asset key and the names of its declared checks.
+PIPES_EXTRAS_KEY = "floe_models"
 
 
 class DataProductsResource(dg.ConfigurableResource):
@@ -127,6 +143,18 @@ def _product_models(
     models = _models(artifacts)
     release = jobs_release(product)
     keys = {m.name: model_key(artifacts, m.name) for m in models}
+    tests = load_dbt_tests(product.dbt_project) if product.dbt_project else {}
+    check_specs = [
+        dg.AssetCheckSpec(
+            test.check_name,
+            asset=keys[model],
+            blocking=test.blocking,
+            description=test.description,
+            partitions_def=partitions,  # a result per environment, as the model's
+        )
+        for model in keys
+        for test in tests.get(model, [])
+    ]
     specs = [
         dg.AssetSpec(
             keys[m.name],
@@ -148,6 +176,7 @@ def _product_models(
     @dg.multi_asset(
         name=models_step(product),
         specs=specs,
+        check_specs=check_specs,
         can_subset=True,
         partitions_def=partitions,
         pool="floe-data-products",
@@ -157,32 +186,48 @@ def _product_models(
         deployment: DeploymentConfigResource,
         kubernetes: KubernetesResource,
         data_products: DataProductsResource,
-    ) -> Iterator[dg.MaterializeResult]:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         environment = context.partition_key
         selected = [name for name, key in keys.items() if key in context.selected_asset_keys]
         generator = release.generator(deployment, environment)
         ref = release.ref(deployment, environment)
         run_id = generator.product.run_id(context.run.run_id)
         attempt = int(context.run.tags.get(ATTEMPT_TAG, "1"))
-        with JobTemplate(
-            deployment.config.chart_path("jobs"),
-            generator.helm_values(),
-            release_name=ref.name,
-            namespace=ref.namespace,
-            pod_annotations=data_products.pod_annotations,
-        ) as template:
-            report = JobRunner(
-                kubernetes.cluster(ref.cluster).api, template, data_products.settings()
-            ).run(select_models(models, selected), run_id)
+        api = kubernetes.cluster(ref.cluster).api
+        reader = PipesK8sPodLogsMessageReader()
+        extras = {PIPES_EXTRAS_KEY: _pipes_models(keys, tests, selected)}
+        with dg.open_pipes_session(
+            context, dg.PipesEnvContextInjector(), reader, extras=extras
+        ) as session:
+            with JobTemplate(
+                deployment.config.chart_path("jobs"),
+                generator.helm_values(),
+                release_name=ref.name,
+                namespace=ref.namespace,
+                pod_annotations=data_products.pod_annotations,
+                run_env=session.get_bootstrap_env_vars(),
+            ) as template:
+                report = JobRunner(api, template, data_products.settings()).run(
+                    select_models(models, selected), run_id
+                )
+            _read_reports(context, reader, client.CoreV1Api(api), ref.namespace, report.results)
+        reported = session.get_results(implicit_materializations=False)
+        dbt_metadata = {
+            r.asset_key: r.metadata or {} for r in reported if isinstance(r, dg.MaterializeResult)
+        }
         unbuilt: dict[str, Any] = {}  # failed and skipped models, by asset key
         for result in report.results:
             metadata = model_metadata(result, ref.namespace, attempt)
+            key = keys[result.model]
             if result.outcome is Outcome.SUCCEEDED:
                 yield dg.MaterializeResult(
-                    asset_key=keys[result.model], metadata=for_materialization(metadata)
+                    asset_key=key,
+                    metadata={**for_materialization(metadata), **dbt_metadata.get(key, {})},
                 )
             else:
-                unbuilt[keys[result.model].to_user_string()] = for_failure(metadata)
+                unbuilt[key.to_user_string()] = for_failure(metadata)
+        # dbt's tests, passed or not, as the declared checks (a failed model's too).
+        yield from (r for r in reported if isinstance(r, dg.AssetCheckResult))
         if unbuilt:
             # After the successes: they stay materialized; the others show failed (see above).
             raise dg.Failure(
@@ -197,6 +242,43 @@ def _product_models(
             )
 
     return dbt_models
+
+
+def _pipes_models(
+    keys: Mapping[str, dg.AssetKey], tests: Mapping[str, list[DbtTest]], selected: list[str]
+) -> dict[str, Any]:
+    """What floe_dbt.py in each selected model's pod is told: its asset key, its checks."""
+    return {
+        model: {
+            "asset_key": keys[model].to_user_string(),
+            "checks": [test.check_name for test in tests.get(model, [])],
+        }
+        for model in selected
+    }
+
+
+def _read_reports(
+    context: dg.AssetExecutionContext,
+    reader: PipesK8sPodLogsMessageReader,
+    core: client.CoreV1Api,
+    namespace: str,
+    results: Iterable[ModelResult],
+) -> None:
+    """The Pipes messages in the log of each pod whose dbt ran to its end. The pods have
+    ended, so each read ends when the log does; a log that cannot be read loses that model's
+    dbt details (logged as a warning), not its outcome, which the runner saw."""
+    for result in results:
+        status = result.job.status if result.job else None
+        ran = result.outcome is Outcome.SUCCEEDED or (status and status.exit_code is not None)
+        if not (ran and result.pod_name):
+            continue
+        try:
+            reader.consume_pod_logs(context, core, result.pod_name, namespace)
+        except (ApiException, OSError) as error:
+            context.log.warning(
+                f"dbt's results for {result.model} could not be read from pod "
+                f"{namespace}/{result.pod_name}: {error}"
+            )
 
 
 def model_metadata(result: ModelResult, namespace: str, attempt: int) -> dict[str, Any]:

@@ -131,12 +131,16 @@ class JobTemplate:
         release_name: str,
         namespace: str,
         pod_annotations: Mapping[str, Mapping[str, str]] | None = None,
+        run_env: Mapping[str, str] | None = None,
     ) -> None:
         """``pod_annotations``: per model, annotations added to its pod template (the
-        simulated kubelet's ``sim.kubelet.floe.dev/*`` in tests, for instance)."""
+        simulated kubelet's ``sim.kubelet.floe.dev/*`` in tests, for instance); ``run_env``:
+        environment variables of this run for every model's dbt container (Dagster Pipes'
+        bootstrap variables)."""
         self.chart_dir, self.values = chart_dir, dict(values)
         self.release_name, self.namespace = release_name, namespace
         self.pod_annotations = dict(pod_annotations or {})
+        self.run_env = [{"name": name, "value": value} for name, value in (run_env or {}).items()]
         # ``models`` is indexed once: a list changed after this is not seen by later renders.
         self._entries = _entries_by_model(self.values)
         # Set after the first render with the whole values: Helm has checked them all.
@@ -204,6 +208,9 @@ class JobTemplate:
             RUN_LABEL: run_id,
             PRODUCT_LABEL: pod_metadata["labels"][PRODUCT_LABEL],
         }
+        if self.run_env:
+            container = _dbt_container(manifest["spec"]["template"]["spec"])
+            container["env"] = [*container.get("env", []), *self.run_env]
         extra = self.pod_annotations.get(model)
         if extra:
             pod_metadata["annotations"] = {**pod_metadata.get("annotations", {}), **extra}
@@ -227,7 +234,7 @@ def _entries_by_model(values: Mapping[str, Any]) -> dict[str, list[Any]] | None:
 def data_product_job(manifest: Mapping[str, Any], namespace: str) -> DataProductJob:
     """The seed's DataProductJob that a rendered Job object describes."""
     pod = manifest["spec"]["template"]["spec"]
-    container = next(c for c in pod["containers"] if c["name"] == DBT_CONTAINER)
+    container = _dbt_container(pod)
     artifacts = next(v for v in pod["volumes"] if v["name"] == ARTIFACTS_VOLUME)
     return DataProductJob(
         name=manifest["metadata"]["name"],
@@ -238,6 +245,10 @@ def data_product_job(manifest: Mapping[str, Any], namespace: str) -> DataProduct
         secrets=list(_secret_refs(pod, container)),
         resources=ResourceRequirements.model_validate(container["resources"]),
     )
+
+
+def _dbt_container(pod: Mapping[str, Any]) -> dict[str, Any]:
+    return next(c for c in pod["containers"] if c["name"] == DBT_CONTAINER)
 
 
 def _secret_refs(pod: Mapping[str, Any], container: Mapping[str, Any]) -> Iterable[SecretRef]:

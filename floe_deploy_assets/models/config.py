@@ -148,6 +148,8 @@ class ArtifactsSource(FloeModel):
 
     path: Path | None = None
     paths: list[str] | None = Field(default=None, min_length=1)
+    # A product's dbt project, by product name: its declared dbt tests become asset checks.
+    dbt_projects: dict[str, Path] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_of_path_and_paths(self) -> ArtifactsSource:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from floe_deploy_assets.models.artifacts import CompiledArtifacts, load_compiled_artifacts
@@ -37,6 +37,7 @@ class DataProduct:
     # With ``artifacts.paths`` a product's objects carry its slug; with ``artifacts.path`` the
     # one product keeps the charts' plain names (see models/config.py ArtifactsSource).
     named_objects: bool
+    dbt_project: Path | None = None  # its dbt project's directory, when the configuration says
 
     @property
     def name(self) -> str:
@@ -78,6 +79,7 @@ def load_products(config: DeploymentConfig, override: Path | None = None) -> lis
     sources = [override] if override is not None else config.artifacts_paths()
     named = config.artifacts.per_product_names
     products = [DataProduct(load_compiled_artifacts(path), path, named) for path in sources]
+    products = _with_dbt_projects(config, products, every=override is None)
     by_slug: dict[str, list[DataProduct]] = {}
     for product in products:
         by_slug.setdefault(product.slug, []).append(product)
@@ -99,6 +101,34 @@ def load_products(config: DeploymentConfig, override: Path | None = None) -> lis
                     "product's name"
                 )
     return products
+
+
+def _with_dbt_projects(
+    config: DeploymentConfig, products: list[DataProduct], *, every: bool
+) -> list[DataProduct]:
+    """The products with the dbt projects ``artifacts.dbtProjects`` gives them (by product
+    name); each must hold a dbt_project.yml, and, when ``every`` product was loaded, name one."""
+    projects = config.artifacts.dbt_projects
+    names = {product.name for product in products}
+    unknown = sorted(set(projects) - names)
+    if every and unknown:
+        raise ConfigError(
+            f"artifacts.dbtProjects names {summarize(unknown)}, not a data product of the "
+            f"configuration ({summarize(sorted(names))}); key each project by its product's "
+            "metadata.product_name"
+        )
+    for name, directory in projects.items():
+        if name in names and not (config.resolve(directory) / "dbt_project.yml").is_file():
+            raise ConfigError(
+                f"artifacts.dbtProjects.{name}: {config.resolve(directory)} has no "
+                "dbt_project.yml; give the directory of the product's dbt project"
+            )
+    return [
+        replace(product, dbt_project=config.resolve(projects[product.name]))
+        if product.name in projects
+        else product
+        for product in products
+    ]
 
 
 def select_products(

@@ -54,7 +54,8 @@ def test_run_model_renders_exactly_that_models_job():
     ) == (0, 3600, 3600)
     pod = spec["template"]["spec"]
     assert pod["containers"][0]["command"] == [
-        "dbt",
+        "python3",
+        "/opt/floe-dbt/floe_dbt.py",  # the chart's: runs dbt, then reports to Dagster
         "build",
         # By its file: the project is named customer_360 as one of its models.
         "--select",

@@ -85,6 +85,31 @@ def test_checks_and_which_of_them_block(defs: dg.Definitions):
         "jobs_manifests:manifests_hold_no_credentials": True,
         "platform_release:release_healthy": False,
         "jobs_release:release_healthy": False,
+        # The example's dbt tests (examples/customer_360), blocking unless dbt's severity is warn.
+        **{
+            f"data_products/customer-360/{model}:{name}": True
+            for model, names in {
+                "stg_customers": (
+                    "unique__customer_id",
+                    "not_null__customer_id",
+                    "not_null__email",
+                ),
+                "stg_orders": ("unique__order_id", "not_null__order_id", "accepted_values__status"),
+                "customer_orders": (
+                    "unique__customer_id",
+                    "not_null__customer_id",
+                    "relationships__customer_id",
+                ),
+                "customer_360": (
+                    "unique__customer_id",
+                    "not_null__customer_id",
+                    "accepted_values__segment",
+                ),
+            }.items()
+            for name in names
+        },
+        "data_products/customer-360/customer_360:unique__email": False,
+        "data_products/customer-360/customer_360:not_null__first_order_on": False,
     }
 
 

@@ -22,6 +22,7 @@ def write_config(
     resources: str | dict[str, Any] = "small",
     undeployed: Sequence[str] = (),
     redeploy_cron: str | None = None,
+    dbt_projects: dict[str, Path] | None = None,
 ) -> Path:
     """floe-deploy.yaml with one environment, dev, deployed into ``namespace`` through the
     kubeconfig's current context; the ``undeployed`` environments map to ``namespace-<env>``,
@@ -30,7 +31,10 @@ def write_config(
     document: dict[str, Any] = {
         "apiVersion": "floe.dev/v1alpha1",
         "kind": "DeploymentConfig",
-        "artifacts": {"path": str(artifacts)},
+        "artifacts": {
+            "path": str(artifacts),
+            "dbtProjects": {name: str(path) for name, path in (dbt_projects or {}).items()},
+        },
         "charts": {
             "platform": {
                 "path": str(ROOT / "charts/floe-platform"),

@@ -305,6 +305,7 @@ def test_cli_failing_values_exit_1_with_findings_and_no_values(
         )
     )
     config = config.replace("charts/floe-", str(ROOT / "charts") + "/floe-")
+    config = config.replace("examples/customer_360", str(ROOT / "examples" / "customer_360"))
     config += f"  dev:\n    platform:\n      polaris: {{config: {{password: {LEAKED}}}}}\n"
     path = tmp_path / "floe-deploy.yaml"
     path.write_text(config)

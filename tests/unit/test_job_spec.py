@@ -99,7 +99,13 @@ def test_the_job_comes_from_the_chart_with_the_runs_labels(template: JobTemplate
 
 def test_the_data_product_job_is_read_back_from_the_rendered_job(template: JobTemplate):
     job = template.render("stg_orders", "r1").job
-    assert job.command[:4] == ["dbt", "build", "--select", "file:stg_orders"]
+    assert job.command[:5] == [
+        "python3",
+        "/opt/floe-dbt/floe_dbt.py",  # runs dbt, then reports to Dagster
+        "build",
+        "--select",
+        "file:stg_orders",
+    ]
     assert job.namespace == "floe-dev" and job.image.startswith("ghcr.io/dbt-labs/")
     assert job.artifacts.name == "floe-jobs-artifacts"  # <release>-artifacts
     assert job.status is None

@@ -195,3 +195,25 @@ def test_the_jobs_chart_needs_a_product_when_there_are_several(
     assert main(["values", *args]) == 0
     values = yaml.safe_load(capsys.readouterr().out)
     assert values["models"][0]["name"] == "stg_customers"
+
+
+def test_a_products_dbt_project_is_found_by_its_name(tmp_path: Path):
+    project = ROOT / "examples" / "customer_360"
+    artifacts = {
+        "paths": [str(EXAMPLE), str(SEMANTIC)],
+        "dbtProjects": {"customer-360": str(project)},
+    }
+    products = load_products(load_deployment_config(_config(tmp_path, artifacts)))
+    assert {p.name: p.dbt_project for p in products} == {
+        "customer-360": project,
+        "golden-semantic-test": None,
+    }
+
+
+def test_a_dbt_project_of_no_product_or_without_dbt_project_yml_is_refused(tmp_path: Path):
+    unknown = {"path": str(EXAMPLE), "dbtProjects": {"customer_360": str(tmp_path)}}
+    with pytest.raises(ConfigError, match=r"artifacts\.dbtProjects names customer_360, not a data"):
+        load_products(load_deployment_config(_config(tmp_path, unknown)))
+    empty = {"path": str(EXAMPLE), "dbtProjects": {"customer-360": str(tmp_path)}}
+    with pytest.raises(ConfigError, match=r"artifacts\.dbtProjects\.customer-360: .* has no dbt_"):
+        load_products(load_deployment_config(_config(tmp_path, empty)))

@@ -8,6 +8,11 @@
 {{- .Values.artifacts.configMapName | default (include "floe-common.name" (list . "artifacts")) -}}
 {{- end -}}
 
+{{/* The ConfigMap of floe_dbt.py, which a model's pod runs dbt through. */}}
+{{- define "floe-jobs.runnerConfigMap" -}}
+{{- include "floe-common.name" (list . "dbt-runner") -}}
+{{- end -}}
+
 {{/* Where profiles.yml comes from: the operator's Secret, or the chart's own ConfigMap. */}}
 {{- define "floe-jobs.profilesVolume" -}}
 {{- if eq .Values.dbt.profiles.source "secret" }}
@@ -39,6 +44,7 @@ metadata:
   annotations:
     floe.dev/dbt-model: {{ $model.name | quote }}
     checksum/profiles: {{ include "floe-common.checksum" $root.Values.dbt.profiles }}
+    checksum/runner: {{ $root.Files.Get "files/floe_dbt.py" | sha256sum }}
 spec:
   restartPolicy: Never
   serviceAccountName: {{ include "floe-jobs.serviceAccountName" $root }}
@@ -57,9 +63,10 @@ spec:
       (each Job loads its own), and the tests whose every parent is built by now (buildable).
       */}}
       {{- $file := printf "file:%s" $model.name }}
-      command: ["dbt", {{ $root.Values.job.command | quote }}, "--select", {{ $file | quote }}, {{ printf "1+%s,resource_type:seed" $file | quote }}, "--indirect-selection", "buildable", "--target", {{ $root.Values.dbt.target | quote }}]
+      command: ["python3", "/opt/floe-dbt/floe_dbt.py", {{ $root.Values.job.command | quote }}, "--select", {{ $file | quote }}, {{ printf "1+%s,resource_type:seed" $file | quote }}, "--indirect-selection", "buildable", "--target", {{ $root.Values.dbt.target | quote }}]
       env:
         - {name: DBT_PROFILES_DIR, value: /etc/dbt}
+        - {name: FLOE_DBT_MODEL, value: {{ $model.name | quote }}}
         {{- range $name, $secret := $root.Values.dbt.secretEnv }}
         - name: {{ $name }}
           valueFrom:
@@ -77,6 +84,7 @@ spec:
       volumeMounts:
         - {name: profiles, mountPath: /etc/dbt, readOnly: true}
         - {name: artifacts, mountPath: /etc/floe/compiled-artifacts, readOnly: true}
+        - {name: runner, mountPath: /opt/floe-dbt, readOnly: true}
         - {name: work, mountPath: /work}
         - {name: tmp, mountPath: /tmp}
   volumes:
@@ -85,6 +93,9 @@ spec:
     - name: artifacts
       configMap:
         name: {{ include "floe-jobs.artifactsConfigMap" $root }}
+    - name: runner
+      configMap:
+        name: {{ include "floe-jobs.runnerConfigMap" $root }}
     # dbt writes target/ and logs/; the root filesystem is read-only.
     - {name: work, emptyDir: {}}
     - {name: tmp, emptyDir: {}}

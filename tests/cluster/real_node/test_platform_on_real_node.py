@@ -4,28 +4,27 @@ scheduling values; the components no registry offers an image for (Polaris, the 
 collector) stay on the simulated nodes. Values are generated from the example CompiledArtifacts
 for dev, as `floe-deploy values` makes them, then overridden as an operator would.
 
-Then the example data product for real: its dbt project (examples/customer_360, in the dbt
-image) runs model by model as the runner's Jobs on the real node, on the platform's PostgreSQL,
-with the password the profiles name by env_var() from the operator's Secret."""
+Then the example data product for real: Dagster materializes its models (examples/customer_360,
+the dbt project in the dbt image), each as the runner's Job on the real node, on the platform's
+PostgreSQL with the password the profiles name by env_var() from the operator's Secret; dbt's
+results and tests come back through Dagster Pipes."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 
+import dagster as dg
 import helm_python
 import pytest
 from kubernetes import client
 
+from floe_deploy_assets.defs.build import build_definitions
 from floe_deploy_assets.helm.render import build_dependencies
-from floe_deploy_assets.jobs.plan import Outcome, select_models
-from floe_deploy_assets.jobs.runner import JobRunner, RunnerSettings, RunReport
-from floe_deploy_assets.jobs.spec import JobTemplate
-from floe_deploy_assets.models.products import load_products
 from localcluster import ClusterConfig, realnode
 from localcluster.images import DAGSTER_VERSION, DBT_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE
-from tests.support.charts import CONFIG, generated_values
-from tests.support.deployment import create_operator_secrets
+from tests.support.charts import CONFIG, EXAMPLE, ROOT, generated_values
+from tests.support.deployment import create_operator_secrets, write_config
 from tests.support.real_node import ON_THE_REAL_NODE, job_on_the_real_node, pod_log, run_job
 from tests.support.waits import create_namespace_ready_for_pods, wait_for
 
@@ -275,49 +274,93 @@ def product(real_cluster: ClusterConfig, core: client.CoreV1Api, platform: str) 
         helm.close()
 
 
-def _run_models(core: client.CoreV1Api, models: dict[str, tuple[str, ...]], run_id: str):
-    # dbt starts in seconds here, but the first pod of a run also waits for its image's
-    # unpacking on a node that is running the platform.
-    settings = RunnerSettings(concurrency=2, start_deadline=180)
-    chart = CONFIG.chart_path("jobs")
-    with JobTemplate(chart, jobs_values(), release_name=JOBS_RELEASE, namespace=NAMESPACE) as t:
-        return JobRunner(core.api_client, t, settings).run(models, run_id)
+BROKEN = "broken_revenue"
+MODELS = ("stg_customers", "stg_orders", "customer_orders", "customer_360")
+MODELS_STEP = "dbt_models"
 
 
 @pytest.fixture(scope="module")
-def product_run(core: client.CoreV1Api, product: str) -> RunReport:
-    [example] = load_products(CONFIG)
-    models = select_models(example.artifacts.transforms.models_in_dependency_order(), None)
-    return _run_models(core, models, "real1")
+def product_run(
+    real_cluster: ClusterConfig, product: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dg.ExecuteInProcessResult]:
+    """The example product's models materialized by Dagster for dev (the graph's
+    run_data_products job, in process, against the real cluster), with broken_revenue added to
+    the artifacts downstream of customer_orders: each model a Job on the real node (the
+    operator's overrides place them there, in the local dbt image), dbt's results back through
+    Pipes, the dbt project's tests declared as asset checks."""
+    directory = tmp_path_factory.mktemp("product")
+    document = json.loads(EXAMPLE.read_text())
+    document["transforms"]["models"].append(
+        {
+            "name": BROKEN,
+            "compute": "postgres",
+            "tags": ["marts"],
+            "depends_on": ["customer_orders"],
+        }
+    )
+    artifacts = directory / "compiled-artifacts.json"
+    artifacts.write_text(json.dumps(document))
+    config = write_config(
+        directory,
+        real_cluster.admin_kubeconfig,
+        NAMESPACE,
+        overrides={"jobs": {"image": _image(DBT_IMAGE), **ON_THE_REAL_NODE}},
+        artifacts=artifacts,
+        dbt_projects={"customer-360": ROOT / "examples" / "customer_360"},
+    )
+    defs = build_definitions(str(config), kubeconfig=str(real_cluster.admin_kubeconfig))
+    with dg.instance_for_test() as instance:
+        yield defs.resolve_job_def("run_data_products").execute_in_process(
+            partition_key="dev", instance=instance, raise_on_error=False
+        )
+
+
+def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    return {
+        event.asset_key.path[-1]: {key: value.value for key, value in event.metadata.items()}
+        for event in result.asset_materializations_for_node(MODELS_STEP)
+    }
 
 
 def test_the_example_products_models_run_for_real_in_dependency_order(
-    real_cluster: ClusterConfig, core: client.CoreV1Api, product_run: RunReport
+    real_cluster: ClusterConfig, core: client.CoreV1Api, product_run: dg.ExecuteInProcessResult
 ):
-    results = {r.model: r for r in product_run.results}
-    failed = {
-        m: (r.reason, r.message, r.job and r.job.status)
-        for m, r in results.items()
-        if r.outcome is not Outcome.SUCCEEDED
-    }
-    assert not failed, failed
-    assert list(results) == ["stg_customers", "stg_orders", "customer_orders", "customer_360"]
-
-    def ended(model: str) -> float:
-        return results[model].created_at + results[model].duration
-
-    # Each model's Job is created only after its upstream models' Jobs ended.
-    assert results["customer_orders"].created_at >= max(ended("stg_customers"), ended("stg_orders"))
-    assert results["customer_360"].created_at >= ended("customer_orders")
+    materialized = _materialized(product_run)
+    assert set(materialized) == set(MODELS)
+    # Each model's Job started only once its upstream models' Jobs had completed (the
+    # cluster's own times, to the second).
+    start = {model: metadata["start_time"] for model, metadata in materialized.items()}
+    end = {model: metadata["end_time"] for model, metadata in materialized.items()}
+    assert start["customer_orders"] >= max(end["stg_customers"], end["stg_orders"])
+    assert start["customer_360"] >= end["customer_orders"]
     real_node = realnode.RealNode(real_cluster, 0).name
-    for result in results.values():
-        pod = core.read_namespaced_pod(result.pod_name, NAMESPACE)
+    for metadata in materialized.values():
+        pod = core.read_namespaced_pod(metadata["pod_name"], NAMESPACE)
         assert pod.spec.node_name == real_node
         assert pod.status.container_statuses[0].state.terminated.exit_code == 0
 
 
+def test_dbts_results_come_back_through_pipes_as_the_materializations_metadata(
+    product_run: dg.ExecuteInProcessResult,
+):
+    materialized = _materialized(product_run)
+    for model, metadata in materialized.items():
+        assert metadata["dbt_status"] == "success", (model, metadata)
+        assert metadata["execution_time_seconds"] > 0, (model, metadata)
+        assert metadata["relation"] == f'"postgres"."customer_360"."{model}"'
+    assert {m: materialized[m]["materialized"] for m in MODELS} == {
+        "stg_customers": "view",
+        "stg_orders": "view",
+        "customer_orders": "table",
+        "customer_360": "table",
+    }
+    # dbt-postgres' answer to CREATE TABLE AS: the example's five customers.
+    assert materialized["customer_orders"]["rows_affected"] == 5
+    assert materialized["customer_360"]["dbt_message"] == "SELECT 5"
+
+
 def test_a_downstream_model_reads_what_its_upstream_models_built(
-    core: client.CoreV1Api, product_run: RunReport
+    core: client.CoreV1Api, product_run: dg.ExecuteInProcessResult
 ):
     # customer_360 (one pod) joined the table customer_orders (another pod) built from the
     # views over the seeds (two more pods): the example's five customers, segmented by what
@@ -335,15 +378,45 @@ def test_a_downstream_model_reads_what_its_upstream_models_built(
     ]
 
 
-def test_a_model_whose_sql_is_wrong_fails_with_dbts_own_error(
-    core: client.CoreV1Api, product_run: RunReport
+def test_the_models_dbt_tests_are_their_asset_checks_for_the_partition(
+    product_run: dg.ExecuteInProcessResult,
 ):
-    # broken_revenue (in the dbt project, in no deployment's artifacts) names a column that
-    # does not exist; its upstream's table does.
-    report = _run_models(core, {"broken_revenue": ()}, "real2")
+    evaluations = {
+        f"{e.asset_key.path[-1]}:{e.check_name}": e
+        for e in product_run.get_asset_check_evaluations()
+    }
+    assert {name: e.passed for name, e in evaluations.items()} == {
+        "stg_customers:unique__customer_id": True,
+        "stg_customers:not_null__customer_id": True,
+        "stg_customers:not_null__email": True,
+        "stg_orders:unique__order_id": True,
+        "stg_orders:not_null__order_id": True,
+        "stg_orders:accepted_values__status": True,
+        "customer_orders:unique__customer_id": True,
+        "customer_orders:not_null__customer_id": True,
+        "customer_orders:relationships__customer_id": True,
+        "customer_360:unique__customer_id": True,
+        "customer_360:not_null__customer_id": True,
+        "customer_360:accepted_values__segment": True,
+        "customer_360:unique__email": True,
+        # A warning in dbt (two customers have not ordered yet): failed, not blocking.
+        "customer_360:not_null__first_order_on": False,
+    }
+    warned = evaluations["customer_360:not_null__first_order_on"]
+    assert warned.severity == dg.AssetCheckSeverity.WARN
+    assert warned.metadata["failures"].value == 2
+    assert {e.partition for e in evaluations.values()} == {"dev"}
 
-    [result] = report.results
-    assert result.outcome is Outcome.FAILED
-    logs = result.job.status.logs
-    assert "Database Error in model broken_revenue" in logs, logs
-    assert 'column "revenue_usd" does not exist' in logs, logs
+
+def test_a_model_whose_sql_is_wrong_fails_with_dbts_own_error_in_dagster(
+    product_run: dg.ExecuteInProcessResult,
+):
+    # broken_revenue names a column that does not exist; its upstream's table does.
+    assert not product_run.success
+    failure = product_run.failure_data_for_node(MODELS_STEP)
+    assert failure is not None and failure.user_failure_data is not None
+    assert f"{BROKEN} (" in failure.user_failure_data.description
+    broken = failure.user_failure_data.metadata[f"data_products/customer-360/{BROKEN}"].value
+    assert broken["phase"] == "Failed" and broken["exit_code"] == 1, broken
+    assert f"Database Error in model {BROKEN}" in broken["log_excerpt"], broken
+    assert 'column "revenue_usd" does not exist' in broken["log_excerpt"], broken

@@ -275,7 +275,7 @@ def test_the_dbt_image_runs_a_duckdb_model(core: client.CoreV1Api, namespace: st
     )
     script = (
         'python3 -c "from importlib.metadata import version as v; '
-        "print(*(v(p) for p in ('dbt-core', 'dbt-duckdb', 'dbt-postgres')))\"; "
+        "print(*(v(p) for p in ('dbt-core', 'dbt-duckdb', 'dbt-postgres', 'dagster-pipes')))\"; "
         "dbt run --project-dir /project --profiles-dir /project --quiet && echo ran; "
         "python3 -c \"import duckdb; print(duckdb.connect('/tmp/probe.duckdb')"
         ".sql('select answer from one').fetchall())\""
