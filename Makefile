@@ -47,15 +47,27 @@ cluster-down: $(VENV)/.installed
 cluster-status: $(VENV)/.installed
 	$(LOCALCLUSTER) status
 
-# The main job: the local control plane up, the demo's Secrets in place, then the whole Dagster
-# graph materialized for dev (values, manifests, releases with their checks, then every dbt model
-# as a Kubernetes Job), its summary printed; the runs stay in .dagster_home for the UI.
-demo: cluster-up
-	$(VENV)/bin/dagster definitions validate -w workspace.yaml
-	KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) $(PY) examples/demo_secrets.py --env dev
-	DAGSTER_HOME=$(CURDIR)/.dagster_home FLOE_KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) \
-		$(PY) examples/demo.py --env dev
-	KUBECONFIG=$$($(LOCALCLUSTER) kubeconfig) $(VENV)/bin/floe-deploy status --env dev
+# The main job: the local control plane up with a real node, the demo's Secrets in place, then
+# the whole Dagster graph materialized for dev (values, manifests, releases with their checks,
+# then every dbt model as a Kubernetes Job), its summary printed; the runs stay in .dagster_home
+# for `make ui`. With the real node (examples/real-node/floe-deploy.yaml) Dagster, PostgreSQL
+# and the dbt models run for real and the platform's own Dagster hosts the graph; if the real
+# node cannot start here, the demo says so and runs on the simulated nodes (floe-deploy.yaml).
+REAL_NODE_CONFIG := examples/real-node/floe-deploy.yaml
+demo: setup
+	@export FLOE_DEMO_STARTED=$$(date +%s.%N); \
+	if $(LOCALCLUSTER) up --real-nodes 1; then config=$(REAL_NODE_CONFIG); \
+	else \
+		echo "make demo: the real node could not start here (the error is above): the demo" \
+			"runs on the simulated nodes only, where no container runs"; \
+		$(LOCALCLUSTER) up || exit 1; config=floe-deploy.yaml; \
+	fi; \
+	kubeconfig=$$($(LOCALCLUSTER) kubeconfig); \
+	FLOE_DEPLOY_CONFIG=$$config $(VENV)/bin/dagster definitions validate -w workspace.yaml && \
+	KUBECONFIG=$$kubeconfig $(PY) examples/demo_secrets.py --env dev --config $$config && \
+	DAGSTER_HOME=$(CURDIR)/.dagster_home FLOE_KUBECONFIG=$$kubeconfig \
+		$(PY) examples/demo.py --env dev --config $$config && \
+	KUBECONFIG=$$kubeconfig $(VENV)/bin/floe-deploy status --env dev --config $$config
 
 # The Dagster UI, daemon included, on the demo's runs. `env --default-signal=INT`: Dagster makes
 # SIGTERM do what SIGINT does, so a dagster dev started with SIGINT ignored (a script's `cmd &`)

@@ -1,10 +1,18 @@
 """Materialize the whole Dagster graph for one environment and print what it did: each release's
-decision and health, then each dbt model's Job.
+decision and health, then each dbt model's Job, with dbt's own results and tests.
+
+With a configuration whose platform hosts the graph itself (``dagster.floeDeploy.enabled`` in
+its overrides, as examples/real-node/floe-deploy.yaml), the configuration is first written to
+the ConfigMap the code location in the cluster reads, its paths moved to /opt/floe where the
+Python image has the same files; afterwards the in-cluster Dagster UI's address is printed.
+``FLOE_DEMO_STARTED`` (seconds since the epoch; `make demo` sets it) is when the demo started:
+the time to the first model that succeeded is counted from it.
 
 Runs are recorded in the Dagster instance at $DAGSTER_HOME, so `dagster dev -w workspace.yaml`
 with the same DAGSTER_HOME shows them in the UI afterwards.
 
-    DAGSTER_HOME=$PWD/.dagster_home FLOE_KUBECONFIG=... python examples/demo.py --env dev
+    DAGSTER_HOME=$PWD/.dagster_home FLOE_KUBECONFIG=... python examples/demo.py --env dev \
+        [--config examples/real-node/floe-deploy.yaml]
 """
 
 from __future__ import annotations
@@ -13,11 +21,16 @@ import argparse
 import os
 import signal
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import dagster as dg
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from floe_deploy_assets.defs.build import build_definitions
+from floe_deploy_assets.models.config import DeploymentConfig, load_deployment_config
+from localcluster.images import FLOE_DIR
 
 # Run monitoring (the daemon of `make ui`): a run whose process was killed is marked failed
 # instead of staying STARTED. The default run launcher cannot ask whether a run's process is
@@ -66,11 +79,75 @@ def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, obje
     }
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+WEBSERVER = "floe-platform-dagster-webserver"
+
+
+def _core(deployment: DeploymentConfig, environment: str) -> client.CoreV1Api:
+    context = deployment.mapping_for(environment).cluster
+    kubeconfig = os.environ.get("FLOE_KUBECONFIG")
+    return client.CoreV1Api(config.new_client_from_config(kubeconfig, context=context))
+
+
+def _host_the_graph(deployment: DeploymentConfig, environment: str) -> bool:
+    """Write the configuration the hosted code location reads, when the platform hosts it."""
+    floe_deploy = deployment.overrides_for("platform", environment).get("dagster", {})
+    floe_deploy = floe_deploy.get("floeDeploy", {})
+    if not floe_deploy.get("enabled"):
+        return False
+    name = floe_deploy.get("configMap", "floe-deploy-config")
+    namespace = deployment.mapping_for(environment).namespace_for(environment)
+    document = deployment.relocated(PROJECT_ROOT, PurePosixPath(FLOE_DIR))
+    body = {"metadata": {"name": name}, "data": {"floe-deploy.yaml": yaml.safe_dump(document)}}
+    core = _core(deployment, environment)
+    try:
+        core.create_namespaced_config_map(namespace, body)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        core.replace_namespaced_config_map(name, namespace, body)
+    print(f"the platform hosts the graph: its configuration is ConfigMap {namespace}/{name}")
+    return True
+
+
+def _print_models(models: dg.ExecuteInProcessResult) -> None:
+    for key, metadata in _materialized(models).items():
+        dbt = ", ".join(
+            f"{name} {metadata[name]}"
+            for name in ("dbt_status", "rows_affected", "execution_time_seconds")
+            if name in metadata
+        )
+        print(
+            f"  {key}: {metadata['phase']} as Job {metadata['job_name']} "
+            f"in {metadata.get('duration_seconds', '?')} s" + (f" (dbt: {dbt})" if dbt else "")
+        )
+    for check in models.get_asset_check_evaluations():
+        mark = "passed" if check.passed else f"FAILED ({check.severity.value})"
+        print(f"  dbt test {check.asset_key.path[-1]}:{check.check_name} {mark}")
+    started = os.environ.get("FLOE_DEMO_STARTED")
+    ends = [m["end_time"] for m in _materialized(models).values() if "end_time" in m]
+    if started and ends:
+        print(f"the first model succeeded {min(ends) - float(started):.0f} s after the demo began")
+
+
+def _print_ui(deployment: DeploymentConfig, environment: str) -> None:
+    namespace = deployment.mapping_for(environment).namespace_for(environment)
+    service = _core(deployment, environment).read_namespaced_service(WEBSERVER, namespace)
+    port = service.spec.ports[0].port
+    print(
+        f"\nThe platform's own Dagster UI (its code location is this graph, deploying from "
+        f"inside): http://{service.spec.cluster_ip}:{port} from this machine (kube-proxy's "
+        "rules carry it to the webserver on the real node)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="floe-deploy.yaml")
     parser.add_argument("--env", default="dev")
     args = parser.parse_args()
+    deployment = load_deployment_config(args.config)
+    hosted = _host_the_graph(deployment, args.env)
     defs = build_definitions(args.config, kubeconfig=os.environ.get("FLOE_KUBECONFIG"))
     instance = _instance()
 
@@ -100,11 +177,9 @@ def main() -> int:
     models = defs.resolve_job_def("run_data_products").execute_in_process(
         partition_key=args.env, instance=instance, raise_on_error=False
     )
-    for key, metadata in _materialized(models).items():
-        print(
-            f"  {key}: {metadata['phase']} as Job {metadata['job_name']} "
-            f"in {metadata.get('duration_seconds', '?')} s"
-        )
+    _print_models(models)
+    if hosted:
+        _print_ui(deployment, args.env)
     if not models.success:
         print(f"run_data_products failed (run {models.run_id}): see its logs in the UI")
         return 1

@@ -1,9 +1,10 @@
 """Create the namespace and the Secrets an environment needs, with random values, for the demo.
 
 In a real environment the operator provides these Secrets (README: "Secrets an operator must
-provide"); floe-deploy only references them. Existing Secrets are left as they are.
+provide"); floe-deploy only references them. Existing Secrets keep their values; keys they
+lack are added.
 
-    KUBECONFIG=... python examples/demo_secrets.py --env dev
+    KUBECONFIG=... python examples/demo_secrets.py --env dev [--config floe-deploy.yaml]
 """
 
 from __future__ import annotations
@@ -63,18 +64,32 @@ def main() -> None:
             schema=files.schema(),
         )
         for required in generator.required_secrets:
-            # Base64, as a Secret's data holds it (and as another Secret's value is read).
-            data = {key: _encoded(secrets.token_urlsafe(24)) for key in required.keys}
-            for key in data.keys() & SAME_AS.get(required.name, {}).keys():
-                data[key] = _value_of(core, namespace, *SAME_AS[required.name][key])
-            body = {"metadata": {"name": required.name}, "data": data}
-            try:
-                core.create_namespaced_secret(namespace, body)
-                print(f"created Secret {namespace}/{required.name} (random values)")
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-                print(f"Secret {namespace}/{required.name} exists; left as it is")
+            _provide(core, namespace, required.name, required.keys)
+
+
+def _provide(core: client.CoreV1Api, namespace: str, name: str, keys: tuple[str, ...]) -> None:
+    """The Secret with random values for ``keys`` (those of SAME_AS copied); an existing one
+    keeps its values and gets only the keys it lacks (a newer demo may need more)."""
+    try:
+        existing = core.read_namespaced_secret(name, namespace).data or {}
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        existing = None
+    missing = [key for key in keys if existing is None or key not in existing]
+    if not missing:
+        print(f"Secret {namespace}/{name} exists; left as it is")
+        return
+    # Base64, as a Secret's data holds it (and as another Secret's value is read).
+    data = {key: _encoded(secrets.token_urlsafe(24)) for key in missing}
+    for key in data.keys() & SAME_AS.get(name, {}).keys():
+        data[key] = _value_of(core, namespace, *SAME_AS[name][key])
+    if existing is None:
+        core.create_namespaced_secret(namespace, {"metadata": {"name": name}, "data": data})
+        print(f"created Secret {namespace}/{name} (random values)")
+    else:
+        core.patch_namespaced_secret(name, namespace, {"data": data})
+        print(f"Secret {namespace}/{name} exists; added {', '.join(sorted(data))}")
 
 
 if __name__ == "__main__":

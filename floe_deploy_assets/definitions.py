@@ -2,7 +2,8 @@
 
 ``FLOE_DEPLOY_CONFIG`` names the deployment configuration (default ``floe-deploy.yaml`` in the
 working directory); ``FLOE_KUBECONFIG`` the kubeconfig whose contexts the cluster mappings name
-(default: $KUBECONFIG or ~/.kube/config).
+(default: $KUBECONFIG or ~/.kube/config). ``FLOE_IN_CLUSTER=true``: the pod's ServiceAccount
+instead, as the floe-platform chart sets it when the graph runs there (``dagster.floeDeploy``).
 
 A broken configuration, CompiledArtifacts document or chart path fails loading with the one-line
 message ``floe-deploy`` prints for it, and no stack trace: bad input is not a bug in this code.
@@ -36,6 +37,7 @@ def _load() -> dg.Definitions:
         return build_definitions(
             os.environ.get("FLOE_DEPLOY_CONFIG", "floe-deploy.yaml"),
             kubeconfig=os.environ.get("FLOE_KUBECONFIG") or None,
+            in_cluster=os.environ.get("FLOE_IN_CLUSTER", "").lower() == "true",
         )
     except (ConfigError, ArtifactsError) as error:
         raise _bad_input(error) from None

@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from floe_deploy_assets.helm.render import build_dependencies
+from floe_deploy_assets.release.digests import DEPENDENCIES_STAMP
 from localcluster.build import run_command
 from localcluster.errors import LocalClusterError
 
@@ -222,6 +224,7 @@ DEPLOYMENT_FILES = (
     "examples/customer_360",
     "charts",
 )
+DEPLOYMENT_CHARTS = ("charts/floe-platform", "charts/floe-jobs")
 VENV_ENV = (f"PATH={VENV}/bin:{DEFAULT_PATH}", "PYTHONUNBUFFERED=1", "LANG=C.UTF-8")
 
 
@@ -250,11 +253,23 @@ def python_recipe() -> ImageRecipe:
             ),
         ),
         files=tuple(
-            (f"{FLOE_DIR}/{relative}", file)
-            for relative, file in ProjectSource(PROJECT_ROOT, DEPLOYMENT_FILES).files()
+            (f"{FLOE_DIR}/{file.relative_to(PROJECT_ROOT)}", file) for file in _deployment_files()
         ),
         env=(*VENV_ENV, f"FLOE_DEPLOY_CONFIG={FLOE_DIR}/floe-deploy.yaml"),
         cmd=("python3",),
+    )
+
+
+def _deployment_files() -> list[Path]:
+    """The deployment configuration, what it names, and the charts' dependencies as Helm
+    packages them (built here first, when their sources changed): a run in the image renders
+    the charts, and cannot package them on its read-only root filesystem."""
+    for chart in DEPLOYMENT_CHARTS:
+        build_dependencies(PROJECT_ROOT / chart)
+    sources = [file for _, file in ProjectSource(PROJECT_ROOT, DEPLOYMENT_FILES).files()]
+    packaged = (PROJECT_ROOT / "charts").glob("**/charts/*")
+    return sources + sorted(
+        file for file in packaged if file.suffix == ".tgz" or file.name == DEPENDENCIES_STAMP
     )
 
 

@@ -30,8 +30,13 @@ def build_definitions(
     config_path: str,
     kubeconfig: str | None = None,
     data_products: DataProductsResource | None = None,
+    *,
+    in_cluster: bool = False,
 ) -> dg.Definitions:
-    """Raises the configuration's own error (ConfigError, ArtifactsError; ChartPathError, a
+    """``in_cluster``: reach the cluster as the pod's ServiceAccount (the graph hosted by the
+    platform's own Dagster), whatever the mappings' cluster names.
+
+    Raises the configuration's own error (ConfigError, ArtifactsError; ChartPathError, a
     ConfigError, for a chart path) when it is broken, with the message `floe-deploy` prints."""
     deployment = DeploymentConfigResource(path=config_path)
     config = deployment.config
@@ -88,7 +93,7 @@ def build_definitions(
         ],
         resources={
             "deployment": deployment,
-            "kubernetes": KubernetesResource(kubeconfig=kubeconfig),
+            "kubernetes": KubernetesResource(kubeconfig=kubeconfig, in_cluster=in_cluster),
             "data_products": data_products or DataProductsResource(),
         },
     )

@@ -88,5 +88,6 @@ def _cluster(kubeconfig: str | None, context: str, in_cluster: bool) -> ClusterA
 def _engine(kubeconfig: str | None, context: str, in_cluster: bool) -> SdkHelmEngine:
     # Helm's client falls back to the pod's service account when given no kubeconfig.
     if in_cluster:
-        return SdkHelmEngine(None)
+        # The ServiceAccount's Roles are namespaced: the namespaces exist, none is created.
+        return SdkHelmEngine(None, create_namespace=False)
     return SdkHelmEngine(Path(kubeconfig) if kubeconfig else None, context=context)

@@ -322,8 +322,18 @@ class SdkHelmEngine:
     read_deadline: ClassVar[float] = DEFAULT_DEADLINE
     retry_policy: ClassVar[RetryPolicy] = DEFAULT_POLICY
 
-    def __init__(self, kubeconfig: Path | None, context: str | None = None, *, relay: bool = True):
+    def __init__(
+        self,
+        kubeconfig: Path | None,
+        context: str | None = None,
+        *,
+        relay: bool = True,
+        create_namespace: bool = True,
+    ):
+        """``create_namespace``: an install creates its namespace when missing (False for an
+        identity that may not create namespaces: Helm fails on the refusal)."""
         self.kubeconfig, self.context = kubeconfig, context
+        self.create_namespace = create_namespace
         self._configs: dict[str, helm_python.Config] = {}
         self._retired: list[helm_python.Config] = []
         # Helm's requests go through a relay that repeats them on a transient failure
@@ -417,7 +427,13 @@ class SdkHelmEngine:
         labels: dict[str, str] | None = None,
     ) -> Release:
         return self._apply(
-            "install", release, chart, values, timeout, labels, create_namespace=True
+            "install",
+            release,
+            chart,
+            values,
+            timeout,
+            labels,
+            create_namespace=self.create_namespace,
         )
 
     def upgrade(

@@ -19,6 +19,13 @@ was lost may come back 409 AlreadyExists; ``helm.deploy`` then settles the recor
 the action as an upgrade. A watch is repeated only until it is established: once its stream
 has begun, its end is client-go's to handle, as without the relay.
 
+Every write carries one field manager, ``floe-deploy``: Helm names its manager after the
+process (``filepath.Base(os.Args[0])``, and helm-python-sdk cannot set it), so a release
+applied from a laptop (``python``) and from a run in the cluster (``python3``) would have two
+owners, and server-side apply refuses the second's change to any field the first set (found
+with the graph hosted in the platform's own Dagster: its first upgrade conflicted on every
+resource limit). The relay rewrites the ``fieldManager`` parameter of each request that has one.
+
 The relay listens on 127.0.0.1 only, over TLS with a certificate made for it at start (client-go
 sends a bearer token only over TLS), and refuses any request without the random bearer token
 written to its kubeconfig (mode 0600, in a private directory), so other local users cannot
@@ -82,6 +89,7 @@ HOP_HEADERS = frozenset(
 STREAM_CHUNK = 64 * 1024
 HANDSHAKE_SECONDS = 10.0
 CONNECTIONS = 64  # kept open upstream, and waiting to be accepted here
+FIELD_MANAGER = "floe-deploy"  # the owner of what Helm applies, wherever it runs
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,19 @@ def api_client(kubeconfig: Path | None, context: str | None) -> client.ApiClient
         configuration = client.Configuration()
         kube_config.load_incluster_config(client_configuration=configuration)
         return client.ApiClient(configuration)
+
+
+def with_field_manager(target: str, manager: str = FIELD_MANAGER) -> str:
+    """``target`` (a path and query) with its ``fieldManager`` parameter, if any, set to
+    ``manager``."""
+    path, mark, query = target.partition("?")
+    if "fieldManager=" not in query:
+        return target
+    parts = [
+        f"fieldManager={manager}" if part.startswith("fieldManager=") else part
+        for part in query.split("&")
+    ]
+    return path + mark + "&".join(parts)
 
 
 def is_watch(query: str) -> bool:
@@ -369,7 +390,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(401, "Unauthorized", "the relay's token is missing or wrong")
             return
         body = self._read_body()
-        target = self.path
+        target = with_field_manager(self.path)
         watch = is_watch(target.partition("?")[2])
         try:
             response = relay.send(self.command, target, dict(self.headers.items()), body, watch)

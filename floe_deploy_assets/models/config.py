@@ -7,12 +7,13 @@ comes from, and optional per-environment value overrides.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from enum import StrEnum
 from glob import glob
 from os.path import isfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -324,6 +325,36 @@ class DeploymentConfig(FloeModel):
 
     def chart_path(self, chart: ChartKind) -> Path:
         return self.resolve(getattr(self.charts, chart).path)
+
+    def relocated(self, tree: Path, root: PurePosixPath) -> dict[str, Any]:
+        """This configuration as a document whose paths (artifacts, dbt projects, charts) are
+        absolute under ``root``, where the files under ``tree`` are elsewhere: in an image, for
+        the code location hosted in the cluster (``dagster.floeDeploy``). A path outside
+        ``tree`` is an error: the image would not have it."""
+
+        def moved(path: str | Path, what: str) -> str:
+            local = Path(os.path.normpath(self.resolve(Path(path)).absolute()))
+            if not local.is_relative_to(tree.absolute()):
+                raise ConfigError(
+                    f"{what}: {local} is not under {tree}, so it is not in the image; keep "
+                    "what the configuration names inside the tree the image carries"
+                )
+            return str(root / local.relative_to(tree.absolute()).as_posix())
+
+        document = self.to_document()
+        artifacts = document["artifacts"]
+        if "path" in artifacts:
+            artifacts["path"] = moved(artifacts["path"], "artifacts.path")
+        if "paths" in artifacts:
+            artifacts["paths"] = [
+                moved(pattern, f"artifacts.paths[{index}]")
+                for index, pattern in enumerate(artifacts["paths"])
+            ]
+        for name, project in artifacts.get("dbtProjects", {}).items():
+            artifacts["dbtProjects"][name] = moved(project, f"artifacts.dbtProjects.{name}")
+        for chart, source in document["charts"].items():
+            source["path"] = moved(source["path"], f"charts.{chart}.path")
+        return document
 
 
 def parse_deployment_config(text: str, source: str, base_dir: Path = Path(".")) -> DeploymentConfig:

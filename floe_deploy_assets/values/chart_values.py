@@ -484,8 +484,31 @@ class DagsterStorage(ValuesModel):
     )
 
 
+class FloeDeploy(ValuesModel):
+    """The graph hosting itself: the code server serves floe_deploy_assets with in-cluster
+    Kubernetes access, and its runs deploy, through a ServiceAccount of its own whose Roles
+    allow only what deploying, status, running models and the sensors need, in ``namespaces``."""
+
+    enabled: bool = Field(
+        default=False, description="The code location deploys from inside the cluster"
+    )
+    config_map: str = Field(
+        default="floe-deploy-config",
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="The operator's ConfigMap holding floe-deploy.yaml (key floe-deploy.yaml)",
+    )
+    namespaces: list[Namespace] = Field(
+        default_factory=list,
+        description="Namespaces it deploys to (a Role in each); empty: the release namespace",
+    )
+
+
 class DagsterValues(ValuesModel):
     enabled: bool = Field(default=True, description="Deploy Dagster")
+    floe_deploy: FloeDeploy = Field(
+        default_factory=FloeDeploy, description="The deployment graph as this Dagster's code"
+    )
     webserver: DagsterWebserver = Field(default_factory=DagsterWebserver, description="Webserver")
     daemon: DagsterDaemon = Field(default_factory=DagsterDaemon, description="Daemon")
     user_code: DagsterUserCode = Field(default_factory=DagsterUserCode, description="Code server")

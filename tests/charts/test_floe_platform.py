@@ -140,6 +140,76 @@ def test_dagster_runs_on_postgres_and_launches_runs_as_jobs_in_the_release_names
     }
 
 
+def _instance(rendered) -> dict:
+    return yaml.safe_load(
+        rendered.named("ConfigMap", "floe-platform-dagster-instance")["data"]["dagster.yaml"]
+    )
+
+
+def test_the_deployment_graph_hosted_here_has_its_own_account_config_and_namespaces():
+    values = generated_values("platform")
+    plain = render("platform", values)
+    values["dagster"]["floeDeploy"] = {"enabled": True, "namespaces": ["floe-dev", "floe-stg"]}
+    rendered = render("platform", values, namespace="floe-ops")
+
+    # Off by default: no API access for the code server, runs as the launcher's account.
+    assert "floe-platform-floe-deploy" not in {o["metadata"]["name"] for o in plain.objects}
+    assert _instance(plain)["run_launcher"]["config"]["service_account_name"] == (
+        "floe-platform-dagster"
+    )
+    roles = {
+        (o["kind"], o["metadata"].get("namespace"))
+        for o in rendered.objects
+        if o["metadata"]["name"] == "floe-platform-floe-deploy"
+    }
+    assert roles == {
+        ("ServiceAccount", None),  # the release's namespace
+        ("Role", "floe-dev"),
+        ("RoleBinding", "floe-dev"),
+        ("Role", "floe-stg"),
+        ("RoleBinding", "floe-stg"),
+    }
+    role = next(o for o in rendered.by_kind("Role") if o["metadata"].get("namespace") == "floe-dev")
+    verbs = {
+        (g, r): set(rule["verbs"])
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    # Helm's release storage, and no way to write outside the namespace.
+    assert {"create", "delete", "list"} <= verbs[("", "secrets")]
+    assert verbs[("", "pods/log")] == {"get", "list", "watch"}
+    assert not [o for o in rendered.objects if o["kind"].startswith("Cluster")]
+    binding = next(
+        o for o in rendered.by_kind("RoleBinding") if o["metadata"].get("namespace") == "floe-stg"
+    )
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "floe-platform-floe-deploy", "namespace": "floe-ops"}
+    ]
+    deployer_env = [
+        {"name": "FLOE_IN_CLUSTER", "value": "true"},
+        {"name": "FLOE_DEPLOY_CONFIG", "value": "/etc/floe-deploy/floe-deploy.yaml"},
+    ]
+    pod = rendered.named("Deployment", "floe-platform-dagster-user-code")["spec"]["template"]
+    assert pod["spec"]["serviceAccountName"] == "floe-platform-floe-deploy"
+    assert pod["spec"]["automountServiceAccountToken"] is True
+    assert pod["metadata"]["annotations"] == {"floe.dev/needs-kubernetes-api": "true"}
+    assert pod["spec"]["containers"][0]["env"][-2:] == deployer_env
+    assert {"name": "floe-deploy-config", "configMap": {"name": "floe-deploy-config"}} in pod[
+        "spec"
+    ]["volumes"]
+    # The runs deploy: they run as the graph's account, with its configuration.
+    launcher = _instance(rendered)["run_launcher"]["config"]
+    assert launcher["service_account_name"] == "floe-platform-floe-deploy"
+    run = launcher["run_k8s_config"]
+    assert run["container_config"]["env"][-2:] == deployer_env
+    assert run["container_config"]["volume_mounts"][0]["mount_path"] == "/etc/floe-deploy"
+    assert run["pod_spec_config"]["automount_service_account_token"] is True
+    assert run["pod_spec_config"]["volumes"] == [
+        {"name": "floe-deploy-config", "config_map": {"name": "floe-deploy-config"}}
+    ]
+
+
 def test_environment_presets_and_overrides_reach_the_dagster_pods():
     rendered = render("platform", generated_values("platform", "prod"))
     webserver = rendered.named("Deployment", "floe-platform-dagster-webserver")

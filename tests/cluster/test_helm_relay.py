@@ -26,12 +26,18 @@ from kubernetes import config as kube_config
 from floe_deploy_assets.helm.deploy import DeployPolicy, deploy
 from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
 from floe_deploy_assets.kube.access import ClusterAccess
-from floe_deploy_assets.kube.relay import HelmRelay, RelayPolicy, api_client
+from floe_deploy_assets.kube.relay import (
+    FIELD_MANAGER,
+    HelmRelay,
+    RelayPolicy,
+    api_client,
+    with_field_manager,
+)
 from floe_deploy_assets.kube.retry import RetryPolicy
 from floe_deploy_assets.release.decide import Action
 from tests.cluster.test_fault_proxy import POSTGRES_APPLY, platform_values
 from tests.conftest import KubeCluster
-from tests.support.charts import CONFIG
+from tests.support.charts import CONFIG, generated_values
 from tests.support.faultproxy import Fault, FaultProxy
 
 pytestmark = pytest.mark.cluster
@@ -184,3 +190,38 @@ def test_helm_gets_through_a_dropped_apply_in_one_attempt_without_a_failed_revis
     assert outcome.succeeded, outcome.message
     assert outcome.decision.action is Action.UPGRADE and not outcome.retried
     assert [r.status for r in engine.history(ref)] == ["superseded", "deployed"]
+
+
+def test_what_helm_applies_through_the_relay_has_one_owner_wherever_it_runs(
+    kube_cluster: KubeCluster, namespace: str
+):
+    # Helm would name the owner after the process (here "python"; "python3" in the image's
+    # runs, another name in a CLI): two deploys of a release from two places then conflict.
+    engine = SdkHelmEngine(kube_cluster.kubeconfig)  # through the relay, as floe-deploy runs it
+    try:
+        engine.install(
+            ReleaseRef("floe-jobs", namespace, "test-cluster"),
+            CONFIG.chart_path("jobs"),
+            generated_values("jobs"),
+            timeout=60,
+        )
+    finally:
+        engine.close()
+    owners = {
+        entry.manager
+        for config_map in kube_cluster.core.list_namespaced_config_map(namespace).items
+        if config_map.metadata.name.startswith("floe-jobs")
+        for entry in config_map.metadata.managed_fields or []
+    }
+    assert owners == {FIELD_MANAGER}
+
+
+def test_only_the_field_manager_parameter_is_rewritten():
+    assert with_field_manager("/api/v1/namespaces/n/pods") == "/api/v1/namespaces/n/pods"
+    assert (
+        with_field_manager("/apis/apps/v1/x?fieldManager=python3&force=false")
+        == "/apis/apps/v1/x?fieldManager=floe-deploy&force=false"
+    )
+    assert with_field_manager("/x?dryRun=All&fieldManager=helm") == (
+        "/x?dryRun=All&fieldManager=floe-deploy"
+    )

@@ -9,7 +9,7 @@ import helm_python
 
 from floe_deploy_assets.helm.render import RenderedChart, build_dependencies, render_chart
 from floe_deploy_assets.models.artifacts import load_compiled_artifacts
-from floe_deploy_assets.models.config import ChartKind, load_deployment_config
+from floe_deploy_assets.models.config import ChartKind, DeploymentConfig, load_deployment_config
 from floe_deploy_assets.models.products import single_product
 from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
@@ -20,23 +20,30 @@ EXAMPLE = ROOT / "examples" / "compiled-artifacts.json"
 
 
 def values_generator(
-    chart: ChartKind, environment: str = "dev", artifacts: Path = EXAMPLE
+    chart: ChartKind,
+    environment: str = "dev",
+    artifacts: Path = EXAMPLE,
+    config: DeploymentConfig = CONFIG,
 ) -> HelmValuesGenerator:
-    files = ChartFiles.for_chart(CONFIG, chart)
+    files = ChartFiles.for_chart(config, chart)
     return HelmValuesGenerator(
         [single_product(load_compiled_artifacts(artifacts), artifacts)],
         environment,
         files.defaults(),
-        config=CONFIG,
+        config=config,
         chart=chart,
         schema=files.schema(),
     )
 
 
 def generated_values(
-    chart: ChartKind, environment: str = "dev", artifacts: Path = EXAMPLE
+    chart: ChartKind,
+    environment: str = "dev",
+    artifacts: Path = EXAMPLE,
+    config: DeploymentConfig = CONFIG,
 ) -> dict[str, Any]:
-    generator = values_generator(chart, environment, artifacts)
+    """The values ``floe-deploy values`` gives (``config``'s overrides included)."""
+    generator = values_generator(chart, environment, artifacts, config)
     assert generator.validate() == []
     return generator.helm_values()
 

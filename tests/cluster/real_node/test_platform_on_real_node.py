@@ -11,21 +11,24 @@ results and tests come back through Dagster Pipes."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 
 import dagster as dg
-import helm_python
 import pytest
+import yaml
 from kubernetes import client
 
 from floe_deploy_assets.defs.build import build_definitions
-from floe_deploy_assets.helm.render import build_dependencies
+from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
+from floe_deploy_assets.models.config import load_deployment_config
 from localcluster import ClusterConfig, realnode
-from localcluster.images import DAGSTER_VERSION, DBT_IMAGE, POSTGRES_IMAGE, PYTHON_IMAGE
+from localcluster.images import DAGSTER_VERSION, FLOE_DIR, POSTGRES_IMAGE, PYTHON_IMAGE
 from tests.support.charts import CONFIG, EXAMPLE, ROOT, generated_values
 from tests.support.deployment import create_operator_secrets, write_config
-from tests.support.real_node import ON_THE_REAL_NODE, job_on_the_real_node, pod_log, run_job
+from tests.support.real_node import job_on_the_real_node, pod_log, run_job
 from tests.support.waits import create_namespace_ready_for_pods, wait_for
 
 # Helm's install (up to 360 s) and a run (up to 420 s) take longer than pytest's default.
@@ -39,42 +42,39 @@ PASSWORD_FROM_SECRET = {
 }
 
 
-def _image(reference: str) -> dict[str, str]:
-    repository, tag = reference.rsplit(":", 1)
-    return {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"}
-
-
-def platform_values() -> dict:
-    values = generated_values("platform")
-    dagster = values["dagster"]
-    for component in ("webserver", "daemon", "userCode"):
-        dagster[component]["image"] = _image(PYTHON_IMAGE)
-    for component in ("webserver", "daemon", "userCode", "runLauncher"):
-        dagster[component].update(ON_THE_REAL_NODE)
-    # The code server serves this project's own code location (the image carries it).
-    dagster["userCode"]["module"] = "floe_deploy_assets.definitions"
-    values["postgresql"]["image"] = _image(POSTGRES_IMAGE)
-    values["postgresql"].update(ON_THE_REAL_NODE)
-    return values
+# What the operator of this machine gives for dev (the demo's configuration): the local
+# images; Dagster, PostgreSQL and the model pods on the real node; the code server serving this
+# project's code location, deploying from inside the cluster (dagster.floeDeploy).
+OPERATOR_CONFIG = load_deployment_config(ROOT / "examples" / "real-node" / "floe-deploy.yaml")
 
 
 @pytest.fixture(scope="module")
 def platform(real_cluster: ClusterConfig, core: client.CoreV1Api) -> Iterator[str]:
-    """The release, installed and ready (Helm's own wait)."""
+    """The release with the values `floe-deploy values` gives for the operator's configuration,
+    installed and ready (Helm's own wait); the configuration, as the code location in the
+    cluster reads it (its paths where the Python image has the same files), in the ConfigMap
+    floe-deploy-config."""
     create_namespace_ready_for_pods(core, NAMESPACE)
     create_operator_secrets(core, NAMESPACE)
-    chart = CONFIG.chart_path("platform")
-    build_dependencies(chart)
-    helm = helm_python.Config(
-        kubeconfig_path=str(real_cluster.admin_kubeconfig), namespace=NAMESPACE
+    values = generated_values("platform", config=OPERATOR_CONFIG)
+    inside = yaml.safe_dump(OPERATOR_CONFIG.relocated(ROOT, PurePosixPath(FLOE_DIR)))
+    core.create_namespaced_config_map(
+        NAMESPACE,
+        {"metadata": {"name": "floe-deploy-config"}, "data": {"floe-deploy.yaml": inside}},
     )
+    # As floe-deploy installs (through its relay: the objects' owner is floe-deploy, as for
+    # the graph's own deploys from inside the cluster).
+    engine = SdkHelmEngine(real_cluster.admin_kubeconfig)
     try:
-        helm.install(
-            str(chart), RELEASE, platform_values(), namespace=NAMESPACE, wait="watcher", timeout=360
+        engine.install(
+            ReleaseRef(RELEASE, NAMESPACE, "floe-real"),
+            CONFIG.chart_path("platform"),
+            values,
+            timeout=360,
         )
         yield NAMESPACE
     finally:
-        helm.close()
+        engine.close()
 
 
 def _python_on_the_real_node(core: client.CoreV1Api, name: str, code: str) -> list[str]:
@@ -188,9 +188,63 @@ while time.monotonic() < deadline:
         break
     time.sleep(3)
 print(f"{status} after {time.monotonic() - deadline + %(deadline)d:.0f} s")
+if status != "SUCCESS":  # why, as the UI shows it: each failed step's error, the run's failure
+    events = graphql(
+        "query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { "
+        "__typename ... on ExecutionStepFailureEvent { stepKey error { message } } "
+        "... on RunFailureEvent { message } } } } }",
+        {"id": run_id},
+    )["logsForRun"]["events"]
+    for event in events:
+        if event["__typename"] == "ExecutionStepFailureEvent":
+            print(f"step {event['stepKey']} failed: {event['error']['message']}")
+        elif event["__typename"] == "RunFailureEvent":
+            print(f"run failed: {event['message']}")
 print(run_id)
 print(status)
 """
+
+
+def _launch_from_inside(
+    core: client.CoreV1Api, name: str, params: dict, deadline: int
+) -> tuple[list[str], str, str]:
+    """Launch a run through the webserver's GraphQL API from a pod on the real node, as the UI
+    would, and follow it to its end: the pod's log lines, the run id and its status."""
+    script = LAUNCH_AND_FOLLOW % {
+        "webserver": f"{RELEASE}-dagster-webserver",
+        "params": json.dumps(params),
+        "deadline": deadline,
+    }
+    core.create_namespaced_config_map(
+        NAMESPACE, {"metadata": {"name": name}, "data": {"launch.py": script}}
+    )
+    job = job_on_the_real_node(name, "python3 /launch/launch.py", image=PYTHON_IMAGE)
+    job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "launch", "mountPath": "/launch"}
+    ]
+    job["spec"]["template"]["spec"]["volumes"] = [{"name": "launch", "configMap": {"name": name}}]
+    lines = pod_log(core, NAMESPACE, run_job(core, NAMESPACE, job, timeout=deadline + 60))
+    assert lines[0] == "LaunchRunSuccess", lines
+    run_id, status = lines[-2:]
+    return lines, run_id, status
+
+
+def _run_pod(real_cluster: ClusterConfig, core: client.CoreV1Api, run_id: str) -> client.V1Pod:
+    """The run's own pod (the launcher's Job for it), once it has completed: the run reports
+    its end before its process exits."""
+    [run_pod] = core.list_namespaced_pod(NAMESPACE, label_selector=f"dagster/run-id={run_id}").items
+    assert run_pod.spec.node_name == realnode.RealNode(real_cluster, 0).name
+    wait_for(
+        lambda: (
+            core.read_namespaced_pod(run_pod.metadata.name, NAMESPACE).status.phase == "Succeeded"
+        ),
+        timeout=90,
+        reason=f"the run's pod {run_pod.metadata.name} to complete",
+    )
+    return run_pod
+
+
+DEPLOYER = f"{RELEASE}-floe-deploy"  # the graph's ServiceAccount (dagster.floeDeploy)
 
 
 def test_a_run_launched_by_the_webserver_runs_as_a_job_on_the_real_node(
@@ -198,8 +252,8 @@ def test_a_run_launched_by_the_webserver_runs_as_a_job_on_the_real_node(
 ):
     # Materialize the example product's CompiledArtifacts and the platform's values for dev,
     # through the webserver: the daemon dequeues the run and the chart's K8sRunLauncher starts
-    # it as a Kubernetes Job (the chart's ServiceAccount and Role), on the real node, in the
-    # code location's image; the run opens the instance in PostgreSQL and succeeds.
+    # it as a Kubernetes Job (the launcher's Role), on the real node, in the code location's
+    # image, as the graph's ServiceAccount; the run opens the instance in PostgreSQL.
     params = {
         "selector": {
             "repositoryLocationName": "floe_deploy_assets.definitions",
@@ -210,68 +264,112 @@ def test_a_run_launched_by_the_webserver_runs_as_a_job_on_the_real_node(
         "runConfigData": {"execution": {"config": {"in_process": {}}}},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "dev"}]},
     }
-    script = LAUNCH_AND_FOLLOW % {
-        "webserver": f"{RELEASE}-dagster-webserver",
-        "params": json.dumps(params),
-        "deadline": 420,
-    }
-    core.create_namespaced_config_map(
-        NAMESPACE, {"metadata": {"name": "launch"}, "data": {"launch.py": script}}
-    )
-    job = job_on_the_real_node("launch", "python3 /launch/launch.py", image=PYTHON_IMAGE)
-    job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
-        {"name": "launch", "mountPath": "/launch"}
-    ]
-    job["spec"]["template"]["spec"]["volumes"] = [
-        {"name": "launch", "configMap": {"name": "launch"}}
-    ]
-    launcher = run_job(core, NAMESPACE, job, timeout=480)
-    lines = pod_log(core, NAMESPACE, launcher)
-    assert lines[0] == "LaunchRunSuccess", lines
-    run_id, status = lines[-2:]
+    lines, run_id, status = _launch_from_inside(core, "launch", params, deadline=420)
     assert status == "SUCCESS", lines
-    # The run's own pod: the launcher's Job for it, on the real node, finished.
-    [run_pod] = core.list_namespaced_pod(NAMESPACE, label_selector=f"dagster/run-id={run_id}").items
-    assert run_pod.spec.node_name == realnode.RealNode(real_cluster, 0).name
-    assert run_pod.spec.service_account_name == f"{RELEASE}-dagster"
-    # The run reports success before its process ends; then its pod completes.
-    wait_for(
-        lambda: (
-            core.read_namespaced_pod(run_pod.metadata.name, NAMESPACE).status.phase == "Succeeded"
-        ),
-        timeout=90,
-        reason=f"the run's pod {run_pod.metadata.name} to complete",
-    )
-
-
-def jobs_values() -> dict:
-    """The example product's floe-jobs values for dev, as generated, with the local dbt image
-    (its dbt project is the example's) and the model pods on the real node."""
-    values = generated_values("jobs")
-    values["image"] = _image(DBT_IMAGE)
-    values.update(ON_THE_REAL_NODE)
-    return values
+    assert _run_pod(real_cluster, core, run_id).spec.service_account_name == DEPLOYER
 
 
 @pytest.fixture(scope="module")
-def product(real_cluster: ClusterConfig, core: client.CoreV1Api, platform: str) -> Iterator[str]:
-    """The example product's floe-jobs release beside the platform, and the operator's dbt
-    credential: the profiles read DBT_ENV_SECRET_PG_PASSWORD from floe-dbt-profiles, which the
-    operator sets to the platform PostgreSQL's password."""
+def deployed_from_inside(
+    real_cluster: ClusterConfig, core: client.CoreV1Api, platform: str
+) -> tuple[list[str], str, str]:
+    """dev's releases materialized by the code location hosted here: deploy_platform for dev,
+    launched through the webserver; its run deploys as the graph's ServiceAccount."""
+    params = {
+        "selector": {
+            "repositoryLocationName": "floe_deploy_assets.definitions",
+            "repositoryName": "__repository__",
+            "jobName": "deploy_platform",
+        },
+        "runConfigData": {"execution": {"config": {"in_process": {}}}},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "dev"}]},
+    }
+    return _launch_from_inside(core, "deploy", params, deadline=720)
+
+
+def test_the_self_hosted_code_location_deploys_devs_releases_from_inside(
+    real_cluster: ClusterConfig,
+    core: client.CoreV1Api,
+    deployed_from_inside: tuple[list[str], str, str],
+):
+    lines, run_id, status = deployed_from_inside
+    assert status == "SUCCESS", lines
+    assert _run_pod(real_cluster, core, run_id).spec.service_account_name == DEPLOYER
+    # The platform (installed from this machine, deployed again by the graph from inside)
+    # and the product's jobs release (installed by the graph), both deployed.
+    engine = SdkHelmEngine(real_cluster.admin_kubeconfig)
+    try:
+        history = {
+            name: [r.status for r in engine.history(ReleaseRef(name, NAMESPACE, "floe-real"))]
+            for name in (RELEASE, JOBS_RELEASE)
+        }
+    finally:
+        engine.close()
+    assert history[JOBS_RELEASE] == ["deployed"], history
+    assert history[RELEASE][-1] == "deployed", history
+
+
+def _as_the_deployer(real_cluster: ClusterConfig, core: client.CoreV1Api) -> client.ApiClient:
+    """A client with the graph's ServiceAccount token (its token Secret, as Kubernetes 1.20
+    makes one), to the same API server."""
+    [secret] = [
+        s
+        for s in core.list_namespaced_secret(
+            NAMESPACE, field_selector="type=kubernetes.io/service-account-token"
+        ).items
+        if s.metadata.annotations.get("kubernetes.io/service-account.name") == DEPLOYER
+    ]
+    admin = core.api_client.configuration
+    configuration = client.Configuration()
+    configuration.host = admin.host
+    configuration.ssl_ca_cert = admin.ssl_ca_cert
+    token = base64.b64decode(secret.data["token"]).decode()
+    configuration.api_key = {"authorization": f"Bearer {token}"}
+    return client.ApiClient(configuration)
+
+
+def test_the_graphs_service_account_is_refused_outside_its_role(
+    real_cluster: ClusterConfig, core: client.CoreV1Api, platform: str
+):
+    api = _as_the_deployer(real_cluster, core)
+    as_deployer = client.CoreV1Api(api)
+    # Inside: what deploying needs (Helm's release storage is Secrets).
+    assert as_deployer.list_namespaced_secret(NAMESPACE).items
+    # Outside, the real RBAC authorizer says no: other namespaces, cluster-wide objects, verbs
+    # and kinds no deploy needs.
+    refused = {
+        "secrets of kube-system": lambda: as_deployer.list_namespaced_secret("kube-system"),
+        "pods of default": lambda: as_deployer.list_namespaced_pod("default"),
+        "a namespace": lambda: as_deployer.create_namespace({"metadata": {"name": "elsewhere"}}),
+        "nodes": lambda: as_deployer.list_node(),
+        "a pod's exec": lambda: as_deployer.connect_get_namespaced_pod_exec(
+            "nothing", NAMESPACE, command=["true"]
+        ),
+        "cluster roles": lambda: client.RbacAuthorizationV1Api(api).list_cluster_role(),
+        "daemon sets": lambda: client.AppsV1Api(api).create_namespaced_daemon_set(
+            NAMESPACE, {"metadata": {"name": "x"}}
+        ),
+    }
+    statuses = {}
+    for what, call in refused.items():
+        with pytest.raises(client.ApiException) as error:
+            call()
+        statuses[what] = error.value.status
+    assert statuses == dict.fromkeys(refused, 403)
+
+
+@pytest.fixture(scope="module")
+def product(
+    core: client.CoreV1Api, deployed_from_inside: tuple[list[str], str, str]
+) -> Iterator[str]:
+    """The example product's floe-jobs release (deployed from inside, above), and the
+    operator's dbt credential: the profiles read DBT_ENV_SECRET_PG_PASSWORD from
+    floe-dbt-profiles, which the operator sets to the platform PostgreSQL's password."""
     password = core.read_namespaced_secret("floe-postgresql", NAMESPACE).data["password"]
     core.patch_namespaced_secret(
         "floe-dbt-profiles", NAMESPACE, {"data": {"DBT_ENV_SECRET_PG_PASSWORD": password}}
     )
-    chart = CONFIG.chart_path("jobs")
-    build_dependencies(chart)
-    helm = helm_python.Config(
-        kubeconfig_path=str(real_cluster.admin_kubeconfig), namespace=NAMESPACE
-    )
-    try:
-        helm.install(str(chart), JOBS_RELEASE, jobs_values(), namespace=NAMESPACE, timeout=60)
-        yield NAMESPACE
-    finally:
-        helm.close()
+    yield NAMESPACE
 
 
 BROKEN = "broken_revenue"
@@ -304,7 +402,7 @@ def product_run(
         directory,
         real_cluster.admin_kubeconfig,
         NAMESPACE,
-        overrides={"jobs": {"image": _image(DBT_IMAGE), **ON_THE_REAL_NODE}},
+        overrides={"jobs": OPERATOR_CONFIG.overrides_for("jobs", "dev")},
         artifacts=artifacts,
         dbt_projects={"customer-360": ROOT / "examples" / "customer_360"},
     )

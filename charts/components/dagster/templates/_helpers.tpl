@@ -6,6 +6,17 @@
 {{- include "floe-common.name" (list . "dagster") -}}
 {{- end -}}
 
+{{/* The deployment graph's ServiceAccount, when it runs here (floeDeploy.enabled). */}}
+{{- define "floe-dagster.deployerName" -}}
+{{- include "floe-common.name" (list . "floe-deploy") -}}
+{{- end -}}
+
+{{/* How the code server and its runs reach the deployment configuration and the cluster. */}}
+{{- define "floe-dagster.deployerEnv" -}}
+- {name: FLOE_IN_CLUSTER, value: "true"}
+- {name: FLOE_DEPLOY_CONFIG, value: /etc/floe-deploy/floe-deploy.yaml}
+{{- end -}}
+
 {{/* The Dagster instance: PostgreSQL storage, queued runs, one Kubernetes Job per run. */}}
 {{- define "floe-dagster.instance" -}}
 run_launcher:
@@ -14,7 +25,8 @@ run_launcher:
   config:
     dagster_home: /opt/dagster/dagster_home
     instance_config_map: {{ include "floe-dagster.name" (list . "instance") }}
-    service_account_name: {{ include "floe-dagster.serviceAccountName" . }}
+    {{- /* A run of the deployment graph deploys: it runs as the graph's ServiceAccount. */}}
+    service_account_name: {{ ternary (include "floe-dagster.deployerName" .) (include "floe-dagster.serviceAccountName" .) .Values.floeDeploy.enabled }}
     job_namespace: {{ .Values.runLauncher.jobNamespace | default .Release.Namespace }}
     load_incluster_config: true
     image_pull_policy: IfNotPresent
@@ -26,8 +38,17 @@ run_launcher:
         # A run opens the instance too.
         env:
           {{- include "floe-dagster.passwordEnv" . | nindent 10 }}
+          {{- if .Values.floeDeploy.enabled }}
+          {{- include "floe-dagster.deployerEnv" . | nindent 10 }}
+        volume_mounts:
+          - {name: floe-deploy-config, mount_path: /etc/floe-deploy, read_only: true}
+          {{- end }}
       pod_spec_config:
-        automount_service_account_token: false
+        automount_service_account_token: {{ .Values.floeDeploy.enabled }}
+        {{- if .Values.floeDeploy.enabled }}
+        volumes:
+          - {name: floe-deploy-config, config_map: {name: {{ .Values.floeDeploy.configMap }}}}
+        {{- end }}
         security_context:
           run_as_non_root: true
           run_as_user: 10001
