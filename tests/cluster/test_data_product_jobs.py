@@ -37,9 +37,10 @@ FAST = RunnerSettings(
 
 
 @pytest.fixture
-def release(helm: helm_python.Config, namespace: str) -> str:
-    """The floe-jobs release (ServiceAccount, artifacts and profiles ConfigMaps) the Jobs use."""
-    install_jobs_release(helm, namespace)
+def release(helm: helm_python.Config, kube_cluster: KubeCluster, namespace: str) -> str:
+    """The floe-jobs release (ServiceAccount, artifacts and profiles ConfigMaps) the Jobs use,
+    and the operator's Secret their dbt profiles read."""
+    install_jobs_release(helm, kube_cluster.core, namespace)
     return namespace
 
 

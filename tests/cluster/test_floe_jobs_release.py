@@ -27,7 +27,7 @@ def test_install_then_helm_test_then_uninstall_leaves_nothing(
 ):
     core = kube_cluster.core
 
-    release = install_jobs_release(helm, namespace)
+    release = install_jobs_release(helm, kube_cluster.core, namespace)
     assert (release["status"], release["revision"]) == ("deployed", 1)
     assert core.read_namespaced_config_map("floe-jobs-artifacts", namespace).data["models.json"]
     assert core.list_namespaced_pod(namespace).items == []  # installing starts no model
@@ -60,7 +60,7 @@ def test_install_then_helm_test_then_uninstall_leaves_nothing(
 def test_a_models_job_rendered_from_the_chart_runs_to_completion(
     kube_cluster: KubeCluster, namespace: str, helm: helm_python.Config
 ):
-    install_jobs_release(helm, namespace)
+    install_jobs_release(helm, kube_cluster.core, namespace)
     values = {
         **generated_values("jobs"),
         "run": {"model": "customer_orders", "jobName": "customer-orders-r1", "runId": "r1"},
@@ -86,7 +86,7 @@ def test_a_models_job_rendered_from_the_chart_runs_to_completion(
 def test_the_jobs_service_account_can_read_its_inputs_and_nothing_else(
     kube_cluster: KubeCluster, namespace: str, helm: helm_python.Config
 ):
-    install_jobs_release(helm, namespace)
+    install_jobs_release(helm, kube_cluster.core, namespace)
     core = kube_cluster.core
     core.create_namespaced_secret(
         namespace, {"metadata": {"name": "unrelated"}, "stringData": {"password": "not-for-dbt"}}

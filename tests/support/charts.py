@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python
+from kubernetes import client
 
 from floe_deploy_assets.helm.render import RenderedChart, build_dependencies, render_chart
 from floe_deploy_assets.models.artifacts import load_compiled_artifacts
@@ -62,8 +63,25 @@ def render(
     )
 
 
-def install_jobs_release(helm: helm_python.Config, namespace: str) -> dict[str, Any]:
-    """The floe-jobs release with generated dev values, installed straight through Helm."""
+def create_required_secrets(core: client.CoreV1Api, namespace: str, chart: ChartKind) -> None:
+    """The Secrets ``chart``'s generated dev values require, as an operator provides them (with
+    throwaway values): the model pods read the dbt profiles' credential from one."""
+    for secret in values_generator(chart).required_secrets:
+        core.create_namespaced_secret(
+            namespace,
+            {
+                "metadata": {"name": secret.name},
+                "stringData": dict.fromkeys(secret.keys, "test-only-value"),
+            },
+        )
+
+
+def install_jobs_release(
+    helm: helm_python.Config, core: client.CoreV1Api, namespace: str
+) -> dict[str, Any]:
+    """The floe-jobs release with generated dev values, installed straight through Helm, after
+    the Secrets they require."""
+    create_required_secrets(core, namespace, "jobs")
     chart = CONFIG.chart_path("jobs")
     build_dependencies(chart)
     return helm.install(

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from tests.support.charts import EXAMPLE, ROOT, values_generator
+from tests.support.charts import EXAMPLE, ROOT, create_required_secrets
 
 
 def write_config(
@@ -77,14 +77,7 @@ def write_config(
 def create_operator_secrets(core: client.CoreV1Api, namespace: str) -> None:
     """The Secrets both charts require, with throwaway values."""
     for chart in ("platform", "jobs"):
-        for secret in values_generator(chart).required_secrets:
-            core.create_namespaced_secret(
-                namespace,
-                {
-                    "metadata": {"name": secret.name},
-                    "stringData": dict.fromkeys(secret.keys, "test-only-value"),
-                },
-            )
+        create_required_secrets(core, namespace, chart)
 
 
 def deploy_through_graph(config: Path, kubeconfig: Path, dagster_home: Path) -> None:
