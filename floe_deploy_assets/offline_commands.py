@@ -39,11 +39,12 @@ def _yaml(document: object) -> str:
 
 
 def validated_generators(
-    args: argparse.Namespace, charts: Sequence[ChartKind]
+    args: argparse.Namespace, charts: Sequence[ChartKind], *, announce: bool = True
 ) -> list[HelmValuesGenerator]:
     """The values of every release asked for (the platform, then each selected product's
     jobs), each checked; raises InvalidValuesError after printing the problems of the first
-    that fails, so nothing is applied when any of them would fail."""
+    that fails, so nothing is applied when any of them would fail. ``announce``: then say
+    which Secrets they require (else the caller does, once its own work succeeded)."""
     config = load_deployment_config(args.config)
     try:
         check_chart_paths(config)  # both charts and their file:// dependencies, before any use
@@ -54,13 +55,16 @@ def validated_generators(
             _check(generator)  # merging the products' platform needs may conflict here
     except ConfigError as error:
         raise ConfigError(f"{args.config}: {error}") from None
+    if announce:
+        for generator in generators:
+            announce_required_secrets(generator)
     return generators
 
 
 def validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
     """The values of one chart, as ``values`` and ``render`` show them: the jobs chart needs
     ``--product`` when the configuration has several products."""
-    generators = validated_generators(args, (args.chart,))
+    generators = validated_generators(args, (args.chart,), announce=False)
     if len(generators) > 1:
         names = ", ".join(g.product.name for g in generators)
         raise ConfigError(
@@ -84,6 +88,9 @@ def _check(generator: HelmValuesGenerator) -> None:
         if len(problems) > PROBLEMS_SHOWN:
             print(f"  ... and {len(problems) - PROBLEMS_SHOWN} more", file=sys.stderr)
         raise InvalidValuesError
+
+
+def announce_required_secrets(generator: HelmValuesGenerator) -> None:
     for secret in generator.required_secrets:
         print(
             f"# requires Secret {secret.name} (keys: {', '.join(secret.keys)}): {secret.why}",
@@ -96,10 +103,11 @@ def values_command(args: argparse.Namespace) -> None:
     layered = generator.layered
     if not args.provenance:
         print(_yaml(generator.generate()), end="")
-        return
-    for pointer in sorted(layered.provenance):
-        value = _at(layered.values, pointer)
-        print(f"{pointer}  {json.dumps(value)}  # {layered.provenance[pointer]}")
+    else:
+        for pointer in sorted(layered.provenance):
+            value = _at(layered.values, pointer)
+            print(f"{pointer}  {json.dumps(value)}  # {layered.provenance[pointer]}")
+    announce_required_secrets(generator)
 
 
 def render_command(args: argparse.Namespace) -> None:
@@ -116,12 +124,14 @@ def render_command(args: argparse.Namespace) -> None:
     )
     if args.output_dir is None:
         print(yaml.dump_all(rendered.objects, Dumper=_Dumper, sort_keys=False), end="")
-        return
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    for index, obj in enumerate(rendered.objects):
-        name = f"{index:03d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-        (args.output_dir / name).write_text(_yaml(obj))
-    print(f"wrote {len(rendered.objects)} objects to {args.output_dir}", file=sys.stderr)
+    else:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        for index, obj in enumerate(rendered.objects):
+            name = f"{index:03d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+            (args.output_dir / name).write_text(_yaml(obj))
+        print(f"wrote {len(rendered.objects)} objects to {args.output_dir}", file=sys.stderr)
+    # After the output: a render that fails says only why.
+    announce_required_secrets(generator)
 
 
 def _at(values: object, pointer: str) -> object:

@@ -350,7 +350,13 @@ def test_a_dropped_apply_of_new_values_converges_in_the_same_run_without_a_rollb
     through_proxy = ClusterAccess.from_kubeconfig(proxy.kubeconfig)
     values = platform_values(kube_cluster, namespace)
     policy = DeployPolicy(timeout=timedelta(seconds=240))
-    assert run_deploy(engine, ref, values, direct, policy, PLATFORM_CHART).succeeded
+    # Installed straight, without the relay as it is upgraded: one owner of the objects (the
+    # relay names it floe-deploy, Helm alone after this process; two would conflict).
+    installer = SdkHelmEngine(kube_cluster.kubeconfig, relay=False)
+    try:
+        assert run_deploy(installer, ref, values, direct, policy, PLATFORM_CHART).succeeded
+    finally:
+        installer.close()
     values["postgresql"]["resources"]["limits"]["memory"] = "2Gi"
 
     proxy.add_rule("PATCH", POSTGRES_APPLY, Fault.drop(), times=1)
@@ -383,8 +389,9 @@ def test_a_deploy_whose_retries_ran_out_is_retried_by_the_next_run_not_rolled_ba
     ref = ReleaseRef("floe-jobs", namespace, "test-cluster")
     direct = ClusterAccess(kube_cluster.api)
     values = generated_values("jobs")
-    # Installed without the relay too: Helm then names the objects' owner after this process,
-    # the relay names it floe-deploy, and a second owner's change would conflict.
+    # Installed without the relay too (through the proxy, before any fault): Helm then names
+    # the objects' owner after this process, the relay names it floe-deploy, and a second
+    # owner's change would conflict.
     assert run_deploy(proxied_engine, ref, values, direct).succeeded
     values["job"]["ttlSecondsAfterFinished"] = 60
 

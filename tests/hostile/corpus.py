@@ -222,6 +222,9 @@ def _example_config() -> dict[str, Any]:
     document["artifacts"]["path"] = str(EXAMPLE_ARTIFACTS)
     for chart in ("platform", "jobs"):
         document["charts"][chart]["path"] = str(ROOT / document["charts"][chart]["path"])
+    projects = document["artifacts"].get("dbtProjects", {})
+    for product, project in projects.items():
+        projects[product] = str(ROOT / project)
     return document
 
 
