@@ -111,7 +111,8 @@ def _host_the_graph(deployment: DeploymentConfig, environment: str) -> bool:
 
 
 def _print_models(models: dg.ExecuteInProcessResult) -> None:
-    for key, metadata in _materialized(models).items():
+    materialized = _materialized(models)
+    for key, metadata in materialized.items():
         dbt = ", ".join(
             f"{name} {metadata[name]}"
             for name in ("dbt_status", "rows_affected", "execution_time_seconds")
@@ -125,7 +126,7 @@ def _print_models(models: dg.ExecuteInProcessResult) -> None:
         mark = "passed" if check.passed else f"FAILED ({check.severity.value})"
         print(f"  dbt test {check.asset_key.path[-1]}:{check.check_name} {mark}")
     started = os.environ.get("FLOE_DEMO_STARTED")
-    ends = [m["end_time"] for m in _materialized(models).values() if "end_time" in m]
+    ends = [m["end_time"] for m in materialized.values() if "end_time" in m]
     if started and ends:
         print(f"the first model succeeded {min(ends) - float(started):.0f} s after the demo began")
 

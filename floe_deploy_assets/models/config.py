@@ -332,14 +332,16 @@ class DeploymentConfig(FloeModel):
         the code location hosted in the cluster (``dagster.floeDeploy``). A path outside
         ``tree`` is an error: the image would not have it."""
 
+        base = tree.absolute()
+
         def moved(path: str | Path, what: str) -> str:
             local = Path(os.path.normpath(self.resolve(Path(path)).absolute()))
-            if not local.is_relative_to(tree.absolute()):
+            if not local.is_relative_to(base):
                 raise ConfigError(
                     f"{what}: {local} is not under {tree}, so it is not in the image; keep "
                     "what the configuration names inside the tree the image carries"
                 )
-            return str(root / local.relative_to(tree.absolute()).as_posix())
+            return str(root / local.relative_to(base).as_posix())
 
         document = self.to_document()
         artifacts = document["artifacts"]

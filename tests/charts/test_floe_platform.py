@@ -112,9 +112,7 @@ def test_lint_is_clean_with_generated_values(environment: str):
 
 def test_dagster_runs_on_postgres_and_launches_runs_as_jobs_in_the_release_namespace():
     rendered = render("platform", generated_values("platform", "prod"), namespace="floe-prod")
-    instance = yaml.safe_load(
-        rendered.named("ConfigMap", "floe-platform-dagster-instance")["data"]["dagster.yaml"]
-    )
+    instance = _instance(rendered)
 
     assert instance["run_launcher"]["class"] == "K8sRunLauncher"
     assert instance["run_launcher"]["config"]["job_namespace"] == "floe-prod"
@@ -383,9 +381,7 @@ def test_each_component_runs_where_its_scheduling_values_say():
     collector = _pod_spec(rendered, "Deployment", "floe-platform-otel-collector")
     assert not {"nodeSelector", "tolerations", "affinity"} & set(collector)  # defaults: anywhere
     # Each run's pod, launched by the K8sRunLauncher from the instance's pod spec config.
-    instance = yaml.safe_load(
-        rendered.named("ConfigMap", "floe-platform-dagster-instance")["data"]["dagster.yaml"]
-    )
+    instance = _instance(rendered)
     pod_spec_config = instance["run_launcher"]["config"]["run_k8s_config"]["pod_spec_config"]
     assert pod_spec_config["nodeSelector"] == ON_THE_REAL_NODE["nodeSelector"]
     assert pod_spec_config["tolerations"] == ON_THE_REAL_NODE["tolerations"]
