@@ -14,43 +14,32 @@ Semantics: as Helm's, and stricter where Helm cannot see.
 - ``format`` ``kubernetes-cpu``, ``kubernetes-memory`` and ``cron``, and the keyword
   ``x-limits-cover-requests``, are enforced here (bounds, cron fields, limits >= requests); Helm
   asserts no format and ignores unknown keywords, so for Helm they are annotations.
+
+The keywords' meanings live in ``conformance.py``, whose quick yes/no check goes first: only
+values that fail it (or a schema it cannot read) bring in jsonschema, to say where and why.
 """
 
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import ValidationError as SchemaError
-
-from floe_deploy_assets.models.resources import (
-    CPU_FORMAT,
-    MEMORY_FORMAT,
-    cpu_millicores,
-    cpu_problem,
-    memory_bytes,
-    memory_problem,
-)
-from floe_deploy_assets.models.rules import (
-    CRON_FORMAT,
-    LIMITS_KEYWORD,
-    cron_problem,
-    echo,
-    summarize,
+from floe_deploy_assets.models.rules import LIMITS_KEYWORD, echo, summarize
+from floe_deploy_assets.values.conformance import (
+    UnsupportedSchemaError,
+    conforms,
+    format_problem,
+    go_regex,
+    limits_problems,
 )
 from floe_deploy_assets.values.layers import pointer_token
 
-PATTERN_SHOWN_MAX = 60
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError as SchemaError
 
-FORMATS: dict[str, Callable[[str], str | None]] = {
-    CPU_FORMAT: cpu_problem,
-    MEMORY_FORMAT: memory_problem,
-    CRON_FORMAT: cron_problem,
-}
+PATTERN_SHOWN_MAX = 60
 
 
 @dataclass(frozen=True, order=True)
@@ -63,78 +52,46 @@ class ValuesProblem:
         return f"{self.pointer or '/'}: {self.message}"
 
 
-@functools.lru_cache(maxsize=512)
-def go_regex(pattern: str) -> re.Pattern[str]:
-    """``pattern`` compiled to match as Go's RE2 matches it (for the portable subset)."""
-    translated: list[str] = []
-    escaped, class_start = False, -1  # class_start: where the open class's "[" is, or -1
-    for index, char in enumerate(pattern):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif class_start >= 0:
-            # "]" closes a class unless it is the class's first character ("[]a]", "[^]a]").
-            first = class_start + (2 if pattern[class_start + 1 : class_start + 2] == "^" else 1)
-            if char == "]" and index > first:
-                class_start = -1
-        elif char == "[":
-            class_start = index
-        elif char == "$":
-            char = "\\Z"
-        translated.append(char)
-    return re.compile("".join(translated), re.ASCII)
-
-
 def _go_pattern(
     validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[SchemaError]:
+    from jsonschema.exceptions import ValidationError
+
     if validator.is_type(instance, "string") and not go_regex(pattern).search(instance):
-        yield SchemaError(f"does not match the pattern {pattern}")
+        yield ValidationError(f"does not match the pattern {pattern}")
 
 
 def _format(
     validator: Any, name: str, instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[SchemaError]:
-    check = FORMATS.get(name)
-    if check is None or not validator.is_type(instance, "string"):
-        return
-    if "pattern" in schema and not go_regex(schema["pattern"]).search(instance):
-        return  # the pattern's finding says it
-    problem = check(instance)
+    from jsonschema.exceptions import ValidationError
+
+    problem = (
+        format_problem(name, instance, schema) if validator.is_type(instance, "string") else None
+    )
     if problem:
         # The checks' messages never quote a quantity; a cron expression is no secret.
-        yield SchemaError(problem)
+        yield ValidationError(problem)
 
 
 def _limits_cover_requests(
     validator: Any, enabled: bool, instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[SchemaError]:
-    if not (enabled and validator.is_type(instance, "object")):
-        return
-    requests, limits = instance.get("requests"), instance.get("limits")
-    if not (isinstance(requests, Mapping) and isinstance(limits, Mapping)):
-        return  # "required" and "type" say what is missing
-    for resource, problem, amount in (
-        ("cpu", cpu_problem, cpu_millicores),
-        ("memory", memory_problem, memory_bytes),
-    ):
-        wanted, most = requests.get(resource), limits.get(resource)
-        if not (isinstance(wanted, str) and isinstance(most, str)):
-            continue
-        if problem(wanted) or problem(most):
-            continue  # reported at the quantity itself
-        if amount(most) < amount(wanted):
-            yield SchemaError(
-                f"limits.{resource} is below requests.{resource} (Kubernetes refuses a limit "
-                "below its request)"
-            )
+    from jsonschema.exceptions import ValidationError
+
+    if enabled and validator.is_type(instance, "object"):
+        yield from map(ValidationError, limits_problems(instance))
 
 
-ValuesValidator = validators.extend(
-    Draft202012Validator,
-    {"pattern": _go_pattern, "format": _format, LIMITS_KEYWORD: _limits_cover_requests},
-)
+@functools.cache
+def _explaining_validator() -> Any:
+    """jsonschema's 2020-12 validator with our keyword meanings; imported only when needed."""
+    from jsonschema import Draft202012Validator, validators
+
+    return validators.extend(
+        Draft202012Validator,
+        {"pattern": _go_pattern, "format": _format, LIMITS_KEYWORD: _limits_cover_requests},
+    )
 
 
 def _pointer(path: Iterable[Any]) -> str:
@@ -196,7 +153,12 @@ def _what_fails(error: SchemaError) -> str:
 
 def schema_problems(values: Mapping[str, Any], schema: Mapping[str, Any]) -> list[ValuesProblem]:
     """Every place where ``values`` breaks ``schema`` (validated as Helm does: merged values)."""
-    validator = ValuesValidator(schema)
+    try:
+        if conforms(values, schema):
+            return []
+    except UnsupportedSchemaError:
+        pass  # jsonschema reads every keyword
+    validator = _explaining_validator()(schema)
     problems = {
         ValuesProblem(_pointer(error.absolute_path), _describe(error))
         for error in validator.iter_errors(values)
