@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 		{ apt-get update -q && apt-get install -y -q python3 python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+# compat: the checkout as a path entry, not setuptools' import hook (10-18 ms at every start).
+	$(VENV)/bin/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	touch $@
 
 # Installs etcd, Go, containerd and the build tools with apt, then builds the control plane, the
