@@ -42,6 +42,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "compiled-artifacts.json"
 DEPTH = 11
@@ -85,11 +87,13 @@ def write_inputs(directory: Path, dag: dict[str, list[str]]) -> Path:
         for name, upstream in dag.items()
     ]
     (directory / "compiled-artifacts.json").write_text(json.dumps(document))
-    config = (ROOT / "floe-deploy.yaml").read_text()
-    config = config.replace("examples/compiled-artifacts.json", "compiled-artifacts.json")
-    config = config.replace("path: charts/", f"path: {ROOT}/charts/")
+    config = yaml.safe_load((ROOT / "floe-deploy.yaml").read_text())
+    # The generated models are in no dbt project: the example's dbt tests name other models.
+    config["artifacts"] = {"path": "compiled-artifacts.json"}
+    for chart in config["charts"].values():
+        chart["path"] = str(ROOT / chart["path"])
     path = directory / "floe-deploy.yaml"
-    path.write_text(config)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 

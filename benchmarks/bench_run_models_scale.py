@@ -84,6 +84,14 @@ def print_report(report):
         json.dump(dict(report.api_calls), out)
     shown(report)
 run_models.print_report = print_report
+if os.environ.get("BENCH_PROFILE"):  # --profile: where the command's CPU goes
+    import cProfile
+    profile = cProfile.Profile()
+    try:
+        code = profile.runcall(main, sys.argv[1:])
+    finally:
+        profile.dump_stats(os.environ["BENCH_PROFILE"])
+    sys.exit(code)
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -317,6 +325,13 @@ def bench_config(directory: Path, size: int, context: str, namespace_prefix: str
     return path
 
 
+def profile_env(directory: Path | None, size: int) -> dict[str, str]:
+    if directory is None:
+        return {}
+    directory.mkdir(parents=True, exist_ok=True)
+    return {"BENCH_PROFILE": str(directory.resolve() / f"run-models-{size}.pstats")}
+
+
 def run_child(
     argv: list[str], env: dict[str, str], deadline: float, log: Path
 ) -> tuple[int, float, float, float]:
@@ -370,7 +385,12 @@ def delete_namespace(core: client.CoreV1Api, namespace: str, deadline: float = 6
 
 
 def run_size(
-    size: int, kubeconfig: Path, context: str, concurrency: int, keep_output: Path | None
+    size: int,
+    kubeconfig: Path,
+    context: str,
+    concurrency: int,
+    keep_output: Path | None,
+    profile: Path | None = None,
 ) -> Result:
     api = kube_config.new_client_from_config(str(kubeconfig))
     core = client.CoreV1Api(api)
@@ -411,7 +431,7 @@ def run_size(
             try:
                 code, wall, rss, cpu = run_child(
                     [sys.executable, "-c", WRAPPER, "run-models", *common, *run_options],
-                    {**env, "BENCH_API_CALLS": str(calls_file)},
+                    {**env, "BENCH_API_CALLS": str(calls_file), **profile_env(profile, size)},
                     max(300.0, size * 1.0),
                     directory / "run-models.log",
                 )
@@ -511,12 +531,18 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument("--keep-output", type=Path, help="a directory for each run's printed table")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="a directory for each run's cProfile statistics (run-models-SIZE.pstats); the "
+        "profiler slows the command, so its figures are then not the command's own",
+    )
     args = parser.parse_args()
     context = yaml.safe_load(args.kubeconfig.read_text())["current-context"]
     results = {}
     for size in args.sizes:
         results[size] = result = run_size(
-            size, args.kubeconfig, context, args.concurrency, args.keep_output
+            size, args.kubeconfig, context, args.concurrency, args.keep_output, args.profile
         )
         report(result, args.concurrency)
     print(

@@ -168,6 +168,9 @@ def test_every_models_job_is_the_job_of_a_full_helm_render(
     ) as template:
         recording = _Recording(template._chart)
         template._chart = recording  # type: ignore[assignment]
+        view_recording = _Recording(template._job_view)
+        template._job_view = view_recording  # type: ignore[assignment]
+        view_dir = template._job_view_dir
         first = template.render(names[-1], "r0")  # the whole values, checked once
         for position, model in enumerate([*names, "adhoc_model_without_an_entry"]):
             run_id = "r1" if position % 2 else "Run_2024-01-01.retry"  # plain, and hashed
@@ -185,8 +188,27 @@ def test_every_models_job_is_the_job_of_a_full_helm_render(
         _full_render_job(chart, {**values, "run": run}, namespace), namespace, "r0", {}
     )
     assert first.manifest == expected
-    # Only the first render was given every model; each other one its own entry, or none.
-    assert recording.models_given == [120] + [1] * 120 + [0]
+    # Only the first render, of the whole chart (its values schema checked), was given every
+    # model; each other one, of the Job's view of the chart, its own entry, or none.
+    assert recording.models_given == [120]
+    assert view_recording.models_given == [1] * 120 + [0]
+    assert not view_dir.exists()  # the view is removed with the template
+
+
+def test_the_job_view_holds_the_job_template_and_helpers_but_no_schema():
+    with JobTemplate(CHART, {}, release_name=RELEASE, namespace="ns") as template:
+        view = template._job_view_dir / CHART.name
+        assert sorted(p.name for p in (view / "templates").iterdir()) == [
+            "_helpers.tpl",
+            "job.yaml",
+        ]
+        assert not (view / "values.schema.json").exists()
+        assert (view / "files" / "floe_dbt.py").read_bytes() == (
+            CHART / "files" / "floe_dbt.py"
+        ).read_bytes()
+        assert sorted(p.name for p in (view / "charts").iterdir()) == sorted(
+            p.name for p in (CHART / "charts").iterdir()
+        )
 
 
 def test_the_values_cover_what_the_chart_derives_from_a_model(artifacts_dir: Path):
