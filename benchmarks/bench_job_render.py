@@ -6,9 +6,10 @@ artifacts document as ``floe-deploy`` generates them, with a per-model resources
 model in four), it times ``--jobs`` renders of distinct models (default 50) and prints, per Job,
 the wall time and the CPU time of this process (Helm's Go threads included):
 
-- ``after``: ``JobTemplate.render`` as it is: Helm is given only the rendered model's entry of
-  ``models`` (once the first render of the template has checked the whole values);
-- ``before``: the same template rendering from the whole values each time, the old path
+- ``after``: ``JobTemplate.render`` as it is: the Job's view of the chart (no values schema),
+  given only the rendered model's entry of ``models`` (once the first render of the template,
+  of the whole chart, has checked the whole values);
+- ``before``: the whole chart rendering from the whole values each time, the old path
   (``--no-before`` skips it);
 - the first render of a template (whole values, once a run), on its own;
 - the ratio of the 2,000-model figure to the 4-model one (near 1 means no growth), the Helm time
@@ -70,9 +71,9 @@ def values_for(count: int, directory: Path) -> dict[str, Any]:
 
 
 def render_whole_values(template: JobTemplate, model: str, run_id: str) -> ModelJob:
-    """The old ``JobTemplate.render``: Helm given every model on each call."""
+    """The old ``JobTemplate.render``: the whole chart, and every model, on each call."""
     run = {"model": model, "jobName": job_name(model, run_id), "runId": run_id}
-    manifest = template._render_job({**template.values, "run": run}, model)
+    manifest = template._render_job(template._chart, {**template.values, "run": run}, model)
     template._add_run_metadata(manifest, model, run_id)
     return ModelJob(model, (), manifest, data_product_job(manifest, template.namespace))
 
