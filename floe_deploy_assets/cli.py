@@ -79,7 +79,10 @@ def stop_on_signals() -> Iterator[None]:
 
 
 def _add_input_arguments(
-    command: argparse.ArgumentParser, chart_required: bool = True, with_chart: bool = True
+    command: argparse.ArgumentParser,
+    chart_required: bool = True,
+    with_chart: bool = True,
+    every_environment: bool = False,
 ) -> None:
     command.add_argument(
         "--config",
@@ -92,7 +95,14 @@ def _add_input_arguments(
         type=Path,
         help="one CompiledArtifacts JSON instead of the configuration's artifacts.path(s)",
     )
-    command.add_argument("--env", required=True, help="environment, as named in the configuration")
+    if every_environment:
+        command.add_argument(
+            "--env", action="append", help="only this environment (repeatable; default: all)"
+        )
+    else:
+        command.add_argument(
+            "--env", required=True, help="environment, as named in the configuration"
+        )
     command.add_argument(
         "--product",
         action="append",
@@ -153,7 +163,30 @@ def _parser() -> argparse.ArgumentParser:
                 help="only the jobs releases of data products no longer in the configuration",
             )
     add_run_models_parser(commands)
+    _add_gitops_parser(commands)
     return parser
+
+
+def _add_gitops_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gitops = commands.add_parser(
+        "gitops", help="write the Argo CD or Flux objects that deploy every environment"
+    )
+    _add_input_arguments(gitops, with_chart=False, every_environment=True)
+    gitops.add_argument("--format", choices=("argocd", "flux"), required=True)
+    gitops.add_argument("--out", type=Path, required=True, help="directory for the files")
+    gitops.add_argument(
+        "--registry",
+        required=True,
+        help="oci://HOST[:PORT]/PATH where the charts are published",
+    )
+    gitops.add_argument("--argocd-namespace", default="argocd", help="default: argocd")
+    gitops.add_argument("--flux-namespace", default="flux-system", help="default: flux-system")
+    gitops.add_argument(
+        "--controller-cluster",
+        default="in-cluster",
+        help="the cluster mappings' cluster the controller runs in (default: in-cluster); "
+        "Flux reaches the others through a '<cluster>-kubeconfig' Secret",
+    )
 
 
 def _add_deploy_options(command: argparse.ArgumentParser) -> None:
@@ -199,6 +232,7 @@ COMMANDS = {
     "uninstall": "floe_deploy_assets.cluster_commands:uninstall_command",
     "history": "floe_deploy_assets.cluster_commands:history_command",
     "run-models": "floe_deploy_assets.jobs.run_models:run_models_command",
+    "gitops": "floe_deploy_assets.offline_commands:gitops_command",
 }
 
 

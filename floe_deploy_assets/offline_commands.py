@@ -39,18 +39,29 @@ def _yaml(document: object) -> str:
 
 
 def validated_generators(
-    args: argparse.Namespace, charts: Sequence[ChartKind], *, announce: bool = True
+    args: argparse.Namespace,
+    charts: Sequence[ChartKind],
+    *,
+    announce: bool = True,
+    environments: Sequence[str] | None = None,
 ) -> list[HelmValuesGenerator]:
-    """The values of every release asked for (the platform, then each selected product's
-    jobs), each checked; raises InvalidValuesError after printing the problems of the first
-    that fails, so nothing is applied when any of them would fail. ``announce``: then say
-    which Secrets they require (else the caller does, once its own work succeeded)."""
+    """The values of every release asked for (per environment, the platform, then each
+    selected product's jobs), each checked; raises InvalidValuesError after printing the
+    problems of the first that fails, so nothing is applied when any of them would fail.
+    ``announce``: then say which Secrets they require (else the caller does, once its own
+    work succeeded). ``environments``: these instead of ``args.env`` (None: every one the
+    configuration maps)."""
     config = load_deployment_config(args.config)
     try:
         check_chart_paths(config)  # both charts and their file:// dependencies, before any use
         products = load_products(config, args.artifacts)
         selected = select_products(products, getattr(args, "product", None))
-        generators = release_generators(config, products, args.env, charts, selected)
+        wanted = [args.env] if environments is None else environments or config.environments
+        generators = [
+            generator
+            for environment in wanted
+            for generator in release_generators(config, products, environment, charts, selected)
+        ]
         for generator in generators:
             _check(generator)  # merging the products' platform needs may conflict here
     except ConfigError as error:
@@ -139,3 +150,27 @@ def _at(values: object, pointer: str) -> object:
         key = token.replace("~1", "/").replace("~0", "~")
         values = values[key]  # type: ignore[index]
     return values
+
+
+def gitops_command(args: argparse.Namespace) -> None:
+    from floe_deploy_assets import gitops
+
+    options = gitops.GitOpsOptions(
+        registry=args.registry,
+        argocd_namespace=args.argocd_namespace,
+        flux_namespace=args.flux_namespace,
+        controller_cluster=args.controller_cluster,
+    )
+    generators = validated_generators(
+        args, ("platform", "jobs"), announce=False, environments=args.env or ()
+    )
+    objects = gitops.gitops_objects(args.format, gitops.releases(generators), options)
+    written = gitops.write_objects(objects, args.out)
+    for path in written:
+        print(path)
+    secrets = sorted({s.name for g in generators for s in g.required_secrets})
+    print(
+        f"# {len(written)} {args.format} objects for {len(generators)} releases; the "
+        f"environments' namespaces need the Secrets {', '.join(secrets)}",
+        file=sys.stderr,
+    )

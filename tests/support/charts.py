@@ -92,3 +92,27 @@ def install_jobs_release(
         wait="watcher",
         timeout=60,
     )
+
+
+GITOPS_REGISTRY = "oci://registry.example.com/floe/charts"
+
+
+def run_gitops(out: Path, fmt: str, *extra: str) -> int:
+    """``floe-deploy gitops`` for the example configuration, its files written to ``out``."""
+    from floe_deploy_assets.cli import main
+
+    config = str(ROOT / "floe-deploy.yaml")
+    return main(
+        [
+            "gitops",
+            "--config",
+            config,
+            "--format",
+            fmt,
+            "--out",
+            str(out),
+            "--registry",
+            GITOPS_REGISTRY,
+            *extra,
+        ]
+    )
