@@ -184,9 +184,10 @@ def argocd_objects(found: Sequence[Release], options: GitOpsOptions) -> list[dic
                     "destination": {"name": "{{ .cluster }}", "namespace": "{{ .namespace }}"},
                     "syncPolicy": {
                         # As the release engine: objects the chart no longer renders are
-                        # removed, drift is corrected, namespaces are created, and applies are
+                        # removed, drift is reported (OutOfSync), not undone (deploy's
+                        # --correct-drift is a choice), namespaces are created, and applies are
                         # server-side.
-                        "automated": {"prune": True, "selfHeal": True},
+                        "automated": {"prune": True, "selfHeal": False},
                         "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
                         "retry": {
                             "limit": REMEDIATION_RETRIES,
