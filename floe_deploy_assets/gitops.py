@@ -20,6 +20,7 @@ Secrets the releases need are named, never filled in).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ RELEASE_TIMEOUT = "5m"
 REMEDIATION_RETRIES = 3
 SOURCE_INTERVAL = "10m"
 RELEASE_INTERVAL = "30m"
+KUBECONFIG_NAME_MAX = 200  # of a Secret name's 253, leaving room for the hash and suffix
 REGISTRY = re.compile(r"^oci://([a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*)$")
 
 
@@ -254,7 +256,7 @@ def _helm_release(
     if release.cluster != options.controller_cluster:
         # Another cluster: Flux reads its kubeconfig from a Secret the operator provides.
         spec["kubeConfig"] = {
-            "secretRef": {"name": f"{release.cluster}-kubeconfig", "key": "value"}
+            "secretRef": {"name": kubeconfig_secret(release.cluster), "key": "value"}
         }
     spec["values"] = release.values
     metadata: dict[str, Any] = {
@@ -276,6 +278,16 @@ def _helm_release(
     }
 
 
+def kubeconfig_secret(cluster: str) -> str:
+    """The Secret holding ``cluster``'s kubeconfig for Flux: ``<cluster>-kubeconfig``, the
+    context's name made a valid object name (``kubernetes-admin@kubernetes`` or an EKS ARN is
+    not one), with a hash of the name when it had to change, so two contexts never share one."""
+    name = re.sub(r"[^a-z0-9-]+", "-", cluster.lower()).strip("-")[:KUBECONFIG_NAME_MAX]
+    if name != cluster:
+        name = f"{name}-{hashlib.sha256(cluster.encode()).hexdigest()[:8]}".lstrip("-")
+    return f"{name}-kubeconfig"
+
+
 # --- files -------------------------------------------------------------------------------------
 def file_name(obj: dict[str, Any]) -> str:
     return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
@@ -286,9 +298,12 @@ def dump(obj: dict[str, Any]) -> str:
     return yaml.safe_dump(obj, sort_keys=False, allow_unicode=True, width=100)
 
 
-def write_objects(objects: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """Each object to a file of its own in ``out``; every file is written after all were
-    built, so a failure leaves no half set."""
+def write_objects(objects: Sequence[dict[str, Any]], out: Path) -> tuple[list[Path], list[Path]]:
+    """Each object to a file of its own in ``out`` (written once all were built: an input
+    error leaves the directory as it was); then the files an earlier run wrote there for
+    objects no longer generated (an environment or product removed) are deleted, so that the
+    controller does not go on deploying them. Other files are left alone. Returns (written,
+    removed)."""
     names = [file_name(obj) for obj in objects]
     doubled = sorted({n for n in names if names.count(n) > 1})
     if doubled:
@@ -297,6 +312,23 @@ def write_objects(objects: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     written = []
     for name, obj in zip(names, objects, strict=True):
         path = out / name
-        path.write_text(dump(obj))
+        path.write_text(dump(obj), encoding="utf-8")
         written.append(path)
-    return written
+    removed = [
+        path
+        for path in sorted(out.glob("*.yaml"))
+        if path.name not in names and _generated_here(path)
+    ]
+    for path in removed:
+        path.unlink()
+    return written, removed
+
+
+def _generated_here(path: Path) -> bool:
+    """Whether ``path`` holds one object this module wrote (its labels say so)."""
+    try:
+        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    labels = obj.get("metadata", {}).get("labels") if isinstance(obj, dict) else None
+    return isinstance(labels, dict) and all(labels.get(k) == v for k, v in PART_OF.items())

@@ -49,8 +49,8 @@ def validated_generators(
     selected product's jobs), each checked; raises InvalidValuesError after printing the
     problems of the first that fails, so nothing is applied when any of them would fail.
     ``announce``: then say which Secrets they require (else the caller does, once its own
-    work succeeded). ``environments``: these instead of ``args.env`` (None: every one the
-    configuration maps)."""
+    work succeeded). ``environments``: these instead of ``args.env`` (empty: every one the
+    configuration maps; None: ``args.env``)."""
     config = load_deployment_config(args.config)
     try:
         check_chart_paths(config)  # both charts and their file:// dependencies, before any use
@@ -161,16 +161,26 @@ def gitops_command(args: argparse.Namespace) -> None:
         flux_namespace=args.flux_namespace,
         controller_cluster=args.controller_cluster,
     )
+    if args.format == "argocd" and (args.env or args.product):
+        # One ApplicationSet describes every release: one of a subset, committed, would make
+        # Argo CD delete the Applications (and their objects) of all the others.
+        raise ConfigError(
+            "--format argocd writes the one ApplicationSet of every environment and product; "
+            "leave out --env and --product"
+        )
+    environments = list(dict.fromkeys(args.env or ()))  # each once, in the order given
     generators = validated_generators(
-        args, ("platform", "jobs"), announce=False, environments=args.env or ()
+        args, ("platform", "jobs"), announce=False, environments=environments
     )
     objects = gitops.gitops_objects(args.format, gitops.releases(generators), options)
-    written = gitops.write_objects(objects, args.out)
+    written, removed = gitops.write_objects(objects, args.out)
     for path in written:
         print(path)
+    for path in removed:
+        print(f"removed {path} (its release is no longer generated)")
     secrets = sorted({s.name for g in generators for s in g.required_secrets})
+    needs = f"; the namespaces need the Secrets {', '.join(secrets)}" if secrets else ""
     print(
-        f"# {len(written)} {args.format} objects for {len(generators)} releases; the "
-        f"environments' namespaces need the Secrets {', '.join(secrets)}",
+        f"# {len(written)} {args.format} objects for {len(generators)} releases{needs}",
         file=sys.stderr,
     )

@@ -13,8 +13,9 @@ the same whether the product has 4 models or 2,000 (benchmarks/bench_job_render.
 render of a ``JobTemplate`` passes the whole values, so Helm still checks every model's entry
 against the chart's schema once a run, with the same error as before. Later renders use a view
 of the chart with only the Job template and the helpers, without the values schema: Helm's
-schema check was three quarters of a render's cost, and the values it would check again are a
-part of those it passed.
+schema check was three quarters of a render's cost. What it would check again is a part of the
+values it passed, and ``run``, which is ours: the model's name (checked against the same pattern
+when the artifacts were read), its Job name (``job_name``) and the run id (``check_run_id``).
 """
 
 from __future__ import annotations
@@ -152,18 +153,20 @@ class JobTemplate:
         self._validated = False
         build_dependencies(chart_dir)
         self._chart = _load_chart(chart_dir)
-        self._job_view_dir = _job_view(chart_dir)
+        self._job_view_dir = Path(tempfile.mkdtemp(prefix="floe-job-view-"))
         try:
-            self._job_view = _load_chart(self._job_view_dir / chart_dir.name)
-        except RenderError:
+            self._job_view = _load_chart(_job_view(chart_dir, self._job_view_dir))
+        except BaseException:
             shutil.rmtree(self._job_view_dir, ignore_errors=True)
             self._chart.close()
             raise
 
     def close(self) -> None:
-        self._chart.close()
-        self._job_view.close()
-        shutil.rmtree(self._job_view_dir, ignore_errors=True)
+        try:
+            self._chart.close()
+            self._job_view.close()
+        finally:
+            shutil.rmtree(self._job_view_dir, ignore_errors=True)
 
     def __enter__(self) -> JobTemplate:
         return self
@@ -236,10 +239,11 @@ def _load_chart(chart_dir: Path) -> helm_python.Chart:
         raise RenderError(f"{chart_dir}: cannot load the chart: {exc}") from None
 
 
-def _job_view(chart_dir: Path) -> Path:
-    """A temporary directory holding the chart as the Job template sees it: its files, its
+def _job_view(chart_dir: Path, directory: Path) -> Path:
+    """The chart as the Job template sees it, copied into ``directory``: its files, its
     dependencies, the Job template and the helpers (``_*.tpl``), but no other template and no
     values schema. Its Job is the chart's (tests/unit/test_job_render_scale.py)."""
+    chart_dir = chart_dir.resolve()  # "." or ".." has no name to copy it under
 
     def left_out(directory: str, names: list[str]) -> set[str]:
         here = Path(directory)
@@ -250,8 +254,8 @@ def _job_view(chart_dir: Path) -> Path:
             return {n for n in names if n != job and not (n.startswith("_") and n.endswith(".tpl"))}
         return set()
 
-    view = Path(tempfile.mkdtemp(prefix="floe-job-view-"))
-    shutil.copytree(chart_dir, view / chart_dir.name, ignore=left_out)
+    view = directory / chart_dir.name
+    shutil.copytree(chart_dir, view, ignore=left_out)
     return view
 
 

@@ -6,6 +6,8 @@ a deliberately wrong field is refused with the field's path."""
 from __future__ import annotations
 
 import copy
+import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,59 @@ def _holds(stored: Any, sent: Any) -> bool:
             isinstance(stored, list) and len(stored) == len(sent) and all(map(_holds, stored, sent))
         )
     return bool(stored == sent)
+
+
+def test_the_applications_the_application_set_makes_are_accepted(
+    kube_cluster: KubeCluster, plurals: dict[tuple[str, str], str], namespace: str, tmp_path: Path
+):
+    """The Applications the ApplicationSet controller would make from the template and the
+    ``templatePatch`` (rendered here as its Go templates would: each ``{{ .key }}`` from the
+    element, ``toJson .values`` as JSON) are valid Applications for the API server."""
+    (application_set,) = [
+        o for o in _generated(tmp_path, "argocd", namespace) if o["kind"] == "ApplicationSet"
+    ]
+    applications = list(_applications(application_set["spec"], namespace))
+    assert len(applications) == 6
+    for application in applications:
+        checked = _create(kube_cluster, plurals, application, dry_run="All")
+        assert _holds(checked["spec"], application["spec"])
+        assert (
+            checked["spec"]["source"]["helm"]["valuesObject"]["floe"]["environment"]
+            == (application["metadata"]["labels"]["floe.dev/environment"])
+        )
+        _create(kube_cluster, plurals, application)
+
+
+def _applications(spec: dict[str, Any], namespace: str) -> Any:
+    placeholder = re.compile(r"\{\{ \.(\w+) \}\}")
+    for element in spec["generators"][0]["list"]["elements"]:
+
+        def fill(node: Any, element: dict[str, Any] = element) -> Any:
+            if isinstance(node, dict):
+                return {key: fill(value) for key, value in node.items()}
+            if isinstance(node, list):
+                return [fill(item) for item in node]
+            if isinstance(node, str):
+                filled = placeholder.sub(lambda m: str(element[m.group(1)]), node)
+                assert "{{" not in filled, f"a template this test cannot render: {node}"
+                return filled
+            return node
+
+        application = fill(copy.deepcopy(spec["template"]))
+        patch_text = spec["templatePatch"].replace(
+            "{{ toJson .values }}", json.dumps(element["values"])
+        )
+        _merge(application, yaml.safe_load(patch_text))
+        application["metadata"]["namespace"] = namespace
+        yield {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", **application}
+
+
+def _merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 @pytest.mark.parametrize(

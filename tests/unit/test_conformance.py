@@ -140,7 +140,9 @@ def test_mutations_do_reach_failing_values() -> None:
             {"y": "1"},
             False,
         ),
+        ({"$defs": {"n": {"minimum": 2}}, "$ref": "#/$defs/n", "maximum": 3}, 1, False),
         ({"$defs": {"n": {"minimum": 2}}, "$ref": "#/$defs/n", "maximum": 3}, 4, False),
+        ({"$defs": {"n": {"minimum": 2}}, "$ref": "#/$defs/n", "maximum": 3}, 3, True),
         ({"if": {"const": "Exists"}, "then": False}, "Exists", False),
         ({"if": {"const": "Exists"}, "then": False, "else": {"maxLength": 2}}, "Equal", False),
         ({"pattern": "^[0-9]+$"}, "100\n", False),  # "$" is the end of the text, as in Go

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ import pytest
 import yaml
 
 from floe_deploy_assets.cli import main
+from floe_deploy_assets.gitops import kubeconfig_secret
 from floe_deploy_assets.values.secrets import find_plaintext_secrets
-from tests.support.charts import CONFIG, GITOPS_REGISTRY, ROOT, run_gitops
+from tests.support.charts import CONFIG, GITOPS_REGISTRY, ROOT, run_gitops, values_generator
 
 REGISTRY = GITOPS_REGISTRY
 ENVIRONMENTS = CONFIG.environments
@@ -65,7 +67,9 @@ def test_argocd_one_application_per_environment_and_release_with_the_values_prin
         (environment, chart) for environment in ENVIRONMENTS for chart in ("platform", "jobs")
     ]
     for element in elements:
-        assert element["values"] == printed_values(element["environment"], element["chartKind"])
+        environment, chart = element["environment"], element["chartKind"]
+        assert element["values"] == printed_values(environment, chart)
+        assert element["values"] == values_generator(chart, environment).helm_values()
         mapping = CONFIG.mapping_for(element["environment"])
         assert element["namespace"] == mapping.namespace_for(element["environment"])
         assert element["cluster"] == mapping.cluster  # not the controller's own: named
@@ -96,6 +100,8 @@ def test_flux_releases_depend_on_their_platform_and_carry_the_values_printed(
         chart = release["metadata"]["labels"]["floe.dev/chart"]
         spec = release["spec"]
         assert spec["values"] == printed_values(environment, chart)
+        # What deploy hands Helm (a default a layer deleted as an explicit null).
+        assert spec["values"] == values_generator(chart, environment).helm_values()
         assert spec["targetNamespace"] == CONFIG.mapping_for(environment).namespace_for(environment)
         assert spec["releaseName"] == CONFIG.release_name(chart, environment)  # type: ignore[arg-type]
         assert spec["upgrade"]["remediation"]["strategy"] == "rollback"
@@ -140,11 +146,51 @@ def test_no_credential_in_the_output_and_the_needed_secrets_named(written: dict[
 
 
 def test_one_environment_only(tmp_path: Path):
-    assert run_gitops(tmp_path, "flux", "--env", "prod") == 0
+    assert run_gitops(tmp_path, "flux", "--env", "prod", "--env", "prod") == 0
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("helmrelease")) == [
         "helmrelease-prod-floe-jobs.yaml",
         "helmrelease-prod-floe-platform.yaml",
     ]
+
+
+def test_files_of_releases_no_longer_generated_are_removed_and_others_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    assert run_gitops(tmp_path, "flux") == 0
+    (tmp_path / "kustomization.yaml").write_text("resources: []\n")  # the team's own file
+    (tmp_path / "notes.yaml").write_text("metadata: {labels: {app: other}}\n")
+    capsys.readouterr()
+    assert run_gitops(tmp_path, "flux", "--env", "prod") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "helmrelease-prod-floe-jobs.yaml",
+        "helmrelease-prod-floe-platform.yaml",
+        "kustomization.yaml",
+        "notes.yaml",
+        "ocirepository-floe-jobs.yaml",
+        "ocirepository-floe-platform.yaml",
+    ]
+    assert capsys.readouterr().out.count("removed ") == 4  # dev's and staging's releases
+
+
+def test_argocd_refuses_a_subset_that_would_replace_the_whole_application_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    for selection in (["--env", "dev"], ["--product", "customer-360"]):
+        assert run_gitops(tmp_path / "out", "argocd", *selection) == 2
+        assert "leave out --env and --product" in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "context",
+    ["floe-local", "kubernetes-admin@kubernetes", "arn:aws:eks:eu-west-1:1:cluster/prod", "GKE_p"],
+)
+def test_kubeconfig_secret_names_are_object_names_and_distinct(context: str):
+    name = kubeconfig_secret(context)
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 253
+    assert kubeconfig_secret(context.upper() + "x") != name
+    if context == "floe-local":
+        assert name == "floe-local-kubeconfig"  # a valid name is kept as it is
 
 
 @pytest.mark.parametrize("registry", ["registry.example.com/charts", "oci://Registry/x", "oci://"])
