@@ -153,7 +153,7 @@ def argocd_objects(found: Sequence[Release], options: GitOpsOptions) -> list[dic
             "cluster": _argocd_cluster(r.cluster, options),
             "namespace": r.namespace,
             "requiredSecrets": ",".join(r.required_secrets),
-            "values": r.values,
+            "helmValues": r.values,  # "values" is the list generator's own key without goTemplate
         }
         for r in found
     ]
@@ -200,7 +200,7 @@ def argocd_objects(found: Sequence[Release], options: GitOpsOptions) -> list[dic
             },
             # The values are an object: a template's strings cannot carry one, a patch can.
             "templatePatch": "spec:\n  source:\n    helm:\n"
-            "      valuesObject: {{ toJson .values }}\n",
+            "      valuesObject: {{ toJson .helmValues }}\n",
         },
     }
     return [project, application_set]

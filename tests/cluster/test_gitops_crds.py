@@ -124,7 +124,7 @@ def test_the_applications_the_application_set_makes_are_accepted(
 ):
     """The Applications the ApplicationSet controller would make from the template and the
     ``templatePatch`` (rendered here as its Go templates would: each ``{{ .key }}`` from the
-    element, ``toJson .values`` as JSON) are valid Applications for the API server."""
+    element, ``toJson .helmValues`` as JSON) are valid Applications for the API server."""
     (application_set,) = [
         o for o in _generated(tmp_path, "argocd", namespace) if o["kind"] == "ApplicationSet"
     ]
@@ -157,7 +157,7 @@ def _applications(spec: dict[str, Any], namespace: str) -> Any:
 
         application = fill(copy.deepcopy(spec["template"]))
         patch_text = spec["templatePatch"].replace(
-            "{{ toJson .values }}", json.dumps(element["values"])
+            "{{ toJson .helmValues }}", json.dumps(element["helmValues"])
         )
         _merge(application, yaml.safe_load(patch_text))
         application["metadata"]["namespace"] = namespace

@@ -68,8 +68,8 @@ def test_argocd_one_application_per_environment_and_release_with_the_values_prin
     ]
     for element in elements:
         environment, chart = element["environment"], element["chartKind"]
-        assert element["values"] == printed_values(environment, chart)
-        assert element["values"] == values_generator(chart, environment).helm_values()
+        assert element["helmValues"] == printed_values(environment, chart)
+        assert element["helmValues"] == values_generator(chart, environment).helm_values()
         mapping = CONFIG.mapping_for(element["environment"])
         assert element["namespace"] == mapping.namespace_for(element["environment"])
         assert element["cluster"] == mapping.cluster  # not the controller's own: named
