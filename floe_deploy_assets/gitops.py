@@ -34,7 +34,6 @@ from floe_deploy_assets.models.config import ConfigError
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 GitOpsFormat = Literal["argocd", "flux"]
-FORMATS: tuple[GitOpsFormat, ...] = ("argocd", "flux")
 PROJECT = "floe"
 PART_OF = {"app.kubernetes.io/part-of": "floe", "app.kubernetes.io/managed-by": "floe-deploy"}
 IN_CLUSTER = "in-cluster"  # the cluster mappings' and Argo CD's name for the controller's own
