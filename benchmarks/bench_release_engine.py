@@ -50,13 +50,14 @@ from floe_deploy_assets.health.rules import workload_health
 from floe_deploy_assets.helm.deploy import deploy
 from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
 from floe_deploy_assets.helm.inputs import values_generator
+from floe_deploy_assets.helm.packaging import chart_digest
 from floe_deploy_assets.helm.render import build_dependencies
 from floe_deploy_assets.kube.health import RELEASE_LABEL, _matches, _selector, release_health
 from floe_deploy_assets.models.config import load_deployment_config
 from floe_deploy_assets.models.deployment import WorkloadType
 from floe_deploy_assets.models.products import load_products
 from floe_deploy_assets.release.decide import Action
-from floe_deploy_assets.release.digests import chart_digest, values_digest
+from floe_deploy_assets.release.digests import values_digest
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -45,7 +45,7 @@ def run(environments: int) -> tuple[float, float]:
     started = time.perf_counter()
     config = config_with(environments)
     products = load_products(config)
-    charts = {kind: ChartFiles.for_chart(config, kind) for kind in ("platform", "jobs")}
+    charts = {kind: ChartFiles(config.chart_path(kind)) for kind in ("platform", "jobs")}
     inputs = {kind: (files.defaults(), files.schema()) for kind, files in charts.items()}
     loaded = time.perf_counter()
     for environment in config.environments:

@@ -21,6 +21,7 @@ from floe_deploy_assets.helm.deploy import (
     plan,
 )
 from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
+from floe_deploy_assets.helm.sources import chart_dir as source_dir
 from floe_deploy_assets.helm.uninstall import uninstall
 from floe_deploy_assets.kube.access import ClusterAccess
 from floe_deploy_assets.kube.errors import cluster_step
@@ -79,7 +80,7 @@ def deploy_command(args: argparse.Namespace) -> None:
     policy = _policy(args)
     platform = None  # the platform's values, release and cluster, once it is deployed
     for generator, ref, engine, cluster in per_release(args):
-        chart_dir = generator.config.chart_path(generator.chart)
+        chart_dir = source_dir(generator.config, generator.chart)
         values = generator.helm_values()
         if args.dry_run:
             _print_plan(generator.title, engine, ref, chart_dir, values, policy)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import yaml
 
 from floe_deploy_assets.helm.charts import read_chart_metadata
+from floe_deploy_assets.helm.sources import chart_dir
 from floe_deploy_assets.models.config import ConfigError
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
@@ -95,7 +96,7 @@ def releases(generators: Iterable[HelmValuesGenerator]) -> list[Release]:
     """Each generator's release, its chart read from the configuration's chart folder."""
     found = []
     for generator in generators:
-        metadata = read_chart_metadata(generator.config.chart_path(generator.chart))
+        metadata = read_chart_metadata(chart_dir(generator.config, generator.chart))
         found.append(
             Release(
                 environment=generator.environment,

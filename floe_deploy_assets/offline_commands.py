@@ -124,11 +124,12 @@ def values_command(args: argparse.Namespace) -> None:
 def render_command(args: argparse.Namespace) -> None:
     # Here, not at the top: it loads Helm's native library, which `values` does without.
     from floe_deploy_assets.helm.render import render_chart
+    from floe_deploy_assets.helm.sources import chart_dir
 
     generator = validated_generator(args)
     config = generator.config
     rendered = render_chart(
-        config.chart_path(args.chart),
+        chart_dir(config, args.chart),
         generator.helm_values(),
         release_name=generator.release_name,
         namespace=generator.mapping.namespace_for(args.env),

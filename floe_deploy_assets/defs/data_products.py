@@ -39,6 +39,7 @@ from pydantic import Field
 from floe_deploy_assets.defs.deploy_assets import Release
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.defs.sensors import INTERVAL_SECONDS
+from floe_deploy_assets.helm.sources import chart_dir
 from floe_deploy_assets.jobs.plan import Outcome, dependents, select_models
 from floe_deploy_assets.jobs.pods import IMAGE_PULL_REASONS
 from floe_deploy_assets.jobs.runner import JobRunner, ModelResult, RunnerSettings
@@ -200,7 +201,7 @@ def _product_models(
             context, dg.PipesEnvContextInjector(), reader, extras=extras
         ) as session:
             with JobTemplate(
-                deployment.config.chart_path("jobs"),
+                chart_dir(deployment.config, "jobs"),
                 generator.helm_values(),
                 release_name=ref.name,
                 namespace=ref.namespace,

@@ -20,7 +20,9 @@ from floe_deploy_assets.defs.resources import DeploymentConfigResource, Kubernet
 from floe_deploy_assets.helm.deploy import DeployOutcome, deploy, digest_history
 from floe_deploy_assets.helm.engine import ReleaseRef
 from floe_deploy_assets.helm.inputs import values_generator
+from floe_deploy_assets.helm.packaging import chart_digest
 from floe_deploy_assets.helm.render import render_chart
+from floe_deploy_assets.helm.sources import chart_dir
 from floe_deploy_assets.kube.health import release_health
 from floe_deploy_assets.kube.secrets import missing_secrets
 from floe_deploy_assets.models.config import ChartKind, DeploymentConfig
@@ -31,7 +33,6 @@ from floe_deploy_assets.release.diff import release_change_markdown
 from floe_deploy_assets.release.digests import (
     CHART_DIGEST_LABEL,
     VALUES_DIGEST_LABEL,
-    chart_digest,
     values_digest,
 )
 from floe_deploy_assets.values.generator import HelmValuesGenerator
@@ -366,7 +367,7 @@ def _manifests_asset(
         generator = release.generator(deployment, environment)
         ref = release.ref(deployment, environment)
         objects = render_chart(
-            deployment.config.chart_path(release.chart),
+            chart_dir(deployment.config, release.chart),
             generator.helm_values(),
             release_name=ref.name,
             namespace=ref.namespace,
@@ -510,7 +511,7 @@ def _release_asset(
         outcome = deploy(
             engine,
             ref,
-            deployment.config.chart_path(release.chart),
+            chart_dir(deployment.config, release.chart),
             generator.helm_values(),
             cluster=cluster,
             policy=deployment.policy(),
@@ -542,7 +543,7 @@ def deploy_assets(
     partitions = environments(config)
     # A chart's digest is the code version of what is made from it: a changed chart shows as
     # changed code in the UI (the values digest of each environment is its data version).
-    versions = {chart: chart_digest(config.chart_path(chart)) for chart in CHARTS}
+    versions = {chart: chart_digest(chart_dir(config, chart)) for chart in CHARTS}
     platform, *jobs = releases(products)
     documents = [release.artifacts_key for release in jobs]
     for release in jobs:

@@ -19,6 +19,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from floe_deploy_assets.defs.deploy_assets import releases
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.helm.deploy import SyncReport, sync_report
+from floe_deploy_assets.helm.sources import chart_dir
 from floe_deploy_assets.kube.retry import describe
 from floe_deploy_assets.models.config import DeploymentConfig
 from floe_deploy_assets.models.rules import echo
@@ -44,7 +45,7 @@ def environment_sync(
         reports[str(release)] = sync_report(
             kubernetes.helm(ref.cluster),
             ref,
-            deployment.config.chart_path(release.chart),
+            chart_dir(deployment.config, release.chart),
             release.generator(deployment, environment).helm_values(),
             kubernetes.cluster(ref.cluster),
             deployment.policy(),

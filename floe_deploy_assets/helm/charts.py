@@ -137,6 +137,17 @@ def local_dependency_dirs(chart_dir: Path, metadata: dict[str, Any]) -> list[Pat
     ]
 
 
+def dependencies_unpacked(chart_dir: Path) -> bool:
+    """Whether every dependency is already in the chart's charts/ as a folder, as in a chart
+    unpacked from its archive (pulled from a registry): there is nothing to build, and the
+    ``file://`` folders its Chart.yaml names were the packager's, not ours."""
+    dependencies = read_chart_metadata(chart_dir).get("dependencies") or []
+    return bool(dependencies) and all(
+        (chart_dir / "charts" / dependency.get("name", "") / "Chart.yaml").is_file()
+        for dependency in dependencies
+    )
+
+
 def _resolved(path: Path) -> Path:
     try:
         return path.resolve()
@@ -219,10 +230,14 @@ def check_chart_paths(config: DeploymentConfig) -> None:
     """Every chart the configuration names, and the ``file://`` dependencies below them, can
     be used: what the command line and the code location check before anything else. Each
     chart's Chart.yaml is read once (the components all depend on floe-common)."""
+    from floe_deploy_assets.helm.sources import chart_dir as source_dir
+
     checked: set[Path] = set()
     for chart in CHARTS:
-        chart_dir = config.chart_path(chart)
+        chart_dir = source_dir(config, chart)
         load_floe_chart(chart_dir)
+        if dependencies_unpacked(chart_dir):
+            continue
         metadata = read_chart_metadata(chart_dir)
         _check_dependencies(chart_dir, metadata, [_resolved(chart_dir)], checked)
 

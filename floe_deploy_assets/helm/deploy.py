@@ -35,6 +35,7 @@ from floe_deploy_assets.helm.engine import (
     Release,
     ReleaseRef,
 )
+from floe_deploy_assets.helm.packaging import chart_digest
 from floe_deploy_assets.helm.storage import (
     ReleaseStorage,
     failed_finally,
@@ -63,7 +64,6 @@ from floe_deploy_assets.release.decide import (
 from floe_deploy_assets.release.digests import (
     CHART_DIGEST_LABEL,
     VALUES_DIGEST_LABEL,
-    chart_digest,
     values_digest,
 )
 from floe_deploy_assets.release.drift import DriftedObject, drifted

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from floe_deploy_assets.helm.charts import check_compatibility, load_floe_chart
+from floe_deploy_assets.helm.sources import chart_dir
 from floe_deploy_assets.models.config import ChartKind, ConfigError, DeploymentConfig
 from floe_deploy_assets.models.products import DataProduct
 from floe_deploy_assets.values.charts import ChartFiles
@@ -28,12 +29,13 @@ def values_generator(
             f"environment {environment!r} is in no cluster mapping; known environments: "
             f"{', '.join(config.environments)}"
         )
-    floe_chart = load_floe_chart(config.chart_path(chart))
+    folder = chart_dir(config, chart)
+    floe_chart = load_floe_chart(folder)
     for product in products:
         incompatible = check_compatibility(floe_chart, product.artifacts.version)
         if incompatible:
             raise ConfigError(f"{product.source}: {incompatible}")
-    files = ChartFiles.for_chart(config, chart)
+    files = ChartFiles(folder)
     return HelmValuesGenerator(
         products, environment, files.defaults(), config=config, chart=chart, schema=files.schema()
     )

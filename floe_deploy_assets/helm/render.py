@@ -16,8 +16,12 @@ from typing import Any
 import helm_python
 import yaml
 
-from floe_deploy_assets.helm.charts import local_dependency_dirs, read_chart_metadata
-from floe_deploy_assets.release.digests import DEPENDENCIES_STAMP, chart_digest
+from floe_deploy_assets.helm.charts import (
+    dependencies_unpacked,
+    local_dependency_dirs,
+    read_chart_metadata,
+)
+from floe_deploy_assets.release.digests import DEPENDENCIES_STAMP, sources_digest
 
 
 class RenderError(RuntimeError):
@@ -52,6 +56,8 @@ def build_dependencies(chart_dir: Path) -> None:
     rebuild rewrites the packages, so it happens only when a source changed, and one process
     at a time (two Dagster runs rendering the same chart would otherwise read each other's
     half-written packages)."""
+    if dependencies_unpacked(chart_dir):
+        return
     dependencies = local_dependencies(chart_dir)
     for dependency in dependencies:
         build_dependencies(dependency)
@@ -61,7 +67,7 @@ def build_dependencies(chart_dir: Path) -> None:
     stamp = chart_dir / "charts" / DEPENDENCIES_STAMP
     with lock_file.open() as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        wanted = chart_digest(chart_dir)
+        wanted = sources_digest(chart_dir)
         packaged = list((chart_dir / "charts").glob("*.tgz"))
         if stamp.is_file() and stamp.read_text() == wanted and len(packaged) >= len(dependencies):
             return

@@ -13,6 +13,7 @@ import sys
 
 from floe_deploy_assets.cli import NotDeployedError
 from floe_deploy_assets.cluster_commands import per_release
+from floe_deploy_assets.helm.sources import chart_dir
 from floe_deploy_assets.jobs.plan import Outcome, select_models
 from floe_deploy_assets.jobs.runner import JobRunner, RunnerError, RunnerSettings, RunReport
 from floe_deploy_assets.jobs.spec import JobTemplate, check_run_id, new_run_id, with_job_settings
@@ -33,9 +34,9 @@ def run_models_command(args: argparse.Namespace) -> None:
         product = generator.product
         values = with_job_settings(generator.helm_values(), command=args.dbt_command)
         settings = RunnerSettings(**_given_settings(args))
-        chart_dir = generator.config.chart_path("jobs")
+        jobs_chart = chart_dir(generator.config, "jobs")
         product_run = product.run_id(run_id)
-        with JobTemplate(chart_dir, values, release_name=ref.name, namespace=ref.namespace) as t:
+        with JobTemplate(jobs_chart, values, release_name=ref.name, namespace=ref.namespace) as t:
             print(
                 f"run {product_run}: {len(models)} models of {product.name} in namespace "
                 f"{ref.namespace}",

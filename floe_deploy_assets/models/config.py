@@ -167,9 +167,66 @@ class ArtifactsSource(FloeModel):
         return self.paths is not None
 
 
+# oci://HOST[:PORT]/PATH/CHART, as Helm names a chart in an OCI registry (no tag: see version).
+OCI_CHART_REF = r"^oci://[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$"
+CHART_VERSION = r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+OCI_DIGEST = r"^sha256:[0-9a-f]{64}$"
+
+
 class ChartSource(FloeModel):
-    path: Path = Field(description="chart directory, relative to the configuration file")
+    """Where a chart comes from: a folder (``path``), or a registry (``ref`` at ``version``,
+    optionally pinned to the manifest ``digest`` the registry gave when it was published)."""
+
+    path: Path | None = Field(
+        default=None, description="chart directory, relative to the configuration"
+    )
+    ref: str | None = Field(
+        default=None, pattern=OCI_CHART_REF, description="oci://HOST/PATH/CHART"
+    )
+    version: str | None = Field(
+        default=None, pattern=CHART_VERSION, description="the chart version"
+    )
+    digest: str | None = Field(
+        default=None, pattern=OCI_DIGEST, description="manifest digest to pin"
+    )
     release_name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53)
+
+    @model_validator(mode="after")
+    def _path_or_registry(self) -> ChartSource:
+        if (self.path is None) == (self.ref is None):
+            raise ValueError(
+                "give the chart's path (a folder) or its ref (oci://HOST/PATH/CHART with a "
+                "version), not " + ("both" if self.path is not None else "neither")
+            )
+        if self.ref is not None and self.version is None:
+            raise ValueError(
+                f"ref {self.ref} needs the chart version to install (version: 0.1.0); a "
+                "registry's newest version is not a deployment decision"
+            )
+        if self.path is not None and (self.version or self.digest):
+            raise ValueError(
+                "version and digest belong to a chart from a registry (ref); a chart folder's "
+                "version is its Chart.yaml's"
+            )
+        return self
+
+
+class RegistryAccess(FloeModel):
+    """How charts named by ``oci://`` references are pulled. Credentials are not held here:
+    ``credentialsFile`` (default: Helm's own, which ``helm registry login`` writes) or the
+    environment's FLOE_REGISTRY_USERNAME and FLOE_REGISTRY_PASSWORD give them."""
+
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate(s) the registry's TLS certificate is checked against",
+    )
+    credentials_file: Path | None = None
+    keyring: Path | None = Field(
+        default=None,
+        description="public GPG keyring: when set, a chart is used only if its provenance "
+        "file is signed by a key in it and its hash matches",
+    )
+    plain_http: bool = False
 
 
 class Charts(FloeModel):
@@ -212,6 +269,7 @@ class DeploymentConfig(FloeModel):
     kind: Literal["DeploymentConfig"] = "DeploymentConfig"
     artifacts: ArtifactsSource
     charts: Charts = Charts()
+    registry: RegistryAccess = RegistryAccess()
     cluster_mappings: list[ClusterMapping] = Field(min_length=1)
     overrides: dict[str, EnvironmentOverrides] = Field(default_factory=dict)
     # Cron of each environment's scheduled redeploy (an in-sync release makes it a no-op).
@@ -323,8 +381,17 @@ class DeploymentConfig(FloeModel):
             found.update(dict.fromkeys(matches))
         return list(found)
 
+    def chart_source(self, chart: ChartKind) -> ChartSource:
+        source: ChartSource = getattr(self.charts, chart)
+        return source
+
     def chart_path(self, chart: ChartKind) -> Path:
-        return self.resolve(getattr(self.charts, chart).path)
+        """The chart's folder; a chart from a registry has none until it is pulled (that is
+        ``helm.sources.chart_dir``, which every user of a chart goes through)."""
+        path = self.chart_source(chart).path
+        if path is None:
+            raise ValueError(f"charts.{chart} comes from a registry, not a folder")
+        return self.resolve(path)
 
     def relocated(self, tree: Path, root: PurePosixPath) -> dict[str, Any]:
         """This configuration as a document whose paths (artifacts, dbt projects, charts) are
@@ -355,7 +422,12 @@ class DeploymentConfig(FloeModel):
         for name, project in artifacts.get("dbtProjects", {}).items():
             artifacts["dbtProjects"][name] = moved(project, f"artifacts.dbtProjects.{name}")
         for chart, source in document["charts"].items():
-            source["path"] = moved(source["path"], f"charts.{chart}.path")
+            if "path" in source:
+                source["path"] = moved(source["path"], f"charts.{chart}.path")
+        registry = document["registry"]
+        for field in ("caFile", "credentialsFile", "keyring"):
+            if field in registry:
+                registry[field] = moved(registry[field], f"registry.{field}")
         return document
 
 

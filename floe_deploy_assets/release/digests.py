@@ -1,5 +1,5 @@
-"""Digests that decide whether a release is in sync: of the chart as packaged (its files and
-its local dependencies' files) and of the values handed to Helm."""
+"""Digests that decide whether a release is in sync (of the chart as packaged: see
+``helm.packaging.chart_digest``; of the values handed to Helm), and of a chart's sources."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ def values_digest(values: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:LABEL_DIGEST_LENGTH]
 
 
-def chart_digest(chart_dir: Path) -> str:
+def sources_digest(chart_dir: Path) -> str:
     """Every source file of the chart and of its ``file://`` dependencies, by relative path;
-    packaged dependencies (``charts/*.tgz``) are build output and left out."""
+    packaged dependencies (``charts/*.tgz``) are build output and left out. What the packaged
+    dependencies were built from (the release's digest is ``helm.packaging.chart_digest``)."""
     digest = hashlib.sha256()
     for root in _chart_dirs(chart_dir.resolve()):
         for path in sorted(p for p in root.rglob("*") if p.is_file()):

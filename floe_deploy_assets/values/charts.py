@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from floe_deploy_assets.models.config import ChartKind, ConfigError, DeploymentConfig
+from floe_deploy_assets.models.config import ConfigError
 
 SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -18,10 +18,6 @@ SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 @dataclass(frozen=True)
 class ChartFiles:
     path: Path
-
-    @classmethod
-    def for_chart(cls, config: DeploymentConfig, chart: ChartKind) -> ChartFiles:
-        return cls(config.chart_path(chart))
 
     def _read(self, name: str) -> str:
         file = self.path / name

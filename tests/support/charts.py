@@ -26,7 +26,7 @@ def values_generator(
     artifacts: Path = EXAMPLE,
     config: DeploymentConfig = CONFIG,
 ) -> HelmValuesGenerator:
-    files = ChartFiles.for_chart(config, chart)
+    files = ChartFiles(config.chart_path(chart))
     return HelmValuesGenerator(
         [single_product(load_compiled_artifacts(artifacts), artifacts)],
         environment,

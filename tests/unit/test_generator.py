@@ -24,7 +24,7 @@ LEAKED = "sk_live_4eC39HqLyjWDarjtT1zdp7dc"
 
 
 def generator(artifacts, environment="dev", chart="platform", config: DeploymentConfig = CONFIG):
-    files = ChartFiles.for_chart(config, chart)
+    files = ChartFiles(config.chart_path(chart))
     return HelmValuesGenerator(
         [single_product(artifacts)],
         environment,

@@ -40,7 +40,7 @@ def _without_subchart_additions(merged: dict, kind: str) -> dict:
 
 @pytest.fixture(scope="module", params=["platform", "jobs"])
 def chart(request: pytest.FixtureRequest):
-    files = ChartFiles.for_chart(CONFIG, request.param)
+    files = ChartFiles(CONFIG.chart_path(request.param))
     loaded = helm_python.Chart.load(str(files.path))
     yield request.param, files, loaded
     loaded.close()

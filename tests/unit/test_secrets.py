@@ -555,7 +555,7 @@ def _generator(plant: Plant | None, chart: str) -> HelmValuesGenerator:
     if plant and plant.artifacts:
         plant.artifacts(document)
     config = _config(plant.overrides if plant else None)
-    files = ChartFiles.for_chart(config, chart)  # type: ignore[arg-type]
+    files = ChartFiles(config.chart_path(chart))  # type: ignore[arg-type]
     return HelmValuesGenerator(
         [single_product(parse_compiled_artifacts(json.dumps(document)))],
         "dev",
@@ -662,7 +662,7 @@ FALSE_POSITIVE_CATALOG = {
 def test_plain_catalog_config_passes_and_shows_in_the_diff():
     document = copy.deepcopy(EXAMPLE)
     document["plugins"]["catalog"]["config"] = FALSE_POSITIVE_CATALOG
-    files = ChartFiles.for_chart(CONFIG, "platform")
+    files = ChartFiles(CONFIG.chart_path("platform"))
     generator = HelmValuesGenerator(
         [single_product(parse_compiled_artifacts(json.dumps(document)))],
         "dev",
@@ -693,7 +693,7 @@ def test_dbt_profiles_without_credentials_stay_inline():
         "keepalives_idle": 0,
         "settings": {"X-Request-Source": "floe", "Authorization": "{{ env_var('DBT_AUTH') }}"},
     }
-    files = ChartFiles.for_chart(CONFIG, "jobs")
+    files = ChartFiles(CONFIG.chart_path("jobs"))
     generator = HelmValuesGenerator(
         [single_product(parse_compiled_artifacts(json.dumps(document)))],
         "dev",

@@ -1,0 +1,158 @@
+"""Where a chart's folder is: the configuration's ``path``, or the chart pulled from an OCI
+registry (``ref`` at ``version``) into a cache with one folder per manifest digest.
+
+A pulled chart is resolved (tag to digest) once per process and pulled once per digest; with
+the digest pinned in the configuration and already cached, nothing is asked of the registry.
+With ``registry.keyring`` set, the archive's provenance must be signed by a key in that
+keyring and match the archive, and the unpacked folder must be that archive's content, at
+every process's first use: a tampered chart is refused before anything is rendered or applied.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from floe_deploy_assets.helm.charts import ChartPathError, read_chart_metadata
+from floe_deploy_assets.models.config import ChartKind, ChartSource, DeploymentConfig
+
+CACHE_VARIABLE = "FLOE_CHART_CACHE"
+
+
+class ChartVerificationError(ChartPathError):
+    """A chart from a registry is not what its provenance says, or is not signed by a trusted
+    key, or not the chart the configuration names."""
+
+
+def cache_root() -> Path:
+    """$FLOE_CHART_CACHE, else $XDG_CACHE_HOME/floe-deploy/charts (~/.cache by default)."""
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "floe-deploy" / "charts"
+
+
+# (ref, version, pinned digest, keyring) -> the chart's folder, for this process.
+_pulled: dict[tuple[str, str, str | None, Path | None], Path] = {}
+
+
+def chart_dir(config: DeploymentConfig, chart: ChartKind) -> Path:
+    """The folder of the chart the configuration names for ``chart``."""
+    source = config.chart_source(chart)
+    if source.path is not None:
+        return config.resolve(source.path)
+    keyring = config.resolve(config.registry.keyring) if config.registry.keyring else None
+    key = (str(source.ref), str(source.version), source.digest, keyring)
+    if key not in _pulled:
+        _pulled[key] = _pulled_chart(config, chart, source, keyring)
+    return _pulled[key]
+
+
+def _pulled_chart(
+    config: DeploymentConfig, chart: ChartKind, source: ChartSource, keyring: Path | None
+) -> Path:
+    from floe_deploy_assets.helm.registry import (
+        RegistrySettings,
+        registry_client,
+        resolve_digest,
+        split_ref,
+    )
+
+    assert source.ref is not None and source.version is not None  # the model requires both
+    ref, version, pinned = source.ref, source.version, source.digest
+    root = cache_root()
+    name = ref.rsplit("/", 1)[1]
+    if pinned is not None and _entry(root, pinned).is_dir():
+        entry = _entry(root, pinned)
+    else:
+        access = config.registry
+        settings = RegistrySettings(
+            ca_file=config.resolve(access.ca_file) if access.ca_file else None,
+            credentials_file=config.resolve(access.credentials_file)
+            if access.credentials_file
+            else None,
+            plain_http=access.plain_http,
+        )
+        with registry_client(split_ref(ref)[0], settings) as client:
+            digest = resolve_digest(client, ref, version)
+            if pinned is not None and digest != pinned:
+                raise ChartVerificationError(
+                    f"charts.{chart}: {ref}:{version} is {digest} in the registry, but the "
+                    f"configuration pins {pinned}: the version was published again or the tag "
+                    "moved; pin the new digest if that chart is meant"
+                )
+            entry = _entry(root, digest)
+            if not entry.is_dir():
+                _fetch(client, ref, digest, version, entry)
+    folder = entry / name
+    _check_is_named_chart(chart, folder, name, version)
+    if keyring is not None:
+        _verify(chart, entry, folder, keyring)
+    return folder
+
+
+def _entry(root: Path, digest: str) -> Path:
+    return root / digest.replace(":", "-")
+
+
+def _fetch(client: object, ref: str, digest: str, version: str, entry: Path) -> None:
+    """Pull into a scratch folder beside the entry, unpack, then rename it into place: the
+    entry exists only complete, and two processes pulling the same chart both succeed."""
+    import helm_python
+
+    from floe_deploy_assets.helm.registry import pull_by_digest
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".pull-", dir=entry.parent))
+    try:
+        pull_by_digest(client, ref, digest, scratch)  # type: ignore[arg-type]
+        name = ref.rsplit("/", 1)[1]
+        # Helm names a provenance's file <name>-<version>.tgz, and checks that name.
+        for pulled in scratch.glob("*.tgz*"):
+            suffix = pulled.name[pulled.name.index(".tgz") :]
+            pulled.rename(scratch / f"{name}-{version}{suffix}")
+        helm_python.expand(scratch, scratch / f"{name}-{version}.tgz")
+        try:
+            scratch.rename(entry)
+        except OSError:  # another process put it there first
+            if not entry.is_dir():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_is_named_chart(chart: ChartKind, folder: Path, name: str, version: str) -> None:
+    metadata = read_chart_metadata(folder)
+    if (metadata["name"], metadata["version"]) != (name, version.removeprefix("v")):
+        raise ChartVerificationError(
+            f"charts.{chart}: the registry's chart is {metadata['name']} "
+            f"{metadata['version']}, not {name} {version}"
+        )
+
+
+def _verify(chart: ChartKind, entry: Path, folder: Path, keyring: Path) -> None:
+    import helm_python
+
+    from floe_deploy_assets.helm.packaging import archive_digest, chart_digest
+
+    archives = sorted(entry.glob("*.tgz"))
+    if len(archives) != 1 or not Path(f"{archives[0]}.prov").is_file():
+        raise ChartVerificationError(
+            f"charts.{chart}: {folder.name} from the registry has no provenance file, so it "
+            f"cannot be verified against {keyring}; publish it signed (floe-deploy package "
+            "--sign-key) or remove registry.keyring"
+        )
+    try:
+        helm_python.verify(archives[0], keyring)
+    except helm_python.HelmError as exc:
+        raise ChartVerificationError(
+            f"charts.{chart}: {archives[0].name} failed verification against {keyring}: {exc}; "
+            "the chart was changed after it was signed, or signed by a key not in the keyring"
+        ) from None
+    if chart_digest(folder) != archive_digest(archives[0]):
+        raise ChartVerificationError(
+            f"charts.{chart}: the cached folder {folder} differs from its verified archive; "
+            f"delete {entry} and run again"
+        )
