@@ -78,18 +78,22 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _add_input_arguments(
-    command: argparse.ArgumentParser,
-    chart_required: bool = True,
-    with_chart: bool = True,
-    every_environment: bool = False,
-) -> None:
+def _add_config_argument(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--config",
         type=Path,
         default=Path("floe-deploy.yaml"),
         help="deployment configuration (default: floe-deploy.yaml)",
     )
+
+
+def _add_input_arguments(
+    command: argparse.ArgumentParser,
+    chart_required: bool = True,
+    with_chart: bool = True,
+    every_environment: bool = False,
+) -> None:
+    _add_config_argument(command)
     command.add_argument(
         "--artifacts",
         type=Path,
@@ -164,7 +168,46 @@ def _parser() -> argparse.ArgumentParser:
             )
     add_run_models_parser(commands)
     _add_gitops_parser(commands)
+    _add_distribution_parsers(commands)
     return parser
+
+
+def _add_distribution_parsers(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    package = commands.add_parser(
+        "package", help="package the charts (with their locked dependencies), signed if asked"
+    )
+    _add_config_argument(package)
+    package.add_argument(
+        "--chart",
+        choices=("platform", "jobs"),
+        action="append",
+        help="only this chart (repeatable; default: both)",
+    )
+    package.add_argument("--out", type=Path, required=True, help="directory for the archives")
+    package.add_argument(
+        "--sign-key", metavar="NAME", help="sign with this GPG key (a unique part of its user id)"
+    )
+    package.add_argument(
+        "--secret-keyring", type=Path, help="the key's secret keyring (gpg --export-secret-keys)"
+    )
+    package.add_argument(
+        "--passphrase-file", type=Path, help="file whose first line unlocks the key"
+    )
+    publish = commands.add_parser(
+        "publish",
+        help="push chart archives (and their provenance files) to an OCI registry; credentials "
+        "from FLOE_REGISTRY_USERNAME/FLOE_REGISTRY_PASSWORD or helm registry login",
+    )
+    publish.add_argument("remote", metavar="oci://HOST[:PORT]/PATH")
+    publish.add_argument("archives", type=Path, nargs="+", metavar="ARCHIVE.tgz")
+    publish.add_argument(
+        "--ca-file", type=Path, help="CA certificate the registry's TLS certificate is signed by"
+    )
+    publish.add_argument(
+        "--plain-http", action="store_true", help="the registry speaks HTTP (a local one)"
+    )
 
 
 def _add_gitops_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -233,6 +276,8 @@ COMMANDS = {
     "history": "floe_deploy_assets.cluster_commands:history_command",
     "run-models": "floe_deploy_assets.jobs.run_models:run_models_command",
     "gitops": "floe_deploy_assets.offline_commands:gitops_command",
+    "package": "floe_deploy_assets.chart_commands:package_command",
+    "publish": "floe_deploy_assets.chart_commands:publish_command",
 }
 
 
@@ -300,8 +345,14 @@ ERROR_EXITS: tuple[tuple[tuple[str, ...], int], ...] = (
         ),
         EXIT_BAD_INPUT,
     ),
-    # the cluster refused or could not be reached
-    (("floe_deploy_assets.helm.engine:HelmEngineError",), EXIT_NOT_DEPLOYED),
+    # the cluster or a chart registry refused or could not be reached
+    (
+        (
+            "floe_deploy_assets.helm.engine:HelmEngineError",
+            "floe_deploy_assets.helm.registry:RegistryError",
+        ),
+        EXIT_NOT_DEPLOYED,
+    ),
 )
 # A Kubernetes API call outside the steps that name their release: the message names the
 # environment and its cluster.

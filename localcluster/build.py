@@ -58,6 +58,14 @@ NODE_PACKAGES = {
     "debootstrap": "debootstrap",  # the images' Debian base (images.py)
 }
 NODE_BUILD_PACKAGES = {"gcc": "gcc", "libc6-dev": "/usr/lib/x86_64-linux-gnu/libc.a"}
+# What the chart registry tests run (tests/support/registry.py): the distribution registry v2,
+# htpasswd for its basic auth (bcrypt), GnuPG for the signing keys. Installed with the rest, so
+# `make setup` prepares a new machine for every test.
+TEST_PACKAGES = {
+    "docker-registry": "/usr/bin/docker-registry",
+    "apache2-utils": "htpasswd",
+    "gnupg": "gpg",
+}
 PAUSE_SOURCE = Path("build/pause/linux/pause.c")
 # build/pause/Makefile's TAG; its REV comes from git, which the source package has not.
 PAUSE_VERSION = "v3.4"

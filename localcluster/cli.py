@@ -13,6 +13,7 @@ from localcluster.build import (
     ALL_BINARIES,
     NODE_PACKAGES,
     RUNTIME_PACKAGES,
+    TEST_PACKAGES,
     ensure_binaries,
     ensure_system_packages,
 )
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     config = resolve_config(args)
     try:
         if args.command == "build":
-            ensure_system_packages({**RUNTIME_PACKAGES, **NODE_PACKAGES})  # one apt pass
+            ensure_system_packages({**RUNTIME_PACKAGES, **NODE_PACKAGES, **TEST_PACKAGES})
             binaries = ensure_binaries(config, ALL_BINARIES)
             for name, path in binaries.items():
                 print(f"{name}: {path}")

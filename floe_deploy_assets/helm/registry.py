@@ -153,12 +153,25 @@ def registry_client(host: str, settings: RegistrySettings) -> Iterator[RegistryC
             client.close()
 
 
-def push_chart(client: RegistryClient, archive: Path, remote: str) -> str:
+@dataclass(frozen=True)
+class PublishedChart:
+    ref: str  # oci://HOST/PATH/NAME
+    version: str
+    digest: str  # of the manifest, which a configuration may pin
+
+
+def push_chart(client: RegistryClient, archive: Path, remote: str) -> PublishedChart:
     """Push ``archive`` (and ``archive.prov`` beside it, which Helm pushes with it) under
-    ``remote`` (oci://HOST/PATH); the manifest digest the registry now has for it."""
+    ``remote`` (oci://HOST/PATH), tagged with its version as Helm does."""
+    try:
+        chart = helm_python.Chart.load(archive)
+    except helm_python.HelmError as exc:
+        raise RegistryError(f"{archive}: not a chart archive Helm can load: {exc}") from None
+    with chart:
+        name, version = chart.name, chart.version
     with_retries(f"pushing {archive.name} to {remote}", lambda: client.push(archive, remote))
-    name, version = archive.name.removesuffix(".tgz").rsplit("-", 1)
-    return resolve_digest(client, f"{remote}/{name}", version)
+    ref = f"{remote}/{name}"
+    return PublishedChart(ref, version, resolve_digest(client, ref, version))
 
 
 def resolve_digest(client: RegistryClient, ref: str, version: str) -> str:
