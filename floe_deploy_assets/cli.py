@@ -219,8 +219,8 @@ def _add_gitops_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     gitops.add_argument("--out", type=Path, required=True, help="directory for the files")
     gitops.add_argument(
         "--registry",
-        required=True,
-        help="oci://HOST[:PORT]/PATH where the charts are published",
+        help="oci://HOST[:PORT]/PATH where the charts are published (default: where the "
+        "configuration's chart refs are)",
     )
     gitops.add_argument("--argocd-namespace", default="argocd", help="default: argocd")
     gitops.add_argument("--flux-namespace", default="flux-system", help="default: flux-system")

@@ -156,25 +156,26 @@ def _at(values: object, pointer: str) -> object:
 def gitops_command(args: argparse.Namespace) -> None:
     from floe_deploy_assets import gitops
 
+    environments = list(dict.fromkeys(args.env or ()))  # each once, in the order given
+    if args.format == "argocd" and (args.product or len(environments) > 1):
+        # An ApplicationSet owns its Applications: one made for some products, or for some of
+        # the environments under a shared name, committed, would make Argo CD delete the
+        # Applications (and their objects) of all the others.
+        raise ConfigError(
+            "--format argocd writes one ApplicationSet for every environment, or one for a "
+            "single --env; leave out --product, and give --env once at most"
+        )
+    generators = validated_generators(
+        args, ("platform", "jobs"), announce=False, environments=environments
+    )
     options = gitops.GitOpsOptions(
-        registry=args.registry,
+        registry=gitops.registry_for(args.registry, generators[0].config),
         argocd_namespace=args.argocd_namespace,
         flux_namespace=args.flux_namespace,
         controller_cluster=args.controller_cluster,
     )
-    if args.format == "argocd" and (args.env or args.product):
-        # One ApplicationSet describes every release: one of a subset, committed, would make
-        # Argo CD delete the Applications (and their objects) of all the others.
-        raise ConfigError(
-            "--format argocd writes the one ApplicationSet of every environment and product; "
-            "leave out --env and --product"
-        )
-    environments = list(dict.fromkeys(args.env or ()))  # each once, in the order given
-    generators = validated_generators(
-        args, ("platform", "jobs"), announce=False, environments=environments
-    )
-    objects = gitops.gitops_objects(args.format, gitops.releases(generators), options)
-    written, removed = gitops.write_objects(objects, args.out)
+    single = environments[0] if len(environments) == 1 else None
+    written, removed = gitops.write_gitops(args.format, generators, options, args.out, single)
     for path in written:
         print(path)
     for path in removed:

@@ -20,6 +20,7 @@ from floe_deploy_assets.defs.deploy_assets import (
     environments,
     releases,
 )
+from floe_deploy_assets.defs.gitops_assets import gitops_asset
 from floe_deploy_assets.defs.resources import DeploymentConfigResource, KubernetesResource
 from floe_deploy_assets.defs.schedules import redeploy_schedules
 from floe_deploy_assets.defs.sensors import release_status_sensor, workload_health_sensor
@@ -69,8 +70,9 @@ def build_definitions(
         warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def")
         deployment_defs = list(deploy_assets(config, products))
         model_defs = list(model_assets(products, environments(config)))  # dbt tests' checks
+    gitops_files = gitops_asset(config, products)
     return dg.Definitions(
-        assets=[*deployment_defs, *model_defs],
+        assets=[*deployment_defs, *model_defs, *([gitops_files] if gitops_files else [])],
         jobs=[
             deploy_platform,
             run_data_products,

@@ -211,6 +211,21 @@ class ChartSource(FloeModel):
         return self
 
 
+class GitOpsSettings(FloeModel):
+    """The Dagster graph's ``gitops_files`` asset: each environment's Argo CD or Flux files
+    written to ``out/<environment>/``, as ``floe-deploy gitops --env <environment>`` writes
+    them."""
+
+    format: Literal["argocd", "flux"]
+    out: Path = Field(description="directory, relative to the configuration")
+    registry: str | None = Field(
+        default=None, description="oci://HOST/PATH; default: where the charts' refs are"
+    )
+    controller_cluster: str = "in-cluster"
+    argocd_namespace: str = "argocd"
+    flux_namespace: str = "flux-system"
+
+
 class RegistryAccess(FloeModel):
     """How charts named by ``oci://`` references are pulled. Credentials are not held here:
     ``credentialsFile`` (default: Helm's own, which ``helm registry login`` writes) or the
@@ -270,6 +285,7 @@ class DeploymentConfig(FloeModel):
     artifacts: ArtifactsSource
     charts: Charts = Charts()
     registry: RegistryAccess = RegistryAccess()
+    gitops: GitOpsSettings | None = None
     cluster_mappings: list[ClusterMapping] = Field(min_length=1)
     overrides: dict[str, EnvironmentOverrides] = Field(default_factory=dict)
     # Cron of each environment's scheduled redeploy (an in-sync release makes it a no-op).

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python
+import yaml
 from kubernetes import client
 
 from floe_deploy_assets.helm.render import RenderedChart, build_dependencies, render_chart
@@ -95,6 +96,18 @@ def install_jobs_release(
 
 
 GITOPS_REGISTRY = "oci://registry.example.com/floe/charts"
+
+
+def example_config() -> dict[str, Any]:
+    """The example configuration, its paths made absolute (to be written elsewhere)."""
+    config = yaml.safe_load((ROOT / "floe-deploy.yaml").read_text())
+    config["artifacts"]["path"] = str(ROOT / config["artifacts"]["path"])
+    config["artifacts"]["dbtProjects"] = {
+        name: str(ROOT / path) for name, path in config["artifacts"]["dbtProjects"].items()
+    }
+    for chart in config["charts"].values():
+        chart["path"] = str(ROOT / chart["path"])
+    return config
 
 
 def run_gitops(out: Path, fmt: str, *extra: str) -> int:

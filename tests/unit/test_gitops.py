@@ -7,18 +7,28 @@ the API server accepts them, with the controllers' own CRDs, is tests/cluster/te
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import re
 from pathlib import Path
 from typing import Any
 
+import helm_python
 import pytest
 import yaml
 
 from floe_deploy_assets.cli import main
 from floe_deploy_assets.gitops import kubeconfig_secret
+from floe_deploy_assets.helm import sources
 from floe_deploy_assets.values.secrets import find_plaintext_secrets
-from tests.support.charts import CONFIG, GITOPS_REGISTRY, ROOT, run_gitops, values_generator
+from tests.support.charts import (
+    CONFIG,
+    GITOPS_REGISTRY,
+    ROOT,
+    example_config,
+    run_gitops,
+    values_generator,
+)
 
 REGISTRY = GITOPS_REGISTRY
 ENVIRONMENTS = CONFIG.environments
@@ -172,13 +182,63 @@ def test_files_of_releases_no_longer_generated_are_removed_and_others_kept(
     assert capsys.readouterr().out.count("removed ") == 4  # dev's and staging's releases
 
 
-def test_argocd_refuses_a_subset_that_would_replace_the_whole_application_set(
+def test_argocd_for_one_environment_owns_its_applications_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
-    for selection in (["--env", "dev"], ["--product", "customer-360"]):
+    """An ApplicationSet deletes the Applications its generator no longer lists: one
+    environment's files have a project and a set of their own, never the shared ``floe``."""
+    assert run_gitops(tmp_path / "dev", "argocd", "--env", "dev") == 0
+    dev = objects(tmp_path / "dev")
+    assert sorted(dev) == ["applicationset-floe-dev.yaml", "appproject-floe-dev.yaml"]
+    spec = dev["applicationset-floe-dev.yaml"]["spec"]
+    elements = spec["generators"][0]["list"]["elements"]
+    assert {e["environment"] for e in elements} == {"dev"} and len(elements) == 2
+    assert spec["template"]["spec"]["project"] == "floe-dev"
+    assert dev["appproject-floe-dev.yaml"]["spec"]["destinations"] == [
+        {"name": "floe-local", "namespace": "floe-dev"}
+    ]
+    capsys.readouterr()
+    for selection in (["--env", "dev", "--env", "staging"], ["--product", "customer-360"]):
         assert run_gitops(tmp_path / "out", "argocd", *selection) == 2
-        assert "leave out --env and --product" in capsys.readouterr().err
+        assert "give --env once at most" in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
+
+
+def test_charts_named_by_ref_give_the_registry_and_flux_the_pinned_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With both charts named by ref (pinned, and already in the chart cache: no registry is
+    asked), the files need no --registry, and Flux pulls the digest pinned."""
+    monkeypatch.setenv(sources.CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.setattr(sources, "_pulled", {})
+    config = example_config()
+    for kind, name in (("platform", "floe-platform"), ("jobs", "floe-jobs")):
+        digest = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+        archive = helm_python.package(ROOT / "charts" / name, destination=tmp_path)
+        helm_python.expand(tmp_path / "cache" / digest.replace(":", "-"), archive)
+        config["charts"][kind] = {
+            "ref": f"{REGISTRY}/{name}",
+            "version": "0.1.0",
+            "digest": digest,
+            "releaseName": name,
+        }
+    path = tmp_path / "from-registry.yaml"
+    path.write_text(yaml.safe_dump(config))
+    for fmt in ("flux", "argocd"):
+        out = tmp_path / fmt
+        command = ["gitops", "--config", str(path), "--format", fmt, "--out", str(out)]
+        assert main(command) == 0
+        written = objects(out)
+        if fmt == "flux":
+            source = written["ocirepository-floe-jobs.yaml"]["spec"]
+            assert source["url"] == f"{REGISTRY}/floe-jobs"
+            assert source["ref"] == {
+                "tag": "0.1.0",
+                "digest": "sha256:" + hashlib.sha256(b"floe-jobs").hexdigest(),
+            }
+        else:
+            spec = written["applicationset-floe.yaml"]["spec"]["template"]["spec"]
+            assert spec["source"]["repoURL"] == REGISTRY.removeprefix("oci://")
 
 
 @pytest.mark.parametrize(
@@ -218,13 +278,7 @@ def test_a_registry_that_is_not_an_oci_location_is_refused(
 def test_values_that_fail_their_check_write_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
-    config = yaml.safe_load((ROOT / "floe-deploy.yaml").read_text())
-    config["artifacts"]["path"] = str(ROOT / config["artifacts"]["path"])
-    config["artifacts"]["dbtProjects"] = {
-        name: str(ROOT / path) for name, path in config["artifacts"]["dbtProjects"].items()
-    }
-    for chart in config["charts"].values():
-        chart["path"] = str(ROOT / chart["path"])
+    config = example_config()
     config["overrides"]["staging"] = {"platform": {"dagster": {"webserver": {"replicas": "two"}}}}
     path = tmp_path / "floe-deploy.yaml"
     path.write_text(yaml.safe_dump(config))
