@@ -7,18 +7,24 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import yaml
 
 from floe_deploy_assets.cli import main
+from floe_deploy_assets.defs.build import build_definitions
+from floe_deploy_assets.helm import registry as registry_module
 from floe_deploy_assets.helm import sources
+from floe_deploy_assets.helm.packaging import archive_digest
 from tests.conftest import KubeCluster
 from tests.support.charts import ROOT
+from tests.support.dagster_processes import free_port
 from tests.support.deployment import create_operator_secrets, write_config
 from tests.support.registry import (
     PASSWORD,
@@ -27,6 +33,7 @@ from tests.support.registry import (
     running_registry,
     signing_keys,
 )
+from tests.support.tcp_faults import ResettingProxy
 
 pytestmark = pytest.mark.cluster
 
@@ -143,6 +150,23 @@ def test_deploy_from_the_registry_is_the_release_deployed_from_the_folders(
             assert main(["render", "--config", str(config), "--env", "dev", "--chart", chart]) == 0
             renders.append(capsys.readouterr().out)
         assert renders[0] == renders[1]
+
+    # The Dagster graph from the registry: the same code versions (the charts' digests), and
+    # the manifests asset renders the pulled chart with every check passing.
+    graphs = [
+        build_definitions(str(config)).resolve_asset_graph()
+        for config in (from_folders, from_registry)
+    ]
+    versions = [{k: g.get(k).code_version for k in g.get_all_asset_keys()} for g in graphs]
+    assert versions[0] == versions[1]
+    jobs_archive = published.archives["floe-jobs"]
+    assert versions[1][dg.AssetKey("jobs_release")] == archive_digest(jobs_archive)
+    manifests = build_definitions(str(from_registry)).resolve_assets_def(
+        dg.AssetKey("jobs_manifests")
+    )
+    result = dg.materialize([manifests], partition_key="dev", raise_on_error=False)
+    checks = result.get_asset_check_evaluations()
+    assert result.success and len(checks) == 3 and all(c.passed for c in checks)
 
     # Pinned by digest and cached, a chart is not asked of the registry at all (none there).
     offline = _registry_config(
@@ -279,3 +303,52 @@ def test_wrong_credentials_fail_naming_the_registry_not_the_password(
     monkeypatch.setenv("FLOE_REGISTRY_PASSWORD", PASSWORD)
     assert main(["publish", registry.remote, str(archive)]) == 3  # our CA not given
     assert "certificate signed by unknown authority" in capsys.readouterr().err
+
+
+def test_a_registry_away_for_a_moment_is_retried_not_a_verdict(
+    published: Published,
+    kube_cluster: KubeCluster,
+    namespace: str,
+    tmp_path: Path,
+    chart_cache: Path,
+    capsys: pytest.CaptureFixture[str],
+):
+    """Connections reset by the registry (a restart, a load balancer) are retried: the push, the
+    login, the resolve and the pull each get through once it is back."""
+    archives = (published.archives["floe-jobs"], published.archives["floe-platform"])
+    with ResettingProxy(published.registry.host, resets=3) as proxy:
+        charts = _publish(published, capsys, f"oci://{proxy.address}/floe/blips", *archives)
+        assert proxy.accepted > 3
+        config = _registry_config(
+            write_config(tmp_path, kube_cluster.kubeconfig, namespace),
+            published,
+            charts,
+            keyring=str(published.keys.public_keyring),
+        )
+        proxy.reset_next(3)
+        before = proxy.accepted
+        assert main(["render", "--config", str(config), "--env", "dev", "--chart", "jobs"]) == 0
+        assert "kind: ServiceAccount" in capsys.readouterr().out
+        assert proxy.accepted - before > 3
+
+
+def test_a_registry_that_stays_away_fails_at_the_deadline_naming_it(
+    published: Published,
+    chart_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    monkeypatch.setattr(registry_module, "REGISTRY_DEADLINE_SECONDS", 4.0)
+    nowhere = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    code = main(
+        [
+            *("publish", f"oci://{nowhere}/floe", str(published.archives["floe-jobs"])),
+            *("--ca-file", str(published.registry.ca_file)),
+        ]
+    )
+    error = capsys.readouterr().err
+    assert code == 3
+    assert f"logging in to registry {nowhere} failed (after " in error, error
+    assert "connection refused" in error
+    assert time.monotonic() - started < 15
