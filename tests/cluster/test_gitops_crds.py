@@ -17,7 +17,7 @@ import yaml
 from kubernetes import client
 
 from tests.conftest import KubeCluster
-from tests.support.charts import ROOT, run_gitops
+from tests.support.charts import ROOT, pinned_digest, pinned_registry_config, run_gitops
 
 pytestmark = pytest.mark.cluster
 
@@ -62,9 +62,9 @@ def _wait_established(extensions: client.ApiextensionsV1Api, name: str) -> None:
     raise AssertionError(f"CRD {name} not Established within {ESTABLISHED_WITHIN} s")
 
 
-def _generated(tmp_path: Path, fmt: str, namespace: str) -> list[dict[str, Any]]:
+def _generated(tmp_path: Path, fmt: str, namespace: str, *extra: str) -> list[dict[str, Any]]:
     out = tmp_path / fmt
-    code = run_gitops(out, fmt, f"--{fmt}-namespace", namespace)
+    code = run_gitops(out, fmt, f"--{fmt}-namespace", namespace, *extra)
     assert code == 0
     return [yaml.safe_load(p.read_text()) for p in sorted(out.iterdir())]
 
@@ -87,15 +87,29 @@ def _create(
 
 
 @pytest.mark.parametrize("fmt", ["argocd", "flux"])
+@pytest.mark.parametrize("which", ["every environment", "dev alone", "charts pinned by digest"])
 def test_every_generated_object_is_accepted_by_the_api_server(
     kube_cluster: KubeCluster,
     plurals: dict[tuple[str, str], str],
     namespace: str,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     fmt: str,
+    which: str,
 ):
-    objects = _generated(tmp_path, fmt, namespace)
-    assert len(objects) == (2 if fmt == "argocd" else 8)
+    extra = {"every environment": [], "dev alone": ["--env", "dev"]}.get(which)
+    if extra is None:  # the charts named by ref, pinned (Flux's OCIRepository carries it)
+        extra = ["--config", str(pinned_registry_config(tmp_path, monkeypatch))]
+    objects = _generated(tmp_path, fmt, namespace, *extra)
+    releases = 2 if which == "dev alone" else 6
+    assert len(objects) == (2 if fmt == "argocd" else 2 + releases)
+    if which == "charts pinned by digest" and fmt == "flux":
+        assert {
+            o["spec"]["ref"].get("digest") for o in objects if o["kind"] == "OCIRepository"
+        } == {
+            pinned_digest("floe-platform"),
+            pinned_digest("floe-jobs"),
+        }
     for obj in objects:
         checked = _create(kube_cluster, plurals, obj, dry_run="All")
         # Nothing pruned (every field is in the schema); the CRD's defaults may be added.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import helm_python
+import pytest
 import yaml
 from kubernetes import client
 
+from floe_deploy_assets.helm import sources
 from floe_deploy_assets.helm.render import RenderedChart, build_dependencies, render_chart
 from floe_deploy_assets.models.artifacts import load_compiled_artifacts
 from floe_deploy_assets.models.config import ChartKind, DeploymentConfig, load_deployment_config
@@ -129,3 +132,29 @@ def run_gitops(out: Path, fmt: str, *extra: str) -> int:
             *extra,
         ]
     )
+
+
+def pinned_digest(chart_name: str) -> str:
+    """A made-up manifest digest for the chart (no registry is asked: see below)."""
+    return "sha256:" + hashlib.sha256(chart_name.encode()).hexdigest()
+
+
+def pinned_registry_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The example configuration with both charts named by ref in GITOPS_REGISTRY, pinned to
+    ``pinned_digest`` and already in a chart cache of this test's: what a configuration of
+    published charts gives, without a registry."""
+    monkeypatch.setenv(sources.CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.setattr(sources, "_pulled", {})
+    config = example_config()
+    for kind, name in (("platform", "floe-platform"), ("jobs", "floe-jobs")):
+        archive = helm_python.package(ROOT / "charts" / name, destination=tmp_path)
+        helm_python.expand(tmp_path / "cache" / pinned_digest(name).replace(":", "-"), archive)
+        config["charts"][kind] = {
+            "ref": f"{GITOPS_REGISTRY}/{name}",
+            "version": "0.1.0",
+            "digest": pinned_digest(name),
+            "releaseName": name,
+        }
+    path = tmp_path / "from-registry.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

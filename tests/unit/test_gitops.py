@@ -7,25 +7,24 @@ the API server accepts them, with the controllers' own CRDs, is tests/cluster/te
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import re
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import pytest
 import yaml
 
 from floe_deploy_assets.cli import main
 from floe_deploy_assets.gitops import kubeconfig_secret
-from floe_deploy_assets.helm import sources
 from floe_deploy_assets.values.secrets import find_plaintext_secrets
 from tests.support.charts import (
     CONFIG,
     GITOPS_REGISTRY,
     ROOT,
     example_config,
+    pinned_digest,
+    pinned_registry_config,
     run_gitops,
     values_generator,
 )
@@ -209,21 +208,7 @@ def test_charts_named_by_ref_give_the_registry_and_flux_the_pinned_digest(
 ):
     """With both charts named by ref (pinned, and already in the chart cache: no registry is
     asked), the files need no --registry, and Flux pulls the digest pinned."""
-    monkeypatch.setenv(sources.CACHE_VARIABLE, str(tmp_path / "cache"))
-    monkeypatch.setattr(sources, "_pulled", {})
-    config = example_config()
-    for kind, name in (("platform", "floe-platform"), ("jobs", "floe-jobs")):
-        digest = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
-        archive = helm_python.package(ROOT / "charts" / name, destination=tmp_path)
-        helm_python.expand(tmp_path / "cache" / digest.replace(":", "-"), archive)
-        config["charts"][kind] = {
-            "ref": f"{REGISTRY}/{name}",
-            "version": "0.1.0",
-            "digest": digest,
-            "releaseName": name,
-        }
-    path = tmp_path / "from-registry.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path = pinned_registry_config(tmp_path, monkeypatch)
     for fmt in ("flux", "argocd"):
         out = tmp_path / fmt
         command = ["gitops", "--config", str(path), "--format", fmt, "--out", str(out)]
@@ -234,7 +219,7 @@ def test_charts_named_by_ref_give_the_registry_and_flux_the_pinned_digest(
             assert source["url"] == f"{REGISTRY}/floe-jobs"
             assert source["ref"] == {
                 "tag": "0.1.0",
-                "digest": "sha256:" + hashlib.sha256(b"floe-jobs").hexdigest(),
+                "digest": pinned_digest("floe-jobs"),
             }
         else:
             spec = written["applicationset-floe.yaml"]["spec"]["template"]["spec"]
