@@ -30,7 +30,7 @@ from typing import Any, Literal
 import yaml
 
 from floe_deploy_assets.helm.charts import CHARTS, read_chart_metadata
-from floe_deploy_assets.helm.sources import chart_dir
+from floe_deploy_assets.helm.sources import chart_dir, oci_tag
 from floe_deploy_assets.models.config import ConfigError, DeploymentConfig
 from floe_deploy_assets.values.generator import HelmValuesGenerator
 
@@ -265,7 +265,7 @@ def flux_objects(found: Sequence[Release], options: GitOpsOptions) -> list[dict[
                 "interval": SOURCE_INTERVAL,
                 "url": f"{options.registry}/{name}",
                 # A pinned digest takes precedence over the tag in Flux.
-                "ref": {"tag": version, **({"digest": digest} if digest else {})},
+                "ref": {"tag": oci_tag(version), **({"digest": digest} if digest else {})},
                 "layerSelector": {"mediaType": HELM_CHART_LAYER, "operation": "copy"},
             },
         }

@@ -174,6 +174,13 @@ def gitops_command(args: argparse.Namespace) -> None:
         flux_namespace=args.flux_namespace,
         controller_cluster=args.controller_cluster,
     )
+    pinned = [c for c in ("platform", "jobs") if generators[0].config.chart_source(c).digest]
+    if args.format == "argocd" and pinned:
+        print(
+            f"# note: charts.{'/'.join(pinned)} pin a digest; Argo CD installs a Helm chart by "
+            "version (its tag), so it follows the tag, not the digest",
+            file=sys.stderr,
+        )
     single = environments[0] if len(environments) == 1 else None
     written, removed = gitops.write_gitops(args.format, generators, options, args.out, single)
     for path in written:

@@ -1,8 +1,10 @@
 """OCI registries through Helm's own registry client (helm-python-sdk): log in, push a packaged
 chart (with its provenance file), resolve a tag to its manifest digest, pull by digest.
 
-Credentials come from FLOE_REGISTRY_USERNAME / FLOE_REGISTRY_PASSWORD, else from a Docker-style
-credentials file (Helm's own by default, which ``helm registry login`` writes). They are given
+Credentials come from FLOE_REGISTRY_USERNAME / FLOE_REGISTRY_PASSWORD (offered to every
+registry the charts name), else from a Docker-style credentials file's entry for the registry
+(Helm's own by default, which ``helm registry login`` writes). They never cross the network in
+plain HTTP (refused, but to a registry on this machine). They are given
 to Helm for one login into a private, temporary credentials file, so the user's file is never
 rewritten, and they never appear in a message: Helm's errors name the registry, not the
 password.
@@ -31,7 +33,9 @@ import helm_python
 from helm_python import _native
 from helm_python.registry import RegistryClient
 
-from floe_deploy_assets.helm.engine import is_transient
+from floe_deploy_assets.helm.sources import oci_tag
+from floe_deploy_assets.helm.transient import is_transient
+from floe_deploy_assets.models.config import ConfigError
 
 T = TypeVar("T")
 
@@ -75,7 +79,7 @@ def credentials_for(host: str, settings: RegistrySettings) -> tuple[str, str] | 
     if username and password:
         return username, password
     if bool(username) != bool(password):
-        raise RegistryError(
+        raise ConfigError(
             f"set both {USERNAME_VARIABLE} and {PASSWORD_VARIABLE} (one of them is empty)"
         )
     path = (settings.credentials_file or HELM_CREDENTIALS_FILE).expanduser()
@@ -84,18 +88,29 @@ def credentials_for(host: str, settings: RegistrySettings) -> tuple[str, str] | 
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise RegistryError(f"{path}: cannot read the registry credentials: {exc}") from None
+        raise ConfigError(f"{path}: cannot read the registry credentials: {exc}") from None
     entry = (document.get("auths") or {}).get(host) if isinstance(document, dict) else None
-    if not isinstance(entry, dict) or "auth" not in entry:
+    if entry is None:
         return None
+    if not isinstance(entry, dict) or "auth" not in entry:
+        raise ConfigError(
+            f"{path}: the entry for {host} holds no user:password ('auth'; a credential helper "
+            f"or an identity token is not read here): set {USERNAME_VARIABLE} and "
+            f"{PASSWORD_VARIABLE}"
+        )
     try:
         username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError, TypeError):
-        raise RegistryError(
+        raise ConfigError(
             f"{path}: the entry for {host} is not base64 of user:password; log in again "
             "(helm registry login)"
         ) from None
     return username, password
+
+
+def _loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name in ("localhost", "[::1]") or name.startswith("127.")
 
 
 def with_retries(what: str, call: Callable[[], T]) -> T:
@@ -121,8 +136,13 @@ def registry_client(host: str, settings: RegistrySettings) -> Iterator[RegistryC
     the CA file's trust, which Helm ties to it) lives in a temporary credentials file, removed
     on exit."""
     credentials = credentials_for(host, settings)
+    if credentials is not None and settings.plain_http and not _loopback(host):
+        raise ConfigError(
+            f"registry {host}: credentials would cross the network in plain HTTP; use TLS "
+            "(plainHttp is for a registry on this machine)"
+        )
     if settings.ca_file is not None and credentials is None:
-        raise RegistryError(
+        raise ConfigError(
             f"registry {host}: a CA file is given but no credentials; Helm's registry client "
             f"takes the CA with a login: set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE} or "
             "run helm registry login"
@@ -177,7 +197,7 @@ def push_chart(client: RegistryClient, archive: Path, remote: str) -> PublishedC
 def resolve_digest(client: RegistryClient, ref: str, version: str) -> str:
     """The manifest digest of ``ref`` at tag ``version`` (Helm tags a chart by its version)."""
     resolved = with_retries(
-        f"resolving {ref}:{version}", lambda: client.resolve(f"{ref}:{version.replace('+', '_')}")
+        f"resolving {ref}:{version}", lambda: client.resolve(f"{ref}:{oci_tag(version)}")
     )
     digest: str = resolved["digest"]
     return digest

@@ -1,8 +1,10 @@
 """Where a chart's folder is: the configuration's ``path``, or the chart pulled from an OCI
 registry (``ref`` at ``version``) into a cache with one folder per manifest digest.
 
-A pulled chart is resolved (tag to digest) once per process and pulled once per digest; with
-the digest pinned in the configuration and already cached, nothing is asked of the registry.
+A pulled chart is resolved (tag to digest) once per process and pulled once per digest. A
+digest pinned in the configuration is pulled by that digest, wherever the version's tag points
+now, and once cached, nothing is asked of the registry: the cache is trusted as a chart folder
+is, and verified with the keyring when there is one. A chart refused is removed from the cache.
 With ``registry.keyring`` set, the archive's provenance must be signed by a key in that
 keyring and match the archive, and the unpacked folder must be that archive's content, at
 every process's first use: a tampered chart is refused before anything is rendered or applied.
@@ -14,9 +16,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from floe_deploy_assets.helm.charts import ChartPathError, read_chart_metadata
 from floe_deploy_assets.models.config import ChartKind, ChartSource, DeploymentConfig
+
+if TYPE_CHECKING:
+    from helm_python.registry import RegistryClient
+
+    from floe_deploy_assets.helm.registry import RegistrySettings
 
 CACHE_VARIABLE = "FLOE_CHART_CACHE"
 
@@ -24,6 +32,11 @@ CACHE_VARIABLE = "FLOE_CHART_CACHE"
 class ChartVerificationError(ChartPathError):
     """A chart from a registry is not what its provenance says, or is not signed by a trusted
     key, or not the chart the configuration names."""
+
+
+def oci_tag(version: str) -> str:
+    """Helm's tag for a chart version: OCI tags cannot hold '+', Helm writes '_'."""
+    return version.replace("+", "_")
 
 
 def cache_root() -> Path:
@@ -53,51 +66,51 @@ def chart_dir(config: DeploymentConfig, chart: ChartKind) -> Path:
 def _pulled_chart(
     config: DeploymentConfig, chart: ChartKind, source: ChartSource, keyring: Path | None
 ) -> Path:
-    from floe_deploy_assets.helm.registry import (
-        RegistrySettings,
-        registry_client,
-        resolve_digest,
-        split_ref,
-    )
-
     assert source.ref is not None and source.version is not None  # the model requires both
     ref, version, pinned = source.ref, source.version, source.digest
     root = cache_root()
-    name = ref.rsplit("/", 1)[1]
-    if pinned is not None and _entry(root, pinned).is_dir():
-        entry = _entry(root, pinned)
-    else:
-        access = config.registry
-        settings = RegistrySettings(
-            ca_file=config.resolve(access.ca_file) if access.ca_file else None,
-            credentials_file=config.resolve(access.credentials_file)
-            if access.credentials_file
-            else None,
-            plain_http=access.plain_http,
-        )
-        with registry_client(split_ref(ref)[0], settings) as client:
-            digest = resolve_digest(client, ref, version)
-            if pinned is not None and digest != pinned:
-                raise ChartVerificationError(
-                    f"charts.{chart}: {ref}:{version} is {digest} in the registry, but the "
-                    f"configuration pins {pinned}: the version was published again or the tag "
-                    "moved; pin the new digest if that chart is meant"
-                )
+    entry = _entry(root, pinned) if pinned else None
+    if entry is None or not entry.is_dir():
+        # Only now the registry client (Helm's native library, Go's TLS): a pinned chart in
+        # the cache needs neither.
+        from floe_deploy_assets.helm.registry import registry_client, resolve_digest, split_ref
+
+        with registry_client(split_ref(ref)[0], _registry_settings(config)) as client:
+            # Pinned: that manifest, wherever the version's tag points now.
+            digest = pinned or resolve_digest(client, ref, version)
             entry = _entry(root, digest)
             if not entry.is_dir():
-                _fetch(client, ref, digest, version, entry)
-    folder = entry / name
-    _check_is_named_chart(chart, folder, name, version)
-    if keyring is not None:
-        _verify(chart, entry, folder, keyring)
+                _fetch(client, ref, digest, entry)
+    folder = _chart_folder(chart, entry)
+    try:
+        _check_is_named_chart(chart, folder, ref.rsplit("/", 1)[1], version)
+        if keyring is not None:
+            _verify(chart, entry, folder, keyring)
+    except ChartVerificationError:
+        # Not kept for a later run that has no keyring, or names another version.
+        shutil.rmtree(entry, ignore_errors=True)
+        raise
     return folder
+
+
+def _registry_settings(config: DeploymentConfig) -> RegistrySettings:
+    from floe_deploy_assets.helm.registry import RegistrySettings
+
+    access = config.registry
+    return RegistrySettings(
+        ca_file=config.resolve(access.ca_file) if access.ca_file else None,
+        credentials_file=config.resolve(access.credentials_file)
+        if access.credentials_file
+        else None,
+        plain_http=access.plain_http,
+    )
 
 
 def _entry(root: Path, digest: str) -> Path:
     return root / digest.replace(":", "-")
 
 
-def _fetch(client: object, ref: str, digest: str, version: str, entry: Path) -> None:
+def _fetch(client: RegistryClient, ref: str, digest: str, entry: Path) -> None:
     """Pull into a scratch folder beside the entry, unpack, then rename it into place: the
     entry exists only complete, and two processes pulling the same chart both succeed."""
     import helm_python
@@ -107,13 +120,20 @@ def _fetch(client: object, ref: str, digest: str, version: str, entry: Path) -> 
     entry.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".pull-", dir=entry.parent))
     try:
-        pull_by_digest(client, ref, digest, scratch)  # type: ignore[arg-type]
-        name = ref.rsplit("/", 1)[1]
-        # Helm names a provenance's file <name>-<version>.tgz, and checks that name.
-        for pulled in scratch.glob("*.tgz*"):
-            suffix = pulled.name[pulled.name.index(".tgz") :]
-            pulled.rename(scratch / f"{name}-{version}{suffix}")
-        helm_python.expand(scratch, scratch / f"{name}-{version}.tgz")
+        pull_by_digest(client, ref, digest, scratch)
+        pulled = [p for p in scratch.iterdir() if p.name.endswith(".tgz")]
+        if len(pulled) != 1:
+            raise ChartVerificationError(f"{ref}@{digest}: the registry gave no chart archive")
+        try:
+            with helm_python.Chart.load(pulled[0]) as loaded:
+                name, version = loaded.name, loaded.version
+        except helm_python.HelmError as exc:
+            raise ChartVerificationError(f"{ref}@{digest}: not a chart: {exc}") from None
+        # A provenance file names the archive <name>-<version>.tgz, and Helm checks that name.
+        archive = scratch / f"{name}-{version}.tgz"
+        for file in scratch.iterdir():
+            file.rename(str(archive) + file.name[file.name.index(".tgz") + len(".tgz") :])
+        helm_python.expand(scratch, archive)
         try:
             scratch.rename(entry)
         except OSError:  # another process put it there first
@@ -123,12 +143,22 @@ def _fetch(client: object, ref: str, digest: str, version: str, entry: Path) -> 
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _chart_folder(chart: ChartKind, entry: Path) -> Path:
+    folders = [p for p in entry.iterdir() if p.is_dir()]
+    if len(folders) != 1:
+        raise ChartVerificationError(
+            f"charts.{chart}: the cached {entry} holds no single chart; delete it and run again"
+        )
+    return folders[0]
+
+
 def _check_is_named_chart(chart: ChartKind, folder: Path, name: str, version: str) -> None:
     metadata = read_chart_metadata(folder)
-    if (metadata["name"], metadata["version"]) != (name, version.removeprefix("v")):
+    if (metadata["name"], metadata["version"]) != (name, version):
         raise ChartVerificationError(
             f"charts.{chart}: the registry's chart is {metadata['name']} "
-            f"{metadata['version']}, not {name} {version}"
+            f"{metadata['version']}, not {name} {version}; the ref's last part is the chart's "
+            "name and version its Chart.yaml version"
         )
 
 

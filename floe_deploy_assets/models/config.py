@@ -169,7 +169,7 @@ class ArtifactsSource(FloeModel):
 
 # oci://HOST[:PORT]/PATH/CHART, as Helm names a chart in an OCI registry (no tag: see version).
 OCI_CHART_REF = r"^oci://[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$"
-CHART_VERSION = r"^v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+CHART_VERSION = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
 OCI_DIGEST = r"^sha256:[0-9a-f]{64}$"
 
 

@@ -183,6 +183,10 @@ def test_deploy_from_the_registry_is_the_release_deployed_from_the_folders(
     assert capsys.readouterr().out == renders[1]
 
 
+# What the tampered chart renders besides the signed chart's objects.
+PLANTED = b"\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: planted-after-signing\n"
+
+
 def _tampered(archive: Path, out: Path) -> Path:
     """The archive with one template changed and everything else (its name, its .prov) kept."""
     out.mkdir(parents=True, exist_ok=True)
@@ -191,7 +195,7 @@ def _tampered(archive: Path, out: Path) -> Path:
         for member in source:
             data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
             if member.name.endswith("templates/serviceaccount.yaml"):
-                data = data + b"\n# an extra line nobody signed\n"  # type: ignore[operator]
+                data = data + PLANTED  # type: ignore[operator]
                 member.size = len(data)
             target.addfile(member, io.BytesIO(data) if data is not None else None)
     Path(f"{changed}.prov").write_bytes(Path(f"{archive}.prov").read_bytes())
@@ -229,7 +233,7 @@ def test_a_chart_changed_after_signing_is_refused_and_nothing_is_applied(
     unverified = _registry_config(from_folders, published, charts)
     monkeypatch.setattr(sources, "_pulled", {})
     assert main(["render", "--config", str(unverified), "--env", "dev", "--chart", "jobs"]) == 0
-    assert "# an extra line nobody signed" not in capsys.readouterr().out  # a comment, not YAML
+    assert "name: planted-after-signing" in capsys.readouterr().out
 
 
 def test_unsigned_or_stranger_signed_charts_are_refused_with_a_keyring(
@@ -282,6 +286,39 @@ def test_unsigned_or_stranger_signed_charts_are_refused_with_a_keyring(
         error = capsys.readouterr().err
         expected = "has no provenance file" if label == "unsigned" else "failed verification"
         assert expected in error, error
+
+
+def test_a_cached_chart_changed_on_disk_is_refused_with_a_keyring_and_pulled_again(
+    published: Published,
+    kube_cluster: KubeCluster,
+    namespace: str,
+    tmp_path: Path,
+    chart_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    remote = f"oci://{published.registry.host}/floe/cache-check"
+    charts = _publish(published, capsys, remote, *published.archives.values())
+    config = _registry_config(
+        write_config(tmp_path, kube_cluster.kubeconfig, namespace),
+        published,
+        charts,
+        keyring=str(published.keys.public_keyring),
+    )
+    render = ["render", "--config", str(config), "--env", "dev", "--chart", "jobs"]
+    assert main(render) == 0
+    first = capsys.readouterr().out
+    entry = chart_cache / charts["floe-jobs"][2].replace(":", "-")
+    template = entry / "floe-jobs" / "templates" / "serviceaccount.yaml"
+    template.write_bytes(template.read_bytes() + PLANTED)
+
+    monkeypatch.setattr(sources, "_pulled", {})  # a new process, as it were
+    assert main(render) == 2
+    assert "differs from its verified archive" in capsys.readouterr().err
+    assert not entry.exists()  # refused, so not kept
+    monkeypatch.setattr(sources, "_pulled", {})
+    assert main(render) == 0  # pulled again, as published
+    assert capsys.readouterr().out == first
 
 
 def test_wrong_credentials_fail_naming_the_registry_not_the_password(

@@ -23,6 +23,7 @@ from urllib3.exceptions import ProtocolError
 
 from floe_deploy_assets import cli
 from floe_deploy_assets.helm.engine import ChartError, HelmEngineError, ReleaseRef
+from floe_deploy_assets.helm.registry import RegistryError
 from floe_deploy_assets.helm.render import RenderError
 from floe_deploy_assets.helm.uninstall import ObjectsLeftBehindError
 from floe_deploy_assets.kube.errors import ClusterCallError
@@ -31,6 +32,7 @@ from floe_deploy_assets.kube.retry import RetryDeadlineError
 from floe_deploy_assets.models.artifacts import ArtifactsError
 from floe_deploy_assets.models.config import ConfigError
 from floe_deploy_assets.offline_commands import validated_generator
+from tests.support.charts import pinned_registry_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = str(ROOT / "floe-deploy.yaml")
@@ -81,6 +83,17 @@ def test_help_and_values_import_neither_kubernetes_nor_helm(argv: list[str]):
     assert imported == []
 
 
+def test_values_of_charts_from_a_registry_pinned_and_cached_import_none_either(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    config = str(pinned_registry_config(tmp_path, monkeypatch))  # the cache in the environment
+    code, imported, output, _ = run_fresh(
+        "values", "--config", config, "--env", "dev", "--chart", "jobs"
+    )
+    assert code == 0 and "name: customer_360" in output
+    assert imported == []
+
+
 def test_render_imports_helm_but_not_kubernetes():
     code, imported, output, _ = run_fresh(
         "render", "--config", CONFIG, "--env", "dev", "--chart", "jobs"
@@ -117,6 +130,7 @@ ERRORS = [  # (error, exit code, what the message says)
     (RenderError("bad template"), 2, "bad template"),
     (ChartError(RELEASE, "install", "bad chart"), 2, "bad chart"),
     (HelmEngineError(RELEASE, "status", "refused"), 3, "refused"),
+    (RegistryError("pushing to registry r failed"), 3, "pushing to registry r failed"),
     (ReleaseBusyError("busy"), 3, "busy"),
     (LockLostError("lost"), 3, "lost"),
     (ObjectsLeftBehindError("left"), 3, "left"),
