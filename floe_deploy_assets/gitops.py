@@ -212,11 +212,7 @@ def argocd_objects(
             "template": {
                 "metadata": {
                     "name": "{{ .application }}",
-                    "labels": {
-                        **PART_OF,
-                        "floe.dev/environment": "{{ .environment }}",
-                        "floe.dev/chart": "{{ .chartKind }}",
-                    },
+                    "labels": release_labels("{{ .environment }}", "{{ .chartKind }}"),
                     "annotations": {REQUIRED_SECRETS_ANNOTATION: "{{ .requiredSecrets }}"},
                 },
                 "spec": {
@@ -307,11 +303,7 @@ def _helm_release(
     metadata: dict[str, Any] = {
         "name": release.object_name,
         "namespace": options.flux_namespace,
-        "labels": {
-            **PART_OF,
-            "floe.dev/environment": release.environment,
-            "floe.dev/chart": release.chart_kind,
-        },
+        "labels": release_labels(release.environment, release.chart_kind),
     }
     if release.required_secrets:
         metadata["annotations"] = {REQUIRED_SECRETS_ANNOTATION: ",".join(release.required_secrets)}
@@ -321,6 +313,11 @@ def _helm_release(
         "metadata": metadata,
         "spec": spec,
     }
+
+
+def release_labels(environment: str, chart_kind: str) -> dict[str, str]:
+    """The labels of an Application or HelmRelease (Argo CD's template gives Go templates)."""
+    return {**PART_OF, "floe.dev/environment": environment, "floe.dev/chart": chart_kind}
 
 
 def kubeconfig_secret(cluster: str) -> str:
