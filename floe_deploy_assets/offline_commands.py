@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import yaml
 
 from floe_deploy_assets.cli import PROBLEMS_SHOWN, InvalidValuesError
-from floe_deploy_assets.helm.charts import check_chart_paths
+from floe_deploy_assets.helm.charts import CHARTS, check_chart_paths
 from floe_deploy_assets.helm.inputs import release_generators
 from floe_deploy_assets.models.config import ChartKind, ConfigError, load_deployment_config
 from floe_deploy_assets.models.products import load_products, select_products
@@ -174,7 +174,7 @@ def gitops_command(args: argparse.Namespace) -> None:
         flux_namespace=args.flux_namespace,
         controller_cluster=args.controller_cluster,
     )
-    pinned = [c for c in ("platform", "jobs") if generators[0].config.chart_source(c).digest]
+    pinned = [c for c in CHARTS if generators[0].config.chart_source(c).digest]
     if args.format == "argocd" and pinned:
         print(
             f"# note: charts.{'/'.join(pinned)} pin a digest; Argo CD installs a Helm chart by "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import helm_python
 
-from floe_deploy_assets.helm.charts import ChartPathError, read_chart_metadata
+from floe_deploy_assets.helm.charts import ChartPathError
 from floe_deploy_assets.helm.render import RenderError, build_dependencies
 from floe_deploy_assets.release.digests import LABEL_DIGEST_LENGTH
 
@@ -34,11 +34,8 @@ class SigningKey:
 
 @dataclass(frozen=True)
 class PackagedChart:
-    name: str
-    version: str
     archive: Path
     provenance: Path | None
-    digest: str  # of the content, as chart_digest
 
 
 def archive_digest(archive: Path) -> str:
@@ -54,7 +51,7 @@ def archive_digest(archive: Path) -> str:
 
 
 def _package(chart_dir: Path, destination: Path) -> Path:
-    build_dependencies(chart_dir)
+    """The archive of a chart whose dependencies are built."""
     try:
         return Path(helm_python.package(chart_dir, destination=destination))
     except helm_python.HelmError as exc:
@@ -63,6 +60,7 @@ def _package(chart_dir: Path, destination: Path) -> Path:
 
 def chart_digest(chart_dir: Path) -> str:
     """The digest of the chart as Helm packages it, its dependencies included."""
+    build_dependencies(chart_dir)
     with tempfile.TemporaryDirectory(prefix="floe-chart-digest-") as scratch:
         return archive_digest(_package(chart_dir, Path(scratch)))
 
@@ -70,8 +68,7 @@ def chart_digest(chart_dir: Path) -> str:
 def package_chart(chart_dir: Path, out_dir: Path, key: SigningKey | None) -> PackagedChart:
     """``out_dir/<name>-<version>.tgz`` with its locked dependencies (every one of Chart.yaml's
     dependencies present in charts/ at the version locked), and its ``.prov`` when signed."""
-    metadata = read_chart_metadata(chart_dir)
-    build_dependencies(chart_dir)
+    build_dependencies(chart_dir)  # reads and checks Chart.yaml first
     unmet = [d for d in helm_python.dependency_list(chart_dir) if d["status"] not in OK_STATUSES]
     if unmet:
         listed = ", ".join(f"{d['name']} {d['version']} ({d['status']})" for d in unmet)
@@ -95,13 +92,7 @@ def package_chart(chart_dir: Path, out_dir: Path, key: SigningKey | None) -> Pac
             raise ChartPathError(
                 f"{chart_dir}: signing with key {key.name!r} from {key.keyring} failed: {exc}"
             ) from None
-    return PackagedChart(
-        name=metadata["name"],
-        version=metadata["version"],
-        archive=archive,
-        provenance=provenance if key is not None else None,
-        digest=archive_digest(archive),
-    )
+    return PackagedChart(archive, provenance if key is not None else None)
 
 
 # Helm's words for a dependency that is there: packaged (ok) or as a folder (unpacked).

@@ -124,10 +124,11 @@ def with_retries(what: str, call: Callable[[], T]) -> T:
             return call()
         except helm_python.HelmError as exc:
             transient = is_transient(str(exc))
-            if not transient or time.monotonic() + min(2**attempt, 5) > deadline:
+            wait = min(0.5 * 2 ** (attempt - 1), 5.0)
+            if not transient or time.monotonic() + wait > deadline:
                 tail = f" (after {attempt} attempts)" if attempt > 1 else ""
                 raise RegistryError(f"{what} failed{tail}: {exc}", transient) from None
-            time.sleep(min(0.5 * 2 ** (attempt - 1), 5.0))
+            time.sleep(wait)
 
 
 @contextmanager
