@@ -44,16 +44,19 @@ def validated_generators(
     *,
     announce: bool = True,
     environments: Sequence[str] | None = None,
+    checked_charts: Sequence[ChartKind] = CHARTS,
 ) -> list[HelmValuesGenerator]:
     """The values of every release asked for (per environment, the platform, then each
     selected product's jobs), each checked; raises InvalidValuesError after printing the
     problems of the first that fails, so nothing is applied when any of them would fail.
     ``announce``: then say which Secrets they require (else the caller does, once its own
     work succeeded). ``environments``: these instead of ``args.env`` (empty: every one the
-    configuration maps; None: ``args.env``)."""
+    configuration maps; None: ``args.env``). ``checked_charts``: the charts whose folders are
+    checked first (every one by default: a cluster command refuses a broken configuration
+    before it touches the cluster)."""
     config = load_deployment_config(args.config)
     try:
-        check_chart_paths(config)  # both charts and their file:// dependencies, before any use
+        check_chart_paths(config, checked_charts)  # with their file:// dependencies
         products = load_products(config, args.artifacts)
         selected = select_products(products, getattr(args, "product", None))
         wanted = [args.env] if environments is None else environments or config.environments
@@ -75,7 +78,9 @@ def validated_generators(
 def validated_generator(args: argparse.Namespace) -> HelmValuesGenerator:
     """The values of one chart, as ``values`` and ``render`` show them: the jobs chart needs
     ``--product`` when the configuration has several products."""
-    generators = validated_generators(args, (args.chart,), announce=False)
+    # Only the chart shown is checked: printing the jobs values needs no platform chart.
+    charts = (args.chart,)
+    generators = validated_generators(args, charts, announce=False, checked_charts=charts)
     if len(generators) > 1:
         names = ", ".join(g.product.name for g in generators)
         raise ConfigError(

@@ -11,6 +11,7 @@ import errno
 import os
 import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,14 +227,15 @@ def _chart_problems(source: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def check_chart_paths(config: DeploymentConfig) -> None:
-    """Every chart the configuration names, and the ``file://`` dependencies below them, can
-    be used: what the command line and the code location check before anything else. Each
-    chart's Chart.yaml is read once (the components all depend on floe-common)."""
+def check_chart_paths(config: DeploymentConfig, charts: Sequence[ChartKind] = CHARTS) -> None:
+    """The charts asked for (every chart the configuration names, by default), and the
+    ``file://`` dependencies below them, can be used: what the command line and the code
+    location check before anything else. Each chart's Chart.yaml is read once (the
+    components all depend on floe-common)."""
     from floe_deploy_assets.helm.sources import chart_dir as source_dir
 
     checked: set[Path] = set()
-    for chart in CHARTS:
+    for chart in charts:
         chart_dir = source_dir(config, chart)
         load_floe_chart(chart_dir)
         if dependencies_unpacked(chart_dir):

@@ -259,9 +259,11 @@ MODEL_TAG = re.compile(LABEL_NAME_PATTERN, re.ASCII)
 class TransformModel(_Strict):
     name: str
     compute: str = Field(min_length=1)
-    tags: list[str] = Field(default_factory=list)
-    depends_on: list[str] = Field(default_factory=list)
-    quality_checks: list[dict[str, Any]] = Field(default_factory=list)
+    # A plain [] (pydantic copies it per instance): default_factory=list costs inspecting
+    # list's signature, which ``floe-deploy values`` would pay at start-up.
+    tags: list[str] = []
+    depends_on: list[str] = []
+    quality_checks: list[dict[str, Any]] = []
     quality_tier: Literal["bronze", "silver", "gold"] | None = None
 
     @field_validator("tags", "depends_on", "quality_checks", mode="before")
@@ -366,7 +368,7 @@ class CompiledArtifacts(_PassThrough):
     metadata: Metadata
     identity: Identity
     mode: Literal["simple", "centralized", "mesh"] = "simple"
-    inheritance_chain: list[ManifestRef] = Field(default_factory=list)
+    inheritance_chain: list[ManifestRef] = []
     observability: Observability
     # Absent before 0.2 (the v0.1 golden fixture has none of them).
     plugins: Plugins | None = None
@@ -375,7 +377,7 @@ class CompiledArtifacts(_PassThrough):
     # Passed through, never interpreted.
     governance: dict[str, Any] | None = None
     enforcement_result: dict[str, Any] | None = None
-    data_contracts: list[dict[str, Any]] = Field(default_factory=list)
+    data_contracts: list[dict[str, Any]] = []
     quality_config: dict[str, Any] | None = None
 
     @model_validator(mode="before")

@@ -34,7 +34,8 @@ class FloeHelmChart(FloeModel):
     name: str = Field(pattern=CHART_NAME_PATTERN)
     version: str = Field(pattern=SEMVER_PATTERN, description="Semantic version of the chart")
     app_version: str = Field(min_length=1)
-    dependencies: list[ChartDependency] = Field(default_factory=list)
+    # Not default_factory=list: see TransformModel.tags in models/artifacts.py.
+    dependencies: list[ChartDependency] = Field(default=[])
     values_schema: dict[str, Any] = Field(description="JSON Schema for values validation")
     compatibility_matrix: dict[str, str] = Field(
         min_length=1, description="chart version -> compatible floe-core versions (a range)"

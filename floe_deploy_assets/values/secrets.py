@@ -161,6 +161,9 @@ PGPASS_LINE = re.compile(
 )
 EMBEDDED_MAX_CHARS = 262_144  # larger strings are not parsed as documents (shapes still apply)
 EMBEDDED_MAX_DEPTH = 2  # a document inside a document inside a value
+# libyaml's parser when PyYAML has it: several times faster, and its nesting limit is a
+# YAMLError where PyYAML's own parser would recurse.
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A lone word under an Authorization key is a mode ("none", "oauth2"), not a credential.
 MODE_WORD = re.compile(r"(?=.{1,20}$)[A-Za-z]+(-[A-Za-z]+)*[0-9]?")
 SAFE_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}|[0-9]{1,6}")
@@ -378,7 +381,8 @@ def _embedded_rule(leaf: _Leaf, depth: int) -> tuple[str, str] | None:
     if "\n" not in value.strip() and value.lstrip()[:1] not in ("{", "["):
         return None
     try:
-        documents = [d for d in yaml.safe_load_all(value) if isinstance(d, Mapping | list)]
+        parsed = yaml.load_all(value, Loader=_SAFE_LOADER)
+        documents = [d for d in parsed if isinstance(d, Mapping | list)]
     except yaml.YAMLError:
         documents = []
     for index, document in enumerate(documents):

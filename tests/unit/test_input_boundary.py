@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from floe_deploy_assets.helm.charts import (
     ChartPathError,
@@ -578,6 +579,18 @@ def test_the_cli_exits_2_with_one_line(tmp_path: Path, case: str):
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("floe-deploy: ") and problem in result.stderr, result.stderr
     assert result.stdout == ""
+
+
+def test_values_of_one_chart_check_that_chart_only(tmp_path: Path):
+    # Printing the jobs values reads no platform chart, so a broken one does not stop it;
+    # the platform's values (and every cluster command: the hostile corpus) still refuse it.
+    config, problem = _broken_inputs(tmp_path)["empty chart folder"]
+    command = [str(BIN / "floe-deploy"), "values", "--config", str(config), "--env", "dev"]
+    jobs = subprocess.run([*command, "--chart", "jobs"], capture_output=True, text=True)
+    assert jobs.returncode == 0, jobs.stderr
+    assert yaml.safe_load(jobs.stdout)["models"], jobs.stdout[:500]
+    platform = subprocess.run([*command, "--chart", "platform"], capture_output=True, text=True)
+    assert platform.returncode == 2 and problem in platform.stderr, platform.stderr
 
 
 @pytest.mark.parametrize("case", ["latin-1", "empty chart folder"])
