@@ -118,7 +118,9 @@ def values_command(args: argparse.Namespace) -> None:
     generator = validated_generator(args)
     layered = generator.layered
     if not args.provenance:
-        print(_yaml(generator.generate()), end="")
+        # What deploy hands Helm: a chart default the layers deleted is an explicit null, so
+        # `helm template -f` of this output does not bring the default back.
+        print(_yaml(generator.helm_values()), end="")
     else:
         for pointer in sorted(layered.provenance):
             value = _at(layered.values, pointer)

@@ -273,6 +273,31 @@ def test_cli_prints_values_and_provenance(capsys: pytest.CaptureFixture[str]):
     assert '/global/namespace  "floe-prod"  # environment:prod' in lines
 
 
+def config_with_overrides(folder: Path, overrides: str) -> Path:
+    """The repository's configuration, its paths made absolute, with these overrides (YAML
+    lines below ``overrides:``) added, written in ``folder``."""
+    config = (ROOT / "floe-deploy.yaml").read_text()
+    for relative in ("examples/compiled-artifacts.json", "charts/floe-", "examples/customer_360"):
+        config = config.replace(relative, f"{ROOT}/{relative}")
+    path = folder / "floe-deploy.yaml"
+    path.write_text(config.replace("overrides:\n", f"overrides:\n{overrides}", 1))
+    return path
+
+
+def test_cli_prints_a_deleted_chart_default_as_null_as_helm_must_get_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    # Helm merges values over the chart defaults again: a default an override deletes comes
+    # back unless the printed values say null, as deploy's do.
+    path = config_with_overrides(tmp_path, "  dev:\n    jobs: {global: {production: null}}\n")
+    code = main(["values", "--config", str(path), "--env", "dev", "--chart", "jobs"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    printed = yaml.safe_load(captured.out)
+    assert "production" in printed["global"] and printed["global"]["production"] is None
+    assert printed["global"]["isolation"] == "namespace"  # what was not deleted stays
+
+
 def test_cli_bad_input_is_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     broken = tmp_path / "artifacts.json"
     broken.write_text('{"version": "0.5.0", "metadata": {')
@@ -297,18 +322,8 @@ def test_cli_bad_input_is_one_clear_message(tmp_path: Path, capsys: pytest.Captu
 def test_cli_failing_values_exit_1_with_findings_and_no_values(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
-    config = (
-        (ROOT / "floe-deploy.yaml")
-        .read_text()
-        .replace(
-            "examples/compiled-artifacts.json", str(ROOT / "examples" / "compiled-artifacts.json")
-        )
-    )
-    config = config.replace("charts/floe-", str(ROOT / "charts") + "/floe-")
-    config = config.replace("examples/customer_360", str(ROOT / "examples" / "customer_360"))
-    config += f"  dev:\n    platform:\n      polaris: {{config: {{password: {LEAKED}}}}}\n"
-    path = tmp_path / "floe-deploy.yaml"
-    path.write_text(config)
+    overrides = f"  dev:\n    platform:\n      polaris: {{config: {{password: {LEAKED}}}}}\n"
+    path = config_with_overrides(tmp_path, overrides)
 
     code = main(["values", "--config", str(path), "--env", "dev", "--chart", "platform"])
 
