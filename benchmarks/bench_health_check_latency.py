@@ -29,6 +29,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 from kubernetes import client
@@ -108,7 +109,7 @@ def measure(kubeconfig: Path, home: Path, cycles: int, interval: int) -> dict[st
                     started = time.monotonic()
                     set_fault(api, namespace, WEBSERVER, fault)
                     last = wait_for(
-                        lambda s=status, a=last: _new_result(ui, s, a),
+                        partial(_new_result, ui, status, last),
                         timeout=300,
                         reason=f"a {status} release_healthy of dev (cycle {cycle + 1})",
                     )["runId"]

@@ -81,9 +81,9 @@ def _report(anchor: SeedResult, results: list[SeedResult]) -> None:
         for key, seconds in totals.items():
             by_step[key].append(seconds)
     anchor_steps = {(s.chart, s.run): s.seconds for s in anchor.steps}
-    for key, seconds in by_step.items():
+    for key, step_seconds in by_step.items():
         print(
-            f"{key[0] + ' ' + key[1]:<22}{_median(seconds):>10}{max(seconds):>10.1f}"
+            f"{key[0] + ' ' + key[1]:<22}{_median(step_seconds):>10}{max(step_seconds):>10.1f}"
             f"{anchor_steps.get(key, 0.0):>10.1f}"
         )
     per_seed = [r.seconds for r in results]

@@ -35,12 +35,12 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import helm_python
 from kubernetes import client
@@ -53,7 +53,7 @@ from floe_deploy_assets.helm.inputs import values_generator
 from floe_deploy_assets.helm.packaging import chart_digest
 from floe_deploy_assets.helm.render import build_dependencies
 from floe_deploy_assets.kube.health import RELEASE_LABEL, _matches, _selector, release_health
-from floe_deploy_assets.models.config import load_deployment_config
+from floe_deploy_assets.models.config import ChartKind, load_deployment_config
 from floe_deploy_assets.models.deployment import WorkloadType
 from floe_deploy_assets.models.products import load_products
 from floe_deploy_assets.release.decide import Action
@@ -64,6 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_deployment_config(ROOT / "floe-deploy.yaml")
 BENCH_LABEL = "floe.dev/benchmark"
 STAGES = ("created", "scheduled", "running", "ready")
+CHART_KINDS: tuple[ChartKind, ...] = get_args(ChartKind)
 T = TypeVar("T")
 
 
@@ -129,22 +130,22 @@ def api_client(kubeconfig: Path) -> CountingApiClient:
     return CountingApiClient(configuration)
 
 
-def _generator(chart: str) -> HelmValuesGenerator:
-    return values_generator(CONFIG, load_products(CONFIG), "dev", chart)  # type: ignore[arg-type]
+def _generator(chart: ChartKind) -> HelmValuesGenerator:
+    return values_generator(CONFIG, load_products(CONFIG), "dev", chart)
 
 
-def chart_values(chart: str) -> dict[str, Any]:
+def chart_values(chart: ChartKind) -> dict[str, Any]:
     generator = _generator(chart)
     problems = generator.validate()
     assert not problems, problems
     return generator.helm_values()
 
 
-def required_secrets(chart: str) -> list[tuple[str, tuple[str, ...]]]:
+def required_secrets(chart: ChartKind) -> list[tuple[str, tuple[str, ...]]]:
     return [(secret.name, tuple(secret.keys)) for secret in _generator(chart).required_secrets]
 
 
-def changed(chart: str, values: dict[str, Any]) -> dict[str, Any]:
+def changed(chart: ChartKind, values: dict[str, Any]) -> dict[str, Any]:
     """The values with one change that makes a real upgrade (a rolled pod for the platform)."""
     values = copy.deepcopy(values)
     if chart == "jobs":
@@ -276,26 +277,38 @@ def run_raw(
         times.add(RAW, operation, time.perf_counter() - started)
         return result
 
-    common = {"namespace": namespace, "timeout": timeout, "wait": "watcher"}
+    def install() -> dict[str, Any]:
+        return helm.install(
+            str(chart_dir),
+            release,
+            values,
+            namespace=namespace,
+            timeout=timeout,
+            wait="watcher",
+            create_namespace=True,
+        )
+
+    def upgrade() -> dict[str, Any]:
+        return helm.upgrade(
+            str(chart_dir),
+            release,
+            new_values,
+            namespace=namespace,
+            timeout=timeout,
+            wait="watcher",
+            reset_values=True,
+        )
+
     started = time.perf_counter()
     helm = helm_python.Config(kubeconfig_path=str(kubeconfig), namespace=namespace)
     configured = time.perf_counter() - started  # part of a raw install, as it is of ours
     try:
-        installed = helm_call(
-            "install",
-            lambda: helm.install(str(chart_dir), release, values, create_namespace=True, **common),
-        )
+        installed = helm_call("install", install)
         times.seconds[RAW]["install"][-1] += configured
         assert installed["status"] == "deployed", installed["status"]
-        upgraded = helm_call(
-            "upgrade",
-            lambda: helm.upgrade(str(chart_dir), release, new_values, reset_values=True, **common),
-        )
+        upgraded = helm_call("upgrade", upgrade)
         assert (upgraded["revision"], upgraded["status"]) == (2, "deployed"), upgraded["status"]
-        again = helm_call(
-            "redeploy",
-            lambda: helm.upgrade(str(chart_dir), release, new_values, reset_values=True, **common),
-        )
+        again = helm_call("redeploy", upgrade)
         assert again["revision"] == 3  # what plain Helm does on a redeploy: one more revision
     finally:
         helm.close()
@@ -348,7 +361,11 @@ def run_ours(
 
 
 def bench_deploys(
-    kubeconfig: Path, namespaces: Namespaces, charts: list[str], repetitions: int, timeout: int
+    kubeconfig: Path,
+    namespaces: Namespaces,
+    charts: Sequence[ChartKind],
+    repetitions: int,
+    timeout: int,
 ) -> dict[str, DeployTimes]:
     results: dict[str, DeployTimes] = {}
     engine = SdkHelmEngine(kubeconfig)
@@ -539,7 +556,9 @@ def release_health_json(api: client.ApiClient, namespace: str, release: str) -> 
     components = []
     for kind, lister in listers.items():
         for obj in items(lister):
-            owned = [pod for pod in pods if _matches(pod, _selector(obj, kind))]
+            owned: list[Mapping[str, Any]] = [
+                pod for pod in pods if _matches(pod, _selector(obj, kind))
+            ]
             components.append(workload_health(kind, obj, owned))
     return sorted(components, key=lambda c: (c.type, c.name))
 
@@ -712,6 +731,17 @@ def bench_health(
 # --- main --------------------------------------------------------------------------------------
 
 
+def chart_kinds(text: str, parser: argparse.ArgumentParser) -> list[ChartKind]:
+    """The charts of ``--charts`` (comma-separated), each one of ``CHART_KINDS``."""
+    charts: list[ChartKind] = []
+    for name in (c.strip() for c in text.split(",")):
+        if name in CHART_KINDS:
+            charts.append(name)
+        elif name:
+            parser.error(f"--charts: unknown chart {name!r}; charts: {', '.join(CHART_KINDS)}")
+    return charts
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kubeconfig", type=Path, required=True, help="admin kubeconfig")
@@ -727,7 +757,7 @@ def main() -> int:
     repetitions = args.repetitions or (1 if args.quick else 3)
     total_pods = args.pods or (200 if args.quick else 1000)
     passes = args.passes or (2 if args.quick else 5)
-    charts = [c.strip() for c in args.charts.split(",") if c.strip()]
+    charts = chart_kinds(args.charts, parser)
 
     core = client.CoreV1Api(api_client(args.kubeconfig))
     nodes = core.list_node().items

@@ -12,7 +12,7 @@ import resource
 import time
 from pathlib import Path
 
-from floe_deploy_assets.models.config import DeploymentConfig
+from floe_deploy_assets.models.config import ChartKind, DeploymentConfig
 from floe_deploy_assets.models.products import load_products
 from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
@@ -20,6 +20,7 @@ from floe_deploy_assets.values.generator import HelmValuesGenerator
 ROOT = Path(__file__).resolve().parents[1]
 ANCHOR_MS_PER_ENVIRONMENT = 20.0
 TIERS = ("small", "medium", "large")
+CHARTS: tuple[ChartKind, ...] = ("platform", "jobs")
 
 
 def config_with(environments: int) -> DeploymentConfig:
@@ -45,14 +46,14 @@ def run(environments: int) -> tuple[float, float]:
     started = time.perf_counter()
     config = config_with(environments)
     products = load_products(config)
-    charts = {kind: ChartFiles(config.chart_path(kind)) for kind in ("platform", "jobs")}
+    charts = {kind: ChartFiles(config.chart_path(kind)) for kind in CHARTS}
     inputs = {kind: (files.defaults(), files.schema()) for kind, files in charts.items()}
     loaded = time.perf_counter()
     for environment in config.environments:
         for kind, (defaults, schema) in inputs.items():
             generator = HelmValuesGenerator(
                 products, environment, defaults, config=config, chart=kind, schema=schema
-            )  # type: ignore[arg-type]
+            )
             generator.generate()
             problems = generator.validate()
             assert not problems, problems
