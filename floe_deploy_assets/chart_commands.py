@@ -10,12 +10,8 @@ from pathlib import Path
 
 from floe_deploy_assets.helm.charts import CHARTS
 from floe_deploy_assets.helm.packaging import SigningKey, package_chart
-from floe_deploy_assets.helm.registry import (
-    RegistrySettings,
-    push_chart,
-    registry_client,
-    split_ref,
-)
+from floe_deploy_assets.helm.registry import RegistrySettings, push_chart, registry_client
+from floe_deploy_assets.helm.sources import split_ref
 from floe_deploy_assets.models.config import ConfigError, load_deployment_config
 
 

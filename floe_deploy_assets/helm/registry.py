@@ -1,11 +1,12 @@
 """OCI registries through Helm's own registry client (helm-python-sdk): log in, push a packaged
 chart (with its provenance file), resolve a tag to its manifest digest, pull by digest.
 
-Credentials come from FLOE_REGISTRY_USERNAME / FLOE_REGISTRY_PASSWORD (offered to every
-registry the charts name), else from a Docker-style credentials file's entry for the registry
-(Helm's own by default, which ``helm registry login`` writes). They never cross the network in
-plain HTTP (refused, but to a registry on this machine). They are given
-to Helm for one login into a private, temporary credentials file, so the user's file is never
+Credentials come from FLOE_REGISTRY_USERNAME / FLOE_REGISTRY_PASSWORD (for the registry
+FLOE_REGISTRY_HOST names; without it, for the configuration's only registry: with several, they
+are refused rather than sent to each), else from a Docker-style credentials file's entry for
+the registry (Helm's own by default, which ``helm registry login`` writes). They never cross
+the network in plain HTTP (refused, but to a registry on this machine). They are given to Helm
+for one login into a private, temporary credentials file, so the user's file is never
 rewritten, and they never appear in a message: Helm's errors name the registry, not the
 password.
 
@@ -41,6 +42,7 @@ T = TypeVar("T")
 
 USERNAME_VARIABLE = "FLOE_REGISTRY_USERNAME"
 PASSWORD_VARIABLE = "FLOE_REGISTRY_PASSWORD"
+HOST_VARIABLE = "FLOE_REGISTRY_HOST"  # HOST[:PORT] the two variables are for
 HELM_CREDENTIALS_FILE = Path("~/.config/helm/registry/config.json")
 # A registry that went away for a moment (a restart, a 503 from its proxy) is retried this long.
 REGISTRY_DEADLINE_SECONDS = 60.0
@@ -64,24 +66,41 @@ class RegistrySettings:
     ca_file: Path | None = None
     credentials_file: Path | None = None
     plain_http: bool = False
+    # Every registry (HOST[:PORT]) the configuration's charts name.
+    registries: tuple[str, ...] = ()
 
 
-def split_ref(ref: str) -> tuple[str, str]:
-    """``oci://HOST[:PORT]/PATH`` as (host, path)."""
-    host, _, path = ref.removeprefix("oci://").partition("/")
-    return host, path
-
-
-def credentials_for(host: str, settings: RegistrySettings) -> tuple[str, str] | None:
-    """The username and password for ``host``: the environment's, else the credentials
-    file's entry for it (Docker's format: ``auths.HOST.auth``, base64 of user:password)."""
+def _variables_for(host: str, settings: RegistrySettings) -> tuple[str, str] | None:
+    """The environment's username and password, if they are for ``host``: the registry
+    FLOE_REGISTRY_HOST names, or without it the only one the configuration names (a second
+    registry must not be handed the first one's password)."""
     username, password = os.environ.get(USERNAME_VARIABLE), os.environ.get(PASSWORD_VARIABLE)
-    if username and password:
-        return username, password
     if bool(username) != bool(password):
         raise ConfigError(
             f"set both {USERNAME_VARIABLE} and {PASSWORD_VARIABLE} (one of them is empty)"
         )
+    if not (username and password):
+        return None
+    scope = os.environ.get(HOST_VARIABLE)
+    if scope:
+        return (username, password) if scope == host else None
+    hosts = sorted({host, *settings.registries})
+    if len(hosts) > 1:
+        raise ConfigError(
+            f"{USERNAME_VARIABLE} and {PASSWORD_VARIABLE} would go to each registry the "
+            f"configuration names ({', '.join(hosts)}): set {HOST_VARIABLE} to the one they are "
+            "for (the others' credentials then come from the credentials file)"
+        )
+    return username, password
+
+
+def credentials_for(host: str, settings: RegistrySettings) -> tuple[str, str] | None:
+    """The username and password for ``host``: the environment's when they are for it, else
+    the credentials file's entry for it (Docker's format: ``auths.HOST.auth``, base64 of
+    user:password)."""
+    variables = _variables_for(host, settings)
+    if variables:
+        return variables
     path = (settings.credentials_file or HELM_CREDENTIALS_FILE).expanduser()
     try:
         document = json.loads(path.read_text())

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from floe_deploy_assets.helm.charts import ChartPathError, read_chart_metadata
+from floe_deploy_assets.helm.charts import CHARTS, ChartPathError, read_chart_metadata
 from floe_deploy_assets.models.config import ChartKind, ChartSource, DeploymentConfig
 
 if TYPE_CHECKING:
@@ -32,6 +32,12 @@ CACHE_VARIABLE = "FLOE_CHART_CACHE"
 class ChartVerificationError(ChartPathError):
     """A chart from a registry is not what its provenance says, or is not signed by a trusted
     key, or not the chart the configuration names."""
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``oci://HOST[:PORT]/PATH`` as (host, path)."""
+    host, _, path = ref.removeprefix("oci://").partition("/")
+    return host, path
 
 
 def oci_tag(version: str) -> str:
@@ -73,7 +79,7 @@ def _pulled_chart(
     if entry is None or not entry.is_dir():
         # Only now the registry client (Helm's native library, Go's TLS): a pinned chart in
         # the cache needs neither.
-        from floe_deploy_assets.helm.registry import registry_client, resolve_digest, split_ref
+        from floe_deploy_assets.helm.registry import registry_client, resolve_digest
 
         with registry_client(split_ref(ref)[0], _registry_settings(config)) as client:
             # Pinned: that manifest, wherever the version's tag points now.
@@ -97,12 +103,14 @@ def _registry_settings(config: DeploymentConfig) -> RegistrySettings:
     from floe_deploy_assets.helm.registry import RegistrySettings
 
     access = config.registry
+    refs = [config.chart_source(chart).ref for chart in CHARTS]
     return RegistrySettings(
         ca_file=config.resolve(access.ca_file) if access.ca_file else None,
         credentials_file=config.resolve(access.credentials_file)
         if access.credentials_file
         else None,
         plain_http=access.plain_http,
+        registries=tuple(sorted({split_ref(ref)[0] for ref in refs if ref})),
     )
 
 

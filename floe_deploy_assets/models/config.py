@@ -229,7 +229,8 @@ class GitOpsSettings(FloeModel):
 class RegistryAccess(FloeModel):
     """How charts named by ``oci://`` references are pulled. Credentials are not held here:
     ``credentialsFile`` (default: Helm's own, which ``helm registry login`` writes) or the
-    environment's FLOE_REGISTRY_USERNAME and FLOE_REGISTRY_PASSWORD give them."""
+    environment's FLOE_REGISTRY_USERNAME and FLOE_REGISTRY_PASSWORD give them (for the
+    registry FLOE_REGISTRY_HOST names, when the charts name several)."""
 
     ca_file: Path | None = Field(
         default=None,

@@ -15,6 +15,7 @@ from floe_deploy_assets.models.products import single_product
 from floe_deploy_assets.values.chart_values import JobsValues, PlatformValues
 from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
+from tests.support.charts import example_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "upstream-compiled-artifacts"
@@ -273,14 +274,13 @@ def test_cli_prints_values_and_provenance(capsys: pytest.CaptureFixture[str]):
     assert '/global/namespace  "floe-prod"  # environment:prod' in lines
 
 
-def config_with_overrides(folder: Path, overrides: str) -> Path:
-    """The repository's configuration, its paths made absolute, with these overrides (YAML
-    lines below ``overrides:``) added, written in ``folder``."""
-    config = (ROOT / "floe-deploy.yaml").read_text()
-    for relative in ("examples/compiled-artifacts.json", "charts/floe-", "examples/customer_360"):
-        config = config.replace(relative, f"{ROOT}/{relative}")
+def config_with_overrides(folder: Path, overrides: dict) -> Path:
+    """The example configuration (paths made absolute) with these overrides, written in
+    ``folder``."""
+    config = example_config()
+    config["overrides"] = overrides
     path = folder / "floe-deploy.yaml"
-    path.write_text(config.replace("overrides:\n", f"overrides:\n{overrides}", 1))
+    path.write_text(yaml.safe_dump(config))
     return path
 
 
@@ -289,7 +289,7 @@ def test_cli_prints_a_deleted_chart_default_as_null_as_helm_must_get_it(
 ):
     # Helm merges values over the chart defaults again: a default an override deletes comes
     # back unless the printed values say null, as deploy's do.
-    path = config_with_overrides(tmp_path, "  dev:\n    jobs: {global: {production: null}}\n")
+    path = config_with_overrides(tmp_path, {"dev": {"jobs": {"global": {"production": None}}}})
     code = main(["values", "--config", str(path), "--env", "dev", "--chart", "jobs"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -322,7 +322,7 @@ def test_cli_bad_input_is_one_clear_message(tmp_path: Path, capsys: pytest.Captu
 def test_cli_failing_values_exit_1_with_findings_and_no_values(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
-    overrides = f"  dev:\n    platform:\n      polaris: {{config: {{password: {LEAKED}}}}}\n"
+    overrides = {"dev": {"platform": {"polaris": {"config": {"password": LEAKED}}}}}
     path = config_with_overrides(tmp_path, overrides)
 
     code = main(["values", "--config", str(path), "--env", "dev", "--chart", "platform"])

@@ -5,13 +5,17 @@ tests/cluster/test_chart_registry.py."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
+import yaml
 
+from floe_deploy_assets.cli import main
 from floe_deploy_assets.helm import registry
 from floe_deploy_assets.helm.registry import (
+    HOST_VARIABLE,
     PASSWORD_VARIABLE,
     USERNAME_VARIABLE,
     RegistryError,
@@ -20,6 +24,7 @@ from floe_deploy_assets.helm.registry import (
     registry_client,
 )
 from floe_deploy_assets.models.config import ConfigError
+from tests.support.charts import example_config
 from tests.support.dagster_processes import free_port
 
 HOST = "registry.example.com:5000"
@@ -30,6 +35,7 @@ SECRET = "pw-3c9d1e"  # made up
 def no_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(USERNAME_VARIABLE, raising=False)
     monkeypatch.delenv(PASSWORD_VARIABLE, raising=False)
+    monkeypatch.delenv(HOST_VARIABLE, raising=False)
 
 
 def _file(tmp_path: Path, auths: dict[str, object]) -> RegistrySettings:
@@ -49,6 +55,45 @@ def test_the_variables_come_first_then_the_files_entry_for_the_host(
     monkeypatch.setenv(USERNAME_VARIABLE, "ci")
     monkeypatch.setenv(PASSWORD_VARIABLE, SECRET)
     assert credentials_for(HOST, settings) == ("ci", SECRET)
+
+
+def test_the_variables_go_to_one_registry_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    other = "mirror.example.com"
+    auth = base64.b64encode(b"reader:mirror-pw").decode()
+    settings = _file(tmp_path, {other: {"auth": auth}})
+    monkeypatch.setenv(USERNAME_VARIABLE, "ci")
+    monkeypatch.setenv(PASSWORD_VARIABLE, SECRET)
+    one = dataclasses.replace(settings, registries=(HOST,))
+    assert credentials_for(HOST, one) == ("ci", SECRET)  # the configuration's only registry
+    # A configuration naming two registries: the variables are not sent to either unasked.
+    two = dataclasses.replace(settings, registries=(HOST, other))
+    for host in (HOST, other):
+        with pytest.raises(ConfigError, match=f"set {HOST_VARIABLE} to the one") as raised:
+            credentials_for(host, two)
+        assert f"({other}, {HOST})" in str(raised.value) and SECRET not in str(raised.value)
+    # Scoped: that registry gets them; the other its own entry in the credentials file.
+    monkeypatch.setenv(HOST_VARIABLE, HOST)
+    assert credentials_for(HOST, two) == ("ci", SECRET)
+    assert credentials_for(other, two) == ("reader", "mirror-pw")
+    assert credentials_for("third.example.com", two) is None  # anonymous
+
+
+def test_a_configuration_with_two_registries_refuses_the_variables_before_any_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    config = example_config()
+    for chart, host in (("platform", "platform.registry.invalid"), ("jobs", HOST)):
+        config["charts"][chart].pop("path")
+        config["charts"][chart] |= {"ref": f"oci://{host}/floe/floe-{chart}", "version": "0.1.0"}
+    path = tmp_path / "two-registries.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv(USERNAME_VARIABLE, "ci")
+    monkeypatch.setenv(PASSWORD_VARIABLE, SECRET)
+    code = main(["values", "--config", str(path), "--env", "dev", "--chart", "jobs"])
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert f"(platform.registry.invalid, {HOST})" in error and HOST_VARIABLE in error
+    assert SECRET not in error
 
 
 @pytest.mark.parametrize(
