@@ -72,7 +72,7 @@ def _instance() -> dg.DagsterInstance:
 
 def _materialized(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
     return {
-        event.asset_key.to_user_string(): {
+        event.materialization.asset_key.to_user_string(): {
             key: value.value for key, value in event.materialization.metadata.items()
         }
         for event in result.get_asset_materialization_events()
@@ -126,7 +126,7 @@ def _print_models(models: dg.ExecuteInProcessResult) -> None:
         mark = "passed" if check.passed else f"FAILED ({check.severity.value})"
         print(f"  dbt test {check.asset_key.path[-1]}:{check.check_name} {mark}")
     started = os.environ.get("FLOE_DEMO_STARTED")
-    ends = [m["end_time"] for m in materialized.values() if "end_time" in m]
+    ends = [end for m in materialized.values() if isinstance(end := m.get("end_time"), float)]
     if started and ends:
         print(f"the first model succeeded {min(ends) - float(started):.0f} s after the demo began")
 

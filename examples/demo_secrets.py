@@ -17,10 +17,9 @@ from pathlib import Path
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from floe_deploy_assets.helm.inputs import release_generators
 from floe_deploy_assets.models.config import load_deployment_config
 from floe_deploy_assets.models.products import load_products
-from floe_deploy_assets.values.charts import ChartFiles
-from floe_deploy_assets.values.generator import HelmValuesGenerator
 
 # Keys that must hold another Secret's value: the example product's dbt profile connects to the
 # platform's PostgreSQL as its superuser, so its password is the platform's.
@@ -53,16 +52,9 @@ def main() -> None:
     except ApiException as exc:
         if exc.status != 409:
             raise
-    for chart in ("platform", "jobs"):
-        files = ChartFiles.for_chart(deployment, chart)
-        generator = HelmValuesGenerator(
-            products if chart == "platform" else products[:1],
-            args.env,
-            files.defaults(),
-            config=deployment,
-            chart=chart,
-            schema=files.schema(),
-        )
+    # Every release deploy would install (the platform, each product's jobs), from the
+    # generators deploy itself uses: what they require is what deploy checks for.
+    for generator in release_generators(deployment, products, args.env):
         for required in generator.required_secrets:
             _provide(core, namespace, required.name, required.keys)
 

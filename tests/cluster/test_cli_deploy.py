@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from floe_deploy_assets.cli import main
+from floe_deploy_assets.helm.inputs import release_generators
+from floe_deploy_assets.kube.secrets import missing_secrets
+from floe_deploy_assets.models.config import load_deployment_config
+from floe_deploy_assets.models.products import load_products
 from tests.conftest import KubeCluster
+from tests.support.charts import ROOT
 from tests.support.deployment import create_operator_secrets, write_config
 
 pytestmark = pytest.mark.cluster
@@ -150,3 +158,24 @@ def test_a_preset_too_large_for_every_node_fails_naming_the_component_and_the_sc
         "available: 2 Insufficient cpu." in out
     )
     assert "jobs:" not in out  # nothing deployed after the platform failed
+
+
+def test_the_demo_provides_every_secret_deploy_requires(
+    kube_cluster: KubeCluster, namespace: str, tmp_path: Path
+):
+    # `make demo` creates the Secrets with examples/demo_secrets.py before it deploys: they
+    # must be the ones deploy checks for, for every release it installs.
+    config = _config(tmp_path, kube_cluster, namespace)
+    deployment = load_deployment_config(config)
+    generators = release_generators(deployment, load_products(deployment), "dev")
+    required = [secret for generator in generators for secret in generator.required_secrets]
+    assert required and missing_secrets(kube_cluster.core, namespace, required)
+    command = [sys.executable, str(ROOT / "examples/demo_secrets.py"), "--env", "dev"]
+    environment = {**os.environ, "KUBECONFIG": str(kube_cluster.kubeconfig)}
+    for _ in range(2):  # the second run finds them all and keeps their values
+        result = subprocess.run(
+            [*command, "--config", config], env=environment, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+    assert "left as it is" in result.stdout and "created" not in result.stdout
+    assert missing_secrets(kube_cluster.core, namespace, required) == []
