@@ -40,13 +40,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 import helm_python
 from kubernetes import client
 from kubernetes import config as kube_config
 
 from floe_deploy_assets.health.rules import workload_health
+from floe_deploy_assets.helm.charts import CHARTS
 from floe_deploy_assets.helm.deploy import deploy
 from floe_deploy_assets.helm.engine import ReleaseRef, SdkHelmEngine
 from floe_deploy_assets.helm.inputs import values_generator
@@ -64,7 +65,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = load_deployment_config(ROOT / "floe-deploy.yaml")
 BENCH_LABEL = "floe.dev/benchmark"
 STAGES = ("created", "scheduled", "running", "ready")
-CHART_KINDS: tuple[ChartKind, ...] = get_args(ChartKind)
 T = TypeVar("T")
 
 
@@ -732,13 +732,13 @@ def bench_health(
 
 
 def chart_kinds(text: str, parser: argparse.ArgumentParser) -> list[ChartKind]:
-    """The charts of ``--charts`` (comma-separated), each one of ``CHART_KINDS``."""
+    """The charts of ``--charts`` (comma-separated), each one of ``CHARTS``."""
     charts: list[ChartKind] = []
     for name in (c.strip() for c in text.split(",")):
-        if name in CHART_KINDS:
+        if name in CHARTS:
             charts.append(name)
         elif name:
-            parser.error(f"--charts: unknown chart {name!r}; charts: {', '.join(CHART_KINDS)}")
+            parser.error(f"--charts: unknown chart {name!r}; charts: {', '.join(CHARTS)}")
     return charts
 
 

@@ -12,7 +12,8 @@ import resource
 import time
 from pathlib import Path
 
-from floe_deploy_assets.models.config import ChartKind, DeploymentConfig
+from floe_deploy_assets.helm.charts import CHARTS
+from floe_deploy_assets.models.config import DeploymentConfig
 from floe_deploy_assets.models.products import load_products
 from floe_deploy_assets.values.charts import ChartFiles
 from floe_deploy_assets.values.generator import HelmValuesGenerator
@@ -20,7 +21,6 @@ from floe_deploy_assets.values.generator import HelmValuesGenerator
 ROOT = Path(__file__).resolve().parents[1]
 ANCHOR_MS_PER_ENVIRONMENT = 20.0
 TIERS = ("small", "medium", "large")
-CHARTS: tuple[ChartKind, ...] = ("platform", "jobs")
 
 
 def config_with(environments: int) -> DeploymentConfig:

@@ -44,9 +44,12 @@ def publish_command(args: argparse.Namespace) -> None:
     for archive in archives:
         if not archive.is_file() or not archive.name.endswith(".tgz"):
             raise ConfigError(f"{archive}: not a chart archive (.tgz) file")
-    settings = RegistrySettings(ca_file=args.ca_file, plain_http=args.plain_http)
+    host = split_ref(remote)[0]
+    settings = RegistrySettings(
+        ca_file=args.ca_file, plain_http=args.plain_http, registries=(host,)
+    )
     published = []
-    with registry_client(split_ref(remote)[0], settings) as client:
+    with registry_client(host, settings) as client:
         for archive in archives:
             chart = push_chart(client, archive, remote)
             signed = " with its provenance" if Path(f"{archive}.prov").is_file() else " unsigned"

@@ -34,7 +34,7 @@ import helm_python
 from helm_python import _native
 from helm_python.registry import RegistryClient
 
-from floe_deploy_assets.helm.sources import oci_tag
+from floe_deploy_assets.helm.sources import oci_tag, split_ref
 from floe_deploy_assets.helm.transient import is_transient
 from floe_deploy_assets.models.config import ConfigError
 
@@ -66,7 +66,7 @@ class RegistrySettings:
     ca_file: Path | None = None
     credentials_file: Path | None = None
     plain_http: bool = False
-    # Every registry (HOST[:PORT]) the configuration's charts name.
+    # Every registry (HOST[:PORT]) in use: the configuration's charts', or publish's own.
     registries: tuple[str, ...] = ()
 
 
@@ -81,10 +81,17 @@ def _variables_for(host: str, settings: RegistrySettings) -> tuple[str, str] | N
         )
     if not (username and password):
         return None
-    scope = os.environ.get(HOST_VARIABLE)
-    if scope:
-        return (username, password) if scope == host else None
     hosts = sorted({host, *settings.registries})
+    scope = os.environ.get(HOST_VARIABLE, "").strip()
+    if scope:
+        # As a reference or a bare HOST[:PORT]; host names are not case-sensitive.
+        named = split_ref(scope)[0].lower()
+        if named not in (h.lower() for h in hosts):
+            raise ConfigError(
+                f"{HOST_VARIABLE}={scope} names none of the registries in use ("
+                f"{', '.join(hosts)}): set it to the HOST[:PORT] the credentials are for"
+            )
+        return (username, password) if named == host.lower() else None
     if len(hosts) > 1:
         raise ConfigError(
             f"{USERNAME_VARIABLE} and {PASSWORD_VARIABLE} would go to each registry the "
@@ -164,8 +171,8 @@ def registry_client(host: str, settings: RegistrySettings) -> Iterator[RegistryC
     if settings.ca_file is not None and credentials is None:
         raise ConfigError(
             f"registry {host}: a CA file is given but no credentials; Helm's registry client "
-            f"takes the CA with a login: set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE} or "
-            "run helm registry login"
+            f"takes the CA with a login: set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE} (and "
+            f"{HOST_VARIABLE} to {host} if it is set) or run helm registry login"
         )
     with tempfile.TemporaryDirectory(prefix="floe-registry-") as private:
         client = RegistryClient(

@@ -230,7 +230,7 @@ class RegistryAccess(FloeModel):
     """How charts named by ``oci://`` references are pulled. Credentials are not held here:
     ``credentialsFile`` (default: Helm's own, which ``helm registry login`` writes) or the
     environment's FLOE_REGISTRY_USERNAME and FLOE_REGISTRY_PASSWORD give them (for the
-    registry FLOE_REGISTRY_HOST names, when the charts name several)."""
+    registry FLOE_REGISTRY_HOST names; without it, only when the charts name one registry)."""
 
     ca_file: Path | None = Field(
         default=None,

@@ -383,7 +383,7 @@ def _embedded_rule(leaf: _Leaf, depth: int) -> tuple[str, str] | None:
     try:
         parsed = yaml.load_all(value, Loader=_SAFE_LOADER)
         documents = [d for d in parsed if isinstance(d, Mapping | list)]
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # deep nesting: without libyaml, PyYAML recurses
         documents = []
     for index, document in enumerate(documents):
         # At most 10k leaves: aliases can make a short document enormous.

@@ -221,6 +221,6 @@ def test_printed_values_are_the_generated_values_with_multiline_strings_as_block
         config=Path(CONFIG), artifacts=None, env="dev", chart=chart, product=None
     )
     assert code == 0
-    assert yaml.safe_load(output) == validated_generator(arguments).generate()
+    assert yaml.safe_load(output) == validated_generator(arguments).helm_values()
     if chart == "jobs":
         assert re.search(r"\n    inline: \|\n      customer_360:\n", output), output

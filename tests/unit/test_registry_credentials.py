@@ -71,11 +71,18 @@ def test_the_variables_go_to_one_registry_only(tmp_path: Path, monkeypatch: pyte
         with pytest.raises(ConfigError, match=f"set {HOST_VARIABLE} to the one") as raised:
             credentials_for(host, two)
         assert f"({other}, {HOST})" in str(raised.value) and SECRET not in str(raised.value)
-    # Scoped: that registry gets them; the other its own entry in the credentials file.
-    monkeypatch.setenv(HOST_VARIABLE, HOST)
-    assert credentials_for(HOST, two) == ("ci", SECRET)
-    assert credentials_for(other, two) == ("reader", "mirror-pw")
-    assert credentials_for("third.example.com", two) is None  # anonymous
+    # Scoped: that registry gets them; the other its own entry in the credentials file. The
+    # variable may be a reference, in any case.
+    for scope in (HOST, f"oci://{HOST.upper()}/floe/charts"):
+        monkeypatch.setenv(HOST_VARIABLE, scope)
+        assert credentials_for(HOST, two) == ("ci", SECRET)
+        assert credentials_for(other, two) == ("reader", "mirror-pw")
+    # Naming no registry in use (a typo, another port, a leftover): refused, not ignored.
+    for scope in ("registry.example.com", "registry.example.com:443", "third.example.com"):
+        monkeypatch.setenv(HOST_VARIABLE, scope)
+        with pytest.raises(ConfigError, match=f"{HOST_VARIABLE}={scope} names none") as raised:
+            credentials_for(HOST, two)
+        assert f"({other}, {HOST})" in str(raised.value) and SECRET not in str(raised.value)
 
 
 def test_a_configuration_with_two_registries_refuses_the_variables_before_any_call(
@@ -93,6 +100,20 @@ def test_a_configuration_with_two_registries_refuses_the_variables_before_any_ca
     error = capsys.readouterr().err
     assert code == 2, error
     assert f"(platform.registry.invalid, {HOST})" in error and HOST_VARIABLE in error
+    assert SECRET not in error
+
+
+def test_publish_refuses_variables_scoped_to_another_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    archive = tmp_path / "floe-jobs-0.1.0.tgz"
+    archive.write_bytes(b"not read: refused before any call")
+    monkeypatch.setenv(USERNAME_VARIABLE, "ci")
+    monkeypatch.setenv(PASSWORD_VARIABLE, SECRET)
+    monkeypatch.setenv(HOST_VARIABLE, "ci-deploys.example.com")  # left from another job
+    assert main(["publish", f"oci://{HOST}/floe", str(archive)]) == 2
+    error = capsys.readouterr().err
+    assert f"{HOST_VARIABLE}=ci-deploys.example.com names none" in error and HOST in error
     assert SECRET not in error
 
 
