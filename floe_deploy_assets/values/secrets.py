@@ -69,6 +69,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
+from floe_deploy_assets.values.charts import SAFE_LOADER
 from floe_deploy_assets.values.layers import pointer_token
 
 
@@ -161,9 +162,6 @@ PGPASS_LINE = re.compile(
 )
 EMBEDDED_MAX_CHARS = 262_144  # larger strings are not parsed as documents (shapes still apply)
 EMBEDDED_MAX_DEPTH = 2  # a document inside a document inside a value
-# libyaml's parser when PyYAML has it: several times faster, and its nesting limit is a
-# YAMLError where PyYAML's own parser would recurse.
-_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A lone word under an Authorization key is a mode ("none", "oauth2"), not a credential.
 MODE_WORD = re.compile(r"(?=.{1,20}$)[A-Za-z]+(-[A-Za-z]+)*[0-9]?")
 SAFE_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}|[0-9]{1,6}")
@@ -381,7 +379,7 @@ def _embedded_rule(leaf: _Leaf, depth: int) -> tuple[str, str] | None:
     if "\n" not in value.strip() and value.lstrip()[:1] not in ("{", "["):
         return None
     try:
-        parsed = yaml.load_all(value, Loader=_SAFE_LOADER)
+        parsed = yaml.load_all(value, Loader=SAFE_LOADER)  # libyaml's, when there
         documents = [d for d in parsed if isinstance(d, Mapping | list)]
     except (yaml.YAMLError, RecursionError):  # deep nesting: without libyaml, PyYAML recurses
         documents = []
