@@ -3,7 +3,8 @@
 Every wait has a deadline and a reason: a pod that cannot be scheduled fails at the schedule
 deadline, one whose image cannot be pulled fails at once, one that does not start fails at the
 start deadline, and a Job whose own ``activeDeadlineSeconds`` the cluster does not enforce fails
-``finish_grace`` seconds after it. A Job the runner fails itself is deleted (its pod with it);
+``finish_grace`` seconds after it (once a read of the Job shows no end: a watch event can be
+late). A Job the runner fails itself is deleted (its pod with it);
 the others are left to their ``ttlSecondsAfterFinished``, so their logs stay readable.
 
 Re-running a model in the same run adopts its Job (create answers 409 AlreadyExists) instead of
@@ -108,6 +109,12 @@ class _Active:
     job: DataProductJob
     created: float  # monotonic, when the create was sent
     active_deadline: float
+    # Monotonic, when the runner first saw the Job's startTime: activeDeadlineSeconds counts
+    # from there, and a busy Job controller sets it late.
+    started: float | None = None
+    # The last state of the Job the watch showed before the create answered (and when it was
+    # seen): a Job can end before its create's answer reaches the runner.
+    early: tuple[V1Job, float | None] | None = None
     created_at: float = field(default_factory=time.time)
     created_confirmed: bool = False
     adopted: bool = False
@@ -321,6 +328,12 @@ class JobRunner:
         active.created_confirmed, active.adopted = True, created.adopted
         if created.adopted and created.job is not None:
             self._on_job(state, created.job, deleted=False, seen_at=None)
+        if active.early is not None:
+            # Conditions of a Job only ever get added: whichever of the two states is newer,
+            # applying both leaves what the newer one says.
+            early, seen_at = active.early
+            active.early = None
+            self._on_job(state, early, deleted=False, seen_at=seen_at)
 
     def _on_sync(self, state: _RunState, observed: Observed) -> None:
         listed = {obj.metadata.name for obj in observed.object}
@@ -333,27 +346,41 @@ class JobRunner:
             return
         # A relist after a 410 carries no DELETED events: check Jobs that vanished.
         for name, active in list(state.active.items()):
-            if active.created_confirmed and name not in listed and not self._job_exists(name):
+            if active.created_confirmed and name not in listed and self._read_job(name) is None:
                 self._finish(state, active, "JobDeleted", self._deleted_message(name))
 
-    def _job_exists(self, name: str) -> bool:
+    def _read_job(self, name: str) -> V1Job | None:
+        """The Job as the API server has it now (the watch may lag); None once it is gone."""
         try:
-            discard(self._batch.read_namespaced_job(name, self.namespace, _preload_content=False))
-            return True
+            response = call_with_retry(
+                self._batch.read_namespaced_job,
+                name,
+                self.namespace,
+                _preload_content=False,
+                what=f"reading Job {name} in namespace {self.namespace}",
+            )
         except ApiException as error:
             if error.status == NOT_FOUND:
-                return False
+                return None
             raise
+        return job_from_json(read_json(response))
 
     def _deleted_message(self, name: str) -> str:
         return f"Job {name} in namespace {self.namespace} was deleted before it finished"
 
     def _on_job(self, state: _RunState, job: V1Job, deleted: bool, seen_at: float | None) -> None:
         active = state.active.get(job.metadata.name)
-        if active is None or not active.created_confirmed:
-            # Before our create answers, a Job of this name is one the run already had: the
-            # create's 409 adopts it, with the Job as it is then.
+        if active is None:
             return
+        if not active.created_confirmed:
+            # Kept for when the create answers. A deletion is not: it may be of a Job of this
+            # name the run had before. (Should it be ours, the overdue check's read finds
+            # the Job gone.)
+            if not deleted:
+                active.early = (job, seen_at)
+            return
+        if active.started is None and job.status.start_time is not None:
+            active.started = time.monotonic()
         condition = _terminal_condition(job)
         if condition is None:
             if deleted:
@@ -387,16 +414,12 @@ class JobRunner:
         for active in list(state.active.values()):
             if not active.created_confirmed:
                 continue  # the create's own retry deadline bounds this
-            age = now - active.created
-            if age > active.active_deadline + settings.finish_grace:
-                self._fail_and_delete(
-                    state,
-                    active,
-                    "DeadlineNotEnforced",
-                    f"no end of Job {active.spec.name} {settings.finish_grace:g} s after its "
-                    f"activeDeadlineSeconds ({active.active_deadline:g} s)",
-                )
+            if now - (active.started or active.created) > active.active_deadline + (
+                settings.finish_grace
+            ):
+                self._on_overdue(state, active)
                 continue
+            age = now - active.created
             if active.phase is not JobPhase.PENDING:
                 continue
             hold = (
@@ -418,6 +441,25 @@ class JobRunner:
                     f"the pod of Job {active.spec.name} was not {waiting_for} within "
                     f"{deadline:g} s: {hold.reason}: {hold.message}",
                 )
+
+    def _on_overdue(self, state: _RunState, active: _Active) -> None:
+        """The Job has not ended ``finish_grace`` seconds after its activeDeadlineSeconds. Its
+        own verdict comes first (the watch event of it may be late); without one the runner
+        fails and deletes it."""
+        name = active.spec.name
+        job = self._read_job(name)
+        if job is None:
+            self._finish(state, active, "JobDeleted", self._deleted_message(name))
+        elif _terminal_condition(job) is not None:
+            self._on_job(state, job, deleted=False, seen_at=None)
+        else:
+            self._fail_and_delete(
+                state,
+                active,
+                "DeadlineNotEnforced",
+                f"no end of Job {name} {self.settings.finish_grace:g} s after its "
+                f"activeDeadlineSeconds ({active.active_deadline:g} s)",
+            )
 
     # --- endings --------------------------------------------------------------------------
     def _succeed(self, state: _RunState, active: _Active, job: V1Job, delay: float | None) -> None:
@@ -524,8 +566,12 @@ class JobRunner:
     # --- reading the pod ------------------------------------------------------------------
     def _latest_pod(self, active: _Active) -> V1Pod | None:
         """The Job's pod as it is now (the pod watch may lag the Job watch by an event)."""
-        response = self._core.list_namespaced_pod(
-            self.namespace, label_selector=f"job-name={active.spec.name}", _preload_content=False
+        response = call_with_retry(
+            self._core.list_namespaced_pod,
+            self.namespace,
+            label_selector=f"job-name={active.spec.name}",
+            _preload_content=False,
+            what=f"listing the pods of Job {active.spec.name} in namespace {self.namespace}",
         )
         listed = [pod_from_json(item) for item in read_json(response).get("items") or []]
         if not listed:
@@ -537,12 +583,14 @@ class JobRunner:
         if pods.started_at(pod) is None:
             return None
         try:
-            response = self._core.read_namespaced_pod_log(
+            response = call_with_retry(
+                self._core.read_namespaced_pod_log,
                 pod.metadata.name,
                 self.namespace,
                 container=pods.DBT_CONTAINER,
                 tail_lines=self.settings.log_lines,
                 _preload_content=False,
+                what=f"reading the log of pod {pod.metadata.name} in namespace {self.namespace}",
             )
         except ApiException as error:
             if error.status in (400, NOT_FOUND):  # the pod or its container is gone

@@ -11,18 +11,20 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import helm_python
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 
 from floe_deploy_assets.jobs.plan import Outcome
 from floe_deploy_assets.jobs.runner import JobRunner, RunnerSettings
 from floe_deploy_assets.jobs.spec import RUN_LABEL, JobTemplate, with_job_settings
 from tests.conftest import KubeCluster
 from tests.support.charts import CONFIG, generated_values, install_jobs_release
+from tests.support.faultproxy import Fault, FaultProxy
 from tests.support.waits import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -219,3 +221,90 @@ def test_a_run_stopped_early_deletes_its_jobs(kube_cluster: KubeCluster, release
         timeout=15,
         reason="the stopped run's Job to be deleted",
     )
+
+
+@pytest.fixture
+def proxy(kube_cluster: KubeCluster) -> Iterator[FaultProxy]:
+    with FaultProxy(kube_cluster.kubeconfig) as running:
+        yield running
+
+
+def _run_through(
+    proxy: FaultProxy,
+    namespace: str,
+    models: Mapping[str, tuple[str, ...]],
+    run_id: str,
+    settings: RunnerSettings = FAST,
+    **template_args: Any,
+):
+    """A run whose every request (creates, watches, reads) goes through ``proxy``."""
+    with _template(namespace, **template_args) as template:
+        api = config.new_client_from_config(str(proxy.kubeconfig))
+        return JobRunner(api, template, settings).run(models, run_id)
+
+
+def test_past_the_grace_the_jobs_own_verdict_is_read_before_the_runner_overrides_it(
+    release: str, proxy: FaultProxy
+):
+    """A Job watch that brings nothing (the proxy holds it) must not turn the Job controller's
+    DeadlineExceeded into the runner's DeadlineNotEnforced: the runner reads the Job first."""
+    proxy.add_rule("GET", r"/jobs$", Fault.delay(120), watch=True)
+    values = with_job_settings(generated_values("jobs"), activeDeadlineSeconds=2)
+
+    report = _run_through(
+        proxy,
+        release,
+        {"too_slow": ()},
+        "lag1",
+        replace(FAST, finish_grace=3),
+        annotations={"too_slow": {SIM + "run-seconds": "60"}},
+        values=values,
+    )
+
+    result = report.result("too_slow")
+    assert (result.phase, result.reason) == ("Failed", "DeadlineExceeded"), result.message
+    assert report.api_calls["GET jobs/{name}"] == 1  # read once, past the deadline and grace
+    assert result.duration < 2 + 3 + 4, result.duration
+
+
+def test_a_blip_reading_a_failed_models_pod_and_log_is_retried_not_the_end_of_the_run(
+    release: str, proxy: FaultProxy
+):
+    """The reads behind a failed model's verdict (its pod, the end of its log) are retried
+    within their deadline, like every other request: a 503 or 500 there is not a failed run."""
+    pods_of_the_job = proxy.add_rule(
+        "GET", r"/pods$", Fault.unavailable(), times=2, watch=False, query="labelSelector=job-name"
+    )
+    log = proxy.add_rule("GET", r"/pods/[^/]+/log$", Fault.server_error(), times=2)
+    failing = {"crashing": {SIM + "exit-code": "3", SIM + "logs": "boom"}}
+
+    report = _run_through(proxy, release, {"crashing": ()}, "blip1", annotations=failing)
+
+    result = report.result("crashing")
+    assert (result.phase, result.reason, result.job.status.exit_code) == ("Failed", "Error", 3)
+    assert result.job.status.logs.strip() == "boom"
+    assert (pods_of_the_job.hits, log.hits) == (2, 2)
+    assert [r.status for r in proxy.requests_matching("GET", r"/pods/[^/]+/log$")] == [
+        500,
+        500,
+        200,
+    ]
+
+
+def test_a_job_that_ends_before_its_create_answers_is_seen_ended(release: str, proxy: FaultProxy):
+    """The Job controller can fail a Job (its pod exited at once) before the answer to the
+    runner's create arrives: the watch's events of it then come first, and must not be lost."""
+    proxy.add_rule("POST", r"/jobs$", Fault.delay_answer(3))
+    values = with_job_settings(generated_values("jobs"), activeDeadlineSeconds=5)
+    failing = {"crashing": {SIM + "exit-code": "3", SIM + "logs": "boom"}}
+
+    report = _run_through(
+        proxy, release, {"crashing": ()}, "early1", annotations=failing, values=values
+    )
+
+    result = report.result("crashing")
+    assert (result.phase, result.reason, result.job.status.exit_code) == ("Failed", "Error", 3)
+    assert not result.adopted
+    # Not at the deadline (5 s) plus the grace (10 s), when the runner would read the Job.
+    assert result.duration < 3 + 3, result.duration
+    assert "GET jobs/{name}" not in report.api_calls

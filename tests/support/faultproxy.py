@@ -85,9 +85,10 @@ def status_body(code: int, message: str, reason: str | None = None) -> dict[str,
 @dataclass(frozen=True)
 class Fault:
     """What the proxy does to a matched request: answer with a status, drop the connection,
-    end a watch with 410 Gone, or delay it (then forward it)."""
+    end a watch with 410 Gone, delay it (then forward it), or forward it at once and delay
+    the answer (the server has acted; the client does not know yet)."""
 
-    kind: str  # "status", "drop", "watch-gone", "delay"
+    kind: str  # "status", "drop", "watch-gone", "delay", "delay-answer"
     code: int = 0
     retry_after: int | None = None
     seconds: float = 0.0
@@ -129,13 +130,17 @@ class Fault:
     def delay(cls, seconds: float) -> Fault:
         return cls("delay", seconds=seconds)
 
+    @classmethod
+    def delay_answer(cls, seconds: float) -> Fault:
+        return cls("delay-answer", seconds=seconds)
+
     def __str__(self) -> str:
         if self.kind == "status":
             return f"status {self.code}" + (
                 f" (Retry-After {self.retry_after})" if self.retry_after is not None else ""
             )
-        if self.kind == "delay":
-            return f"delay {self.seconds:g} s"
+        if self.kind in ("delay", "delay-answer"):
+            return f"{self.kind} {self.seconds:g} s"
         return self.kind
 
 
@@ -260,8 +265,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
                 return
             fault = None
-        if fault is None:
-            self._forward(body, path, query, watch, label)
+        if fault is None or fault.kind == "delay-answer":
+            self._forward(body, path, query, watch, label, fault)
         elif fault.kind == "drop":
             proxy._record(self.command, path, query, watch, None, label)
             self._drop()
@@ -365,7 +370,13 @@ class _Handler(BaseHTTPRequestHandler):
         raise AssertionError("unreachable")
 
     def _forward(
-        self, body: bytes | None, path: str, query: str, watch: bool, label: str | None
+        self,
+        body: bytes | None,
+        path: str,
+        query: str,
+        watch: bool,
+        label: str | None,
+        delay_answer: Fault | None = None,
     ) -> None:
         proxy = self.server.proxy
         try:
@@ -376,6 +387,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             fault = Fault.status(502, f"fault proxy: upstream unreachable: {error}")
             self._answer_status(fault, path, query, watch, "upstream-error")
+            return
+        if delay_answer is not None and proxy._stopping.wait(delay_answer.seconds):
+            self._close_upstream()
+            self._drop()
             return
         self.send_response_only(response.status, response.reason)
         for name, value in response.getheaders():
