@@ -191,6 +191,9 @@ def test_postgres_honours_the_official_images_environment_and_init_scripts(
     query = "SELECT current_user || ' in ' || current_database() || ': ' || note FROM seeded"
     client_job = job_on_the_real_node(
         "psql",
+        # kube-proxy programs the node a moment after the endpoint is ready: wait for the
+        # server through the Service (quietly, bounded) before the one query.
+        "for i in $(seq 60); do pg_isready -q -h db -p 5432 && break; sleep 0.5; done; "
         f'psql -h db -U floe -d dagster -tA -c "{query}"',
         image=POSTGRES_IMAGE,
         securityContext=LOCKED_DOWN,
