@@ -20,6 +20,7 @@ from kubernetes import client, config
 
 from floe_deploy_assets.helm.engine import SdkHelmEngine
 from localcluster import ClusterConfig, cluster
+from tests.support.faultproxy import FaultProxy
 from tests.support.waits import create_namespace_ready_for_pods
 
 TEST_PORT_BASE = int(os.environ.get("FLOE_TEST_PORT_BASE", "16460"))
@@ -57,6 +58,13 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
         )
     finally:
         cluster.down(cluster_config, wipe=True)
+
+
+@pytest.fixture
+def proxy(kube_cluster: KubeCluster) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the session cluster's API server, no rules yet."""
+    with FaultProxy(kube_cluster.kubeconfig) as running:
+        yield running
 
 
 @pytest.fixture

@@ -223,12 +223,6 @@ def test_a_run_stopped_early_deletes_its_jobs(kube_cluster: KubeCluster, release
     )
 
 
-@pytest.fixture
-def proxy(kube_cluster: KubeCluster) -> Iterator[FaultProxy]:
-    with FaultProxy(kube_cluster.kubeconfig) as running:
-        yield running
-
-
 def _run_through(
     proxy: FaultProxy,
     namespace: str,

@@ -45,12 +45,6 @@ RELEASE_RECORD = r"/namespaces/[^/]+/secrets/sh\.helm\.release\.v1\."  # and upd
 APPLY = r"/namespaces/[^/]+/configmaps/floe-jobs-artifacts$"  # one object, server-side applied
 
 
-@pytest.fixture
-def proxy(kube_cluster: KubeCluster) -> Iterator[FaultProxy]:
-    with FaultProxy(kube_cluster.kubeconfig) as running:
-        yield running
-
-
 def proxied_client(proxy: FaultProxy, urllib3_retries: bool = False) -> client.ApiClient:
     """A client through the proxy; by default without urllib3's own (silent) retries, so that
     ``call_with_retry`` is the only layer retrying."""

@@ -46,12 +46,6 @@ QUICK = RelayPolicy(deadline=3.0, retry=RetryPolicy(initial_backoff=0.05, max_ba
 
 
 @pytest.fixture
-def proxy(kube_cluster: KubeCluster) -> Iterator[FaultProxy]:
-    with FaultProxy(kube_cluster.kubeconfig) as running:
-        yield running
-
-
-@pytest.fixture
 def relay(proxy: FaultProxy) -> Iterator[HelmRelay]:
     with HelmRelay(api_client(proxy.kubeconfig, None), QUICK) as running:
         yield running
